@@ -1,0 +1,5 @@
+import sys
+
+from dib.cli.main import main
+
+sys.exit(main())

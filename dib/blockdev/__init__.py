@@ -1,0 +1,7 @@
+"""Block-device layer: DIB's block-device YAML, offline partitioning and mkfs, fstab."""
+from dib.blockdev.config import (BlockDeviceConfig, load_config, preflight,  # noqa: F401
+                                 DEFAULT_CONFIG_YAML)
+from dib.blockdev.disk import (DiskPlan, DiskResult, build_disk, plan_disk,  # noqa: F401
+                               required_tools, sfdisk_script, tree_size)
+from dib.blockdev.fstab import fstab_text, write_fstab  # noqa: F401
+from dib.blockdev.sizes import parse_image_size_gb, parse_size  # noqa: F401

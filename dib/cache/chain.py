@@ -1,0 +1,152 @@
+"""The chain of checkpoints one build walks through, and why each was or wasn't reused."""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+from pathlib import Path
+from typing import Any, Mapping
+
+from dib.cache import keys
+from dib.cache.store import CacheStore, Entry
+
+LOG = logging.getLogger("dib.cache")
+HOOKS_DELTA = "hooks-delta"
+
+
+class Checkpoints:
+    """Keys for each step of a build, lookups and stores. With no store
+    (``--no-cache``) every step is simply rebuilt."""
+
+    def __init__(self, store: CacheStore | None) -> None:
+        self.store = store
+        self.parent: str | None = None
+        self.settings: dict[str, str] = {}
+        self._parents: dict[str, str | None] = {}
+        self._previous_rebuilt: str | None = None
+        self._tainted = False
+
+    def start(self, env: Mapping[str, str], config: Any) -> None:
+        self.settings = keys.settings_inputs(env, image_name=config.image_name)
+        self.packages = " ".join(config.packages)
+
+    def phase_inputs(self, hooks_dir: Path, phase_name: str) -> dict[str, str]:
+        if phase_name == "packages":
+            inputs = dict(self.settings)
+            inputs.update(keys.tree_inputs(hooks_dir / "bin", "bin"))
+            inputs["setting:packages"] = self.packages
+            return inputs
+        return keys.phase_inputs(hooks_dir, f"{phase_name}.d", self.settings)
+
+    def internal_inputs(self, name: str, values: Mapping[str, str]) -> dict[str, str]:
+        return {f"internal:{name}:{k}": v for k, v in values.items()}
+
+    def key(self, step: str, inputs: Mapping[str, str]) -> str:
+        key = keys.key_for(self.parent, step, inputs)
+        self._parents[key] = self.parent
+        self.parent = key
+        return key
+
+    def lookup(self, key: str, hooks_dir: Path) -> Path | None:
+        if self.store is None:
+            return None
+        entry = self.store.use(key)
+        if entry is None:
+            return None
+        _apply_hooks_delta(entry.path / HOOKS_DELTA, hooks_dir)
+        return entry.layer
+
+    def why_rebuilt(self, step: str, inputs: Mapping[str, str]) -> str:
+        if self.store is None:
+            return "the cache is off (--no-cache)"
+        if "uncacheable" in inputs:
+            return keys.describe_change("uncacheable", {}, inputs)
+        if self._previous_rebuilt:
+            return f"an earlier step ({self._previous_rebuilt}) was rebuilt"
+        same_step = [e for e in self.store.entries() if e.meta.get("step") == step]
+        if not same_step:
+            return "no entry for this step yet"
+        latest = max(same_step, key=lambda e: e.last_used)
+        old = latest.meta.get("inputs", {})
+        changed = keys.changed_inputs(old, inputs)
+        if not changed:
+            return "its entry was removed or damaged"
+        shown = [keys.describe_change(n, old, inputs) for n in changed[:3]]
+        more = f" and {len(changed) - 3} more" if len(changed) > 3 else ""
+        return "; ".join(shown) + more
+
+    def rebuilt(self, step: str) -> None:
+        self._previous_rebuilt = self._previous_rebuilt or step
+
+    def store_layer(self, key: str, step: str, inputs: Mapping[str, str], layer: Path,
+                    hooks_before: Mapping[str, str] | None, hooks_dir: Path,
+                    build: str) -> Path | None:
+        if "uncacheable" in inputs:
+            self._tainted = True
+        if self.store is None or self._tainted:
+            # After an uncacheable step every key is new: storing would only fill the disk.
+            return None
+        meta = {"parent": self._parents.get(key), "step": step, "inputs": dict(inputs),
+                "build": build}
+        staging_delta = None
+        if hooks_before is not None:
+            staging_delta = _hooks_delta(hooks_before, hooks_dir, layer.parent / f".delta-{step}")
+        entry = self.store.publish(key, layer, meta, extra=staging_delta)
+        return entry.layer
+
+    def close(self) -> None:
+        if self.store is not None:
+            self.store.close()
+
+
+def snapshot_hooks(hooks_dir: Path) -> dict[str, str]:
+    return keys.tree_inputs(hooks_dir, ".")
+
+
+def _hooks_delta(before: Mapping[str, str], hooks_dir: Path, staging: Path) -> Path | None:
+    """Files a host-side step added or changed in TMP_HOOKS_PATH (extra-data.d
+    does this), so a cache hit can redo its effect there too."""
+    after = snapshot_hooks(hooks_dir)
+    changed = [name for name in after if before.get(name) != after[name]]
+    removed = [name for name in before if name not in after]
+    if not changed and not removed:
+        return None
+    shutil.rmtree(staging, ignore_errors=True)
+    files = staging / "files"
+    files.mkdir(parents=True)
+    for name in changed:
+        rel = os.path.normpath(name)
+        source, target = hooks_dir / rel, files / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if source.is_symlink():
+            os.symlink(os.readlink(source), target)
+        else:
+            shutil.copy2(source, target)
+    (staging / "removed.json").write_text(json.dumps([os.path.normpath(n) for n in removed]))
+    return staging
+
+
+def _apply_hooks_delta(delta: Path, hooks_dir: Path) -> None:
+    if not delta.is_dir():
+        return
+    for name in json.loads((delta / "removed.json").read_text()):
+        (hooks_dir / name).unlink(missing_ok=True)
+    files = delta / "files"
+    for directory, _dirs, names in os.walk(files):
+        for name in names:
+            source = Path(directory) / name
+            target = hooks_dir / source.relative_to(files)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            if target.is_symlink() or target.exists():
+                target.unlink()
+            if source.is_symlink():
+                os.symlink(os.readlink(source), target)
+            else:
+                shutil.copy2(source, target)
+
+
+def entry_summary(entry: Entry) -> dict[str, Any]:
+    return {"key": entry.key, "step": entry.meta.get("step"), "size": entry.size,
+            "created": entry.meta.get("created"), "last_used": entry.last_used,
+            "build": entry.meta.get("build"), "parent": entry.parent}

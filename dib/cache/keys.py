@@ -1,0 +1,126 @@
+"""Cache keys: each step's key is chained from the previous step's key and
+every input that step reads, so a change reruns that step and all after it."""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import uuid
+from pathlib import Path
+from typing import Iterable, Mapping
+
+from dib import __version__
+
+# Variables that never change what a step writes into the tree.
+VOLATILE_VARS = {"DIB_ARGS", "DIB_ENV", "DIB_DEBUG_TRACE", "DIB_RUN_PARTS_EVENTS",
+                 "DIB_LOCKFILES", "DIB_CACHE_DIR", "DIB_NO_CACHE", "DIB_KEEP_WORKSPACE",
+                 "DIB_HOOK_TIMEOUT", "DIB_CHECKSUM", "DIB_IMAGE_SIZE", "DIB_IMAGE_EXTRA_SIZE",
+                 "DIB_IMAGE_CACHE", "DIB_PYTHON_EXEC", "DIB_BLOCK_DEVICE_CONFIG",
+                 "DIB_BLOCK_DEVICE_PARAMS_YAML", "DIB_MIN_TMPFS", "DIB_NO_TMPFS"}
+# Non-DIB_ variables that hooks commonly read.
+TREE_VARS = ("ARCH", "DISTRO_NAME", "DIB_RELEASE", "IMAGE_ELEMENT", "FS_TYPE",
+             "DIB_INIT_SYSTEM", "LANG")
+UNCACHEABLE_MARK = "# dib-cache: never"
+# Host-side phases whose hooks may also change TMP_HOOKS_PATH (extra-data.d
+# adds install-type links there, for instance).
+ROOT_ONLY_DIRS = ("root.d",)
+
+
+def key_for(parent: str | None, step: str, inputs: Mapping[str, str]) -> str:
+    blob = json.dumps({"parent": parent, "step": step, "inputs": dict(inputs),
+                       "version": __version__}, sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def file_digest(path: Path) -> str:
+    if path.is_symlink():
+        return "link:" + os.readlink(path)
+    digest = hashlib.sha256()
+    digest.update(oct(path.stat().st_mode & 0o7777).encode())
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def tree_inputs(root: Path, prefix: str) -> dict[str, str]:
+    """One input per file under ``root``, named by its path."""
+    out: dict[str, str] = {}
+    if not root.exists():
+        return out
+    if root.is_file():
+        return {prefix: file_digest(root)}
+    for directory, dirs, files in os.walk(root):
+        dirs.sort()
+        for name in sorted(files + [d for d in dirs if os.path.islink(os.path.join(directory, d))]):
+            path = Path(directory) / name
+            out[f"{prefix}/{path.relative_to(root)}"] = file_digest(path)
+    return out
+
+
+def settings_inputs(env: Mapping[str, str], *, image_name: str,
+                    packages: Iterable[str] = ()) -> dict[str, str]:
+    out = {f"env:{k}": v for k, v in env.items()
+           if k.startswith("DIB_") and k not in VOLATILE_VARS}
+    out.update({f"env:{k}": env[k] for k in TREE_VARS if k in env})
+    out["setting:image-name"] = os.path.basename(image_name)
+    return out
+
+
+def uncacheable_hooks(directory: Path) -> list[str]:
+    """Hooks that declare ``# dib-cache: never`` in their first lines."""
+    found = []
+    if not directory.is_dir():
+        return found
+    for path in sorted(directory.iterdir()):
+        if not path.is_file():
+            continue
+        try:
+            with open(path, "rb") as handle:
+                head = handle.read(4096).decode(errors="replace")
+        except OSError:
+            continue
+        if any(line.strip() == UNCACHEABLE_MARK for line in head.splitlines()):
+            found.append(path.name)
+    return found
+
+
+def phase_inputs(hooks_dir: Path, phase_dir: str, settings: Mapping[str, str]
+                 ) -> dict[str, str]:
+    """What a phase reads: its own hooks, environment.d, the helpers, and for
+    every phase after root.d the elements' data (static/, pkg-map, ...)."""
+    inputs = dict(settings)
+    inputs.update(tree_inputs(hooks_dir / phase_dir, phase_dir))
+    inputs.update(tree_inputs(hooks_dir / "environment.d", "environment.d"))
+    inputs.update(tree_inputs(hooks_dir / "bin", "bin"))
+    if phase_dir not in ROOT_ONLY_DIRS:
+        for entry in sorted(hooks_dir.iterdir()):
+            if entry.name.endswith(".d") or entry.name == "bin":
+                continue
+            inputs.update(tree_inputs(entry, entry.name))
+    never = uncacheable_hooks(hooks_dir / phase_dir)
+    if never:
+        inputs["uncacheable"] = (f"{phase_dir}/{', '.join(never)} marked "
+                                 f"'{UNCACHEABLE_MARK}'|{uuid.uuid4()}")
+    return inputs
+
+
+def changed_inputs(old: Mapping[str, str], new: Mapping[str, str]) -> list[str]:
+    names = sorted(set(old) | set(new))
+    return [n for n in names if old.get(n) != new.get(n)]
+
+
+def describe_change(name: str, old: Mapping[str, str], new: Mapping[str, str]) -> str:
+    if name == "uncacheable":
+        return new.get(name, "").split("|")[0]
+    if name.startswith("env:"):
+        var = name[4:]
+        return f"variable {var} changed ({old.get(name, '<unset>')!r} → " \
+               f"{new.get(name, '<unset>')!r})"
+    if name.startswith("setting:"):
+        return f"setting {name[8:]} changed"
+    if name not in old:
+        return f"file {name} was added"
+    if name not in new:
+        return f"file {name} was removed"
+    return f"file {name} changed"

@@ -1,0 +1,213 @@
+"""The phase cache on disk: one directory per key, published atomically.
+
+    CACHE/entries/KEY/layer/      the overlay layer a step produced
+    CACHE/entries/KEY/meta.json   parent key, step, inputs, size, digest, creator
+    CACHE/entries/KEY/used        its mtime is the last use; builds hold a
+                                  shared lock on it while the layer is mounted
+    CACHE/tmp/                    staging; a killed store leaves only this behind
+
+An entry appears by one rename, so a reader never sees half of one. Its
+digest (a listing of every file's type, mode, owner, size, mtime and link
+target) is checked on use: an entry that changed on disk is dropped, not
+trusted.
+"""
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import logging
+import os
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+LOG = logging.getLogger("dib.cache")
+FORMAT = 1
+
+
+@dataclass(frozen=True)
+class Entry:
+    key: str
+    path: Path
+    meta: dict[str, Any]
+
+    @property
+    def layer(self) -> Path:
+        return self.path / "layer"
+
+    @property
+    def last_used(self) -> float:
+        try:
+            return (self.path / "used").stat().st_mtime
+        except OSError:
+            return 0.0
+
+    @property
+    def size(self) -> int:
+        return int(self.meta.get("size", 0))
+
+    @property
+    def parent(self) -> str | None:
+        return self.meta.get("parent")
+
+
+def listing_digest(root: Path) -> tuple[str, int]:
+    """A digest of everything ``os.lstat`` says about a tree, and its size in bytes."""
+    digest = hashlib.sha256()
+    total = 0
+    for directory, dirs, files in os.walk(root):
+        dirs.sort()
+        for name in sorted(dirs + files):
+            path = os.path.join(directory, name)
+            st = os.lstat(path)
+            link = os.readlink(path) if os.path.islink(path) else ""
+            rel = os.path.relpath(path, root)
+            digest.update(f"{rel}\0{st.st_mode}\0{st.st_uid}\0{st.st_gid}\0{st.st_size}\0"
+                          f"{st.st_mtime_ns}\0{st.st_rdev}\0{link}\n".encode())
+            total += st.st_blocks * 512
+    return digest.hexdigest(), total
+
+
+class CacheStore:
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+        self.entries_dir = self.root / "entries"
+        self.tmp_dir = self.root / "tmp"
+        self.entries_dir.mkdir(parents=True, exist_ok=True)
+        self.tmp_dir.mkdir(parents=True, exist_ok=True)
+        self._held: list[int] = []
+
+    # -- reading --------------------------------------------------------------
+
+    def get(self, key: str) -> Entry | None:
+        path = self.entries_dir / key
+        try:
+            meta = json.loads((path / "meta.json").read_text())
+        except (OSError, ValueError):
+            return None
+        if meta.get("format") != FORMAT:
+            return None
+        return Entry(key, path, meta)
+
+    def entries(self) -> Iterator[Entry]:
+        for path in sorted(self.entries_dir.iterdir()):
+            entry = self.get(path.name)
+            if entry is not None:
+                yield entry
+
+    def use(self, key: str) -> Entry | None:
+        """The entry for ``key`` if it is intact, locked against pruning until
+        this store is closed; a damaged entry is removed."""
+        entry = self.get(key)
+        if entry is None:
+            return None
+        digest, _size = listing_digest(entry.layer)
+        if digest != entry.meta.get("digest"):
+            LOG.warning("cache entry %s for step %s changed on disk; dropping it", key[:12],
+                        entry.meta.get("step"))
+            self.remove(entry)
+            return None
+        used = entry.path / "used"
+        fd = os.open(used, os.O_RDWR | os.O_CREAT, 0o644)
+        fcntl.flock(fd, fcntl.LOCK_SH)
+        self._held.append(fd)
+        os.utime(used)
+        return entry
+
+    def close(self) -> None:
+        for fd in self._held:
+            os.close(fd)
+        self._held.clear()
+
+    # -- writing --------------------------------------------------------------
+
+    def publish(self, key: str, layer: Path, meta: dict[str, Any],
+                extra: Path | None = None) -> Entry:
+        """Move ``layer`` into the cache under ``key``; returns the entry to use.
+
+        If another build published the same key first, ours is discarded and
+        theirs returned (same key, same inputs: the same tree)."""
+        existing = self.use(key)
+        if existing is not None:
+            return existing
+        staging = Path(os.path.join(self.tmp_dir, f"{key}.{os.getpid()}.{time.time_ns()}"))
+        staging.mkdir()
+        try:
+            _move(layer, staging / "layer")
+            digest, size = listing_digest(staging / "layer")
+            record = dict(meta, format=FORMAT, key=key, digest=digest, size=size,
+                          created=time.time())
+            _write_synced(staging / "meta.json", json.dumps(record, indent=1, sort_keys=True))
+            (staging / "used").touch()
+            if extra is not None:
+                _move(extra, staging / "hooks-delta")
+            try:
+                os.rename(staging, self.entries_dir / key)
+            except OSError:
+                # Someone else won the race; theirs is as good as ours.
+                _move(staging / "layer", layer)
+                shutil.rmtree(staging, ignore_errors=True)
+                winner = self.use(key)
+                if winner is None:
+                    raise
+                return winner
+        except BaseException:
+            if (staging / "layer").exists() and not layer.exists():
+                _move(staging / "layer", layer)
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+        entry = self.use(key)
+        assert entry is not None
+        return entry
+
+    def remove(self, entry: Entry) -> None:
+        doomed = self.tmp_dir / f"removing-{entry.key}.{os.getpid()}"
+        try:
+            os.rename(entry.path, doomed)
+        except OSError:
+            return
+        shutil.rmtree(doomed, ignore_errors=True)
+
+    def in_use(self, entry: Entry) -> bool:
+        try:
+            fd = os.open(entry.path / "used", os.O_RDWR)
+        except OSError:
+            return False
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return False
+        except BlockingIOError:
+            return True
+        finally:
+            os.close(fd)
+
+    def sweep_staging(self, older_than: float = 3600) -> None:
+        """Remove what killed stores left in tmp/."""
+        now = time.time()
+        for path in self.tmp_dir.iterdir():
+            try:
+                age = now - path.lstat().st_mtime
+            except OSError:
+                continue
+            if age > older_than or path.name.startswith("removing-"):
+                shutil.rmtree(path, ignore_errors=True)
+
+
+def _move(source: Path, destination: Path) -> None:
+    try:
+        os.rename(source, destination)
+    except OSError:
+        # Another filesystem: copy everything (xattrs, whiteouts) and remove.
+        from dib import runner
+        runner.run(["cp", "-a", "--", str(source), str(destination)], what="storing a layer")
+        shutil.rmtree(source)
+
+
+def _write_synced(path: Path, text: str) -> None:
+    with open(path, "w") as handle:
+        handle.write(text)
+        handle.flush()
+        os.fsync(handle.fileno())

@@ -1,0 +1,39 @@
+"""What every command shares: logging set-up and turning DibErrors into exit codes."""
+from __future__ import annotations
+
+import logging
+import sys
+from typing import Callable
+
+from dib.errors import DibError
+
+
+def setup_logging(verbosity: int = 0, logfile: str | None = None) -> None:
+    level = logging.DEBUG if verbosity > 0 else logging.INFO
+    root = logging.getLogger()
+    root.handlers.clear()
+    root.setLevel(logging.DEBUG if logfile else level)
+    console = logging.StreamHandler(sys.stderr)
+    console.setLevel(level)
+    console.setFormatter(logging.Formatter("%(asctime)s.%(msecs)03d | %(message)s",
+                                           "%H:%M:%S"))
+    root.addHandler(console)
+    if logfile:
+        handler = logging.FileHandler(logfile)
+        handler.setLevel(logging.DEBUG)
+        handler.setFormatter(logging.Formatter(
+            "%(asctime)s.%(msecs)03d | %(levelname)s %(name)s | %(message)s",
+            "%Y-%m-%d %H:%M:%S"))
+        root.addHandler(handler)
+
+
+def run_command(prog: str, body: Callable[[], int]) -> int:
+    """Run a command body; a user's mistake prints one message, never a traceback."""
+    try:
+        return body()
+    except DibError as exc:
+        print(f"{prog}: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted", file=sys.stderr)
+        return 130

@@ -1,0 +1,159 @@
+"""The settings registry: every build setting is declared here, once.
+
+Each Setting names its CLI flags, its environment variable (DIB's name where
+DIB has one), its key in a YAML manifest, its parser, default and help. The
+CLI parsers, the YAML schema, ``--help`` and ``docs/settings.md`` are all
+generated from this list, so a setting cannot be half-declared.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from dib.config import types
+
+# How a setting is given on the command line.
+VALUE = "value"      # --flag VALUE
+SWITCH = "switch"    # --flag (sets True)
+COUNT = "count"      # -x -x (adds one each time)
+APPEND = "append"    # -p a,b -p c (comma lists, repeatable)
+
+
+@dataclass(frozen=True)
+class Setting:
+    name: str
+    help: str
+    parse: Callable[[str], Any] = str
+    default: Any = None
+    flags: tuple[str, ...] = ()
+    env: str | None = None
+    yaml_key: str | None = None
+    kind: str = VALUE
+    choices: tuple[str, ...] = ()
+    metavar: str | None = None
+    group: str = "build"
+
+    def default_value(self) -> Any:
+        return self.default() if callable(self.default) else self.default
+
+    @property
+    def label(self) -> str:
+        """How to name this setting in an error: its flags, else its variable."""
+        if self.flags:
+            return "/".join(self.flags)
+        return self.env or self.name
+
+
+def _cache_home() -> str:
+    return os.path.join(os.path.expanduser("~"), ".cache")
+
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting("image_name", "Output file name without extension.", types.path,
+            default="image", flags=("-o",), yaml_key="imagename", metavar="NAME"),
+    Setting("image_types", "Comma list of output types (qcow2, raw, vhd, tar, tgz, squashfs, "
+            "docker).", types.comma_list, default=("qcow2",), flags=("-t",),
+            yaml_key="types", kind=VALUE, metavar="TYPES"),
+    Setting("arch", "Target architecture (amd64, arm64, ...); default: the host's.",
+            str, default=None, flags=("-a",), env="ARCH", yaml_key="arch"),
+    Setting("debug_trace", "Trace hooks with set -x; repeat for more detail.",
+            types.non_negative_int, default=0, flags=("-x",), env="DIB_DEBUG_TRACE",
+            yaml_key="debug-trace", kind=COUNT),
+    Setting("uncompressed", "Do not compress qcow2 output.", types.boolean, default=False,
+            flags=("-u",), yaml_key="uncompressed", kind=SWITCH),
+    Setting("clear_env", "Run hooks with a cleared environment (only DIB_* and the "
+            "build's own variables are kept).", types.boolean, default=False,
+            flags=("-c",), yaml_key="clear", kind=SWITCH),
+    Setting("skip_base", "Do not add the 'base' element.", types.boolean, default=False,
+            flags=("-n",), yaml_key="skip-base", kind=SWITCH),
+    Setting("packages", "Extra packages to install after install.d (comma list; "
+            "repeatable).", types.comma_list, default=(), flags=("-p",),
+            yaml_key="packages", kind=APPEND, metavar="PKGS"),
+    Setting("checksum", "Write .md5 and .sha256 files beside each image.",
+            types.checksum_kinds, default=(), flags=("--checksum",), env="DIB_CHECKSUM",
+            yaml_key="checksum", kind=SWITCH),
+    Setting("image_size", "Size of the disk image in GB (fractions allowed); default: "
+            "computed from the tree.", types.positive_float, default=None,
+            flags=("--image-size",), env="DIB_IMAGE_SIZE", yaml_key="image-size",
+            metavar="GB"),
+    Setting("image_extra_size", "Free space to add to the computed image size, in MB.",
+            types.non_negative_int, default=None, flags=("--image-extra-size",),
+            env="DIB_IMAGE_EXTRA_SIZE", yaml_key="image-extra-size", metavar="MB"),
+    Setting("image_cache", "Directory for downloads that elements cache.", types.path,
+            default=lambda: os.path.join(_cache_home(), "image-create"),
+            flags=("--image-cache",), env="DIB_IMAGE_CACHE", yaml_key="image-cache",
+            metavar="DIR"),
+    Setting("max_online_resize", "Largest size (in blocks) an ext4 root may be resized "
+            "to online.", types.non_negative_int, default=None,
+            flags=("--max-online-resize",), env="MAX_ONLINE_RESIZE",
+            yaml_key="max-online-resize", metavar="BLOCKS"),
+    Setting("min_tmpfs", "Accepted for compatibility; builds never use a tmpfs.",
+            types.positive_float, default=2.0, flags=("--min-tmpfs",), env="DIB_MIN_TMPFS",
+            yaml_key="min-tmpfs", metavar="GB"),
+    Setting("mkfs_journal_size", "ext4 journal size in MB.", types.non_negative_int,
+            default=None, flags=("--mkfs-journal-size",), env="DIB_JOURNAL_SIZE",
+            yaml_key="mkfs-journal-size", metavar="MB"),
+    Setting("mkfs_options", "Extra options for the root filesystem's mkfs.", str,
+            default="", flags=("--mkfs-options",), env="MKFS_OPTS", yaml_key="mkfs-options",
+            metavar="OPTS"),
+    Setting("no_tmpfs", "Accepted for compatibility; builds never use a tmpfs.",
+            types.boolean, default=False, flags=("--no-tmpfs",), env="DIB_NO_TMPFS",
+            yaml_key="no-tmpfs", kind=SWITCH),
+    Setting("offline", "Do not fetch what a cache already holds.", types.boolean,
+            default=False, flags=("--offline",), env="DIB_OFFLINE", yaml_key="offline",
+            kind=SWITCH),
+    Setting("qemu_img_options", "Options for qemu-img convert -o (k=v,k=v).",
+            types.key_values, default="", flags=("--qemu-img-options",),
+            env="QEMU_IMG_OPTIONS", yaml_key="qemu-img-options", metavar="OPTS"),
+    Setting("root_label", "Label of the root filesystem (default cloudimg-rootfs, "
+            "img-rootfs for xfs).", str, default=None, flags=("--root-label",),
+            env="ROOT_LABEL", yaml_key="root-label", metavar="LABEL"),
+    Setting("fs_type", "Root filesystem type.", str, default="ext4", flags=("--fs-type",),
+            env="FS_TYPE", yaml_key="fs-type", choices=("ext2", "ext3", "ext4", "xfs", "vfat")),
+    Setting("ramdisk_element", "Element that builds the ramdisk (ramdisk-image-create).",
+            str, default="ramdisk", flags=("--ramdisk-element",), env="RAMDISK_ELEMENT",
+            yaml_key="ramdisk-element", metavar="ELEMENT"),
+    Setting("install_type", "Default install type for elements.", str, default="source",
+            flags=("--install-type",), env="DIB_DEFAULT_INSTALLTYPE",
+            yaml_key="install-type", choices=("source", "package")),
+    Setting("docker_target", "Image name for -t docker (repo:tag).", str, default=None,
+            flags=("--docker-target",), env="DOCKER_TARGET", yaml_key="docker-target",
+            metavar="REPO:TAG"),
+    Setting("logfile", "Write the build log (with timestamps) to this file.", types.path,
+            default=None, flags=("--logfile",), env="LOGFILE", yaml_key="logfile",
+            metavar="FILE"),
+    Setting("block_device_config", "Block-device YAML, inline or file://PATH.", str,
+            default=None, env="DIB_BLOCK_DEVICE_CONFIG", yaml_key="block-device-config"),
+    Setting("break_points", "Open a shell at these points: before-PHASE, after-PHASE, "
+            "after-error (comma list).", types.comma_list, default=(), env="break",
+            flags=("--break",), yaml_key="break", metavar="POINTS"),
+    Setting("workdir", "Directory for build workspaces.", types.path, default="/var/tmp",
+            flags=("--workdir",), env="TMP_DIR", yaml_key="workdir", metavar="DIR"),
+    Setting("keep_workspace", "Keep the workspace of a failed build for inspection.",
+            types.boolean, default=False, flags=("--keep-workspace",),
+            env="DIB_KEEP_WORKSPACE", yaml_key="keep-workspace", kind=SWITCH),
+    Setting("dry_run", "Print the build plan and stop.", types.boolean, default=False,
+            flags=("--dry-run",), yaml_key="dry-run", kind=SWITCH),
+    Setting("json_report", "Write a JSON report of the build (phases, hooks, cache) here.",
+            types.path, default=None, flags=("--json-report",), yaml_key="json-report",
+            metavar="FILE"),
+    Setting("cache_dir", "Directory of the phase cache.", types.path,
+            default=lambda: os.path.join(_cache_home(), "dib"), flags=("--cache-dir",),
+            env="DIB_CACHE_DIR", yaml_key="cache-dir", metavar="DIR"),
+    Setting("no_cache", "Build from scratch without reading or writing the phase cache.",
+            types.boolean, default=False, flags=("--no-cache",), env="DIB_NO_CACHE",
+            yaml_key="no-cache", kind=SWITCH),
+    Setting("explain_cache", "Say for each phase whether it was reused and why not.",
+            types.boolean, default=False, flags=("--explain-cache",), yaml_key="explain-cache",
+            kind=SWITCH),
+    Setting("hook_timeout", "Stop a hook that runs longer than this many seconds "
+            "(0: no limit).", types.non_negative_int, default=0, flags=("--hook-timeout",),
+            env="DIB_HOOK_TIMEOUT", yaml_key="hook-timeout", metavar="S"),
+)
+
+_BY_NAME = {s.name: s for s in SETTINGS}
+
+
+def by_name(name: str) -> Setting:
+    return _BY_NAME[name]

@@ -1,0 +1,59 @@
+"""Value parsers for settings. Each raises ValueError with a short reason."""
+from __future__ import annotations
+
+import os
+
+
+def boolean(text: str) -> bool:
+    lowered = text.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off", ""):
+        return False
+    raise ValueError("expected one of 1, 0, true, false, yes, no")
+
+
+def positive_float(text: str) -> float:
+    value = float(text)
+    if value <= 0:
+        raise ValueError("must be greater than 0")
+    return value
+
+
+def non_negative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise ValueError("must be 0 or more")
+    return value
+
+
+def comma_list(text: str) -> tuple[str, ...]:
+    return tuple(item.strip() for item in text.split(",") if item.strip())
+
+
+def path(text: str) -> str:
+    if not text:
+        raise ValueError("must not be empty")
+    return os.path.abspath(os.path.expanduser(text))
+
+
+def key_values(text: str) -> str:
+    """qemu-img style ``k=v,k=v``; kept as text, checked for shape."""
+    for item in comma_list(text):
+        if "=" not in item:
+            raise ValueError(f"'{item}' is not key=value")
+    return text
+
+
+def checksum_kinds(text: str) -> tuple[str, ...]:
+    """DIB_CHECKSUM: 1 means md5 and sha256; or a list of md5/sha256."""
+    lowered = text.strip().lower()
+    if lowered in ("", "0", "false", "no"):
+        return ()
+    if lowered in ("1", "true", "yes"):
+        return ("md5", "sha256")
+    kinds = comma_list(lowered.replace(" ", ","))
+    bad = [k for k in kinds if k not in ("md5", "sha256")]
+    if bad:
+        raise ValueError(f"unknown checksum {', '.join(bad)}; use md5, sha256 or 1")
+    return kinds

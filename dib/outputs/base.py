@@ -1,0 +1,130 @@
+"""Output plugin interface, registry (stevedore group ``dib.outputs``), checksums."""
+from __future__ import annotations
+
+import concurrent.futures
+import hashlib
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable
+
+from dib.blockdev.registry import PluginRegistry
+from dib.errors import ConfigError, OutputError
+
+GROUP = "dib.outputs"
+
+
+@dataclass
+class OutputContext:
+    """Everything an output plugin may use."""
+
+    image_name: Path                      # output base path (DIB's IMAGE_NAME), no extension
+    tree: Path | None = None              # the finished target tree
+    raw: Path | None = None               # the raw disk image, for disk outputs
+    compress: bool = True
+    qemu_img_options: str | None = None   # DIB's --qemu-img-options: "key=val,key=val"
+    docker_target: str | None = None      # repo[:tag] for the docker output
+    move_raw: bool = False                # raw output may rename the raw file (done last)
+    source_date_epoch: int | None = None
+    arch: str = "amd64"
+    env: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def from_env(cls, image_name: Path, **kwargs) -> "OutputContext":
+        epoch = os.environ.get("SOURCE_DATE_EPOCH")
+        if epoch and epoch.isdigit() and "source_date_epoch" not in kwargs:
+            kwargs["source_date_epoch"] = int(epoch)
+        return cls(image_name=Path(image_name), **kwargs)
+
+    def path_for(self, extension: str) -> Path:
+        return Path(f"{self.image_name}.{extension}")
+
+
+class Output:
+    """Base class of output plugins."""
+
+    name: str = ""
+    needs_disk: bool = False
+    extension: str = ""
+
+    def tools(self) -> list[tuple[str, str]]:
+        return []
+
+    def produce(self, ctx: OutputContext) -> list[Path]:
+        raise NotImplementedError
+
+    def output_path(self, ctx: OutputContext) -> Path:
+        return ctx.path_for(self.extension)
+
+    def _need(self, ctx: OutputContext) -> None:
+        if self.needs_disk and ctx.raw is None:
+            raise OutputError(f"output type {self.name} needs a disk image, and none was built")
+        if not self.needs_disk and ctx.tree is None:
+            raise OutputError(f"output type {self.name} needs the image tree")
+
+    def __repr__(self) -> str:
+        return f"<output {self.name}>"
+
+
+def _builtins() -> dict[str, type[Output]]:
+    from dib.outputs import archives, images
+    classes = [images.Raw, images.Qcow2, images.Vhd, archives.Tar, archives.Tgz,
+               archives.Squashfs, archives.Docker]
+    return {cls.name: cls for cls in classes}
+
+
+registry: PluginRegistry[type[Output]] = PluginRegistry(GROUP, _builtins)
+
+
+def validate_types(types: Iterable[str] | str, *, docker_target: str | None = None
+                   ) -> list[Output]:
+    """Check the requested types before any build work; raw is ordered last."""
+    if isinstance(types, str):
+        types = [t for t in types.replace(",", " ").split() if t]
+    wanted = list(dict.fromkeys(types))
+    if not wanted:
+        raise ConfigError("no output type given",
+                          hint=f"use -t with one or more of: {', '.join(registry.names())}")
+    outputs = []
+    for name in wanted:
+        cls = registry.get(name)
+        if cls is None:
+            raise ConfigError(f"unknown output type '{name}'{registry.suggest(name)}",
+                              hint=f"accepted types: {', '.join(registry.names())}")
+        outputs.append(cls())
+    if "docker" in wanted:
+        from dib.outputs.archives import parse_docker_target
+        if not docker_target:
+            raise ConfigError("output type docker needs a target name",
+                              hint="set --docker-target / DOCKER_TARGET to repo:tag")
+        parse_docker_target(docker_target)
+    return sorted(outputs, key=lambda o: o.name == "raw")
+
+
+def needs_disk(outputs: Iterable[Output]) -> bool:
+    return any(o.needs_disk for o in outputs)
+
+
+def _digest(path: Path, kind: str) -> str:
+    h = hashlib.new(kind)
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def checksums(paths: Iterable[Path], kinds: Iterable[str] = ("md5", "sha256")) -> list[Path]:
+    """Write FILE.md5 / FILE.sha256 beside each file (``md5sum -c`` format), in parallel."""
+    jobs = [(Path(p), kind) for p in paths for kind in kinds]
+    for _, kind in jobs:
+        if kind not in hashlib.algorithms_available:
+            raise ConfigError(f"unknown checksum kind {kind!r}", hint="use md5 or sha256")
+    written: list[Path] = []
+    with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, min(8, len(jobs)))) as pool:
+        futures = {pool.submit(_digest, p, k): (p, k) for p, k in jobs}
+        for future in futures:
+            path, kind = futures[future]
+            out = Path(f"{path}.{kind}")
+            out.write_text(f"{future.result()}  {path.name}\n")
+            written.append(out)
+    return written

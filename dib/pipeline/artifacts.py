@@ -1,0 +1,153 @@
+"""The build's products: the block-device layout, the disk, the bootloader and
+every output type, checked up front and produced at the end."""
+from __future__ import annotations
+
+import logging
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+from dib import blockdev, bootloader, outputs
+from dib.config.hostapt import host_mirrors
+from dib.errors import BlockDeviceError
+from dib.pipeline.prepare import Prepared
+from dib.runtime.workspace import Workspace
+
+LOG = logging.getLogger("dib.build")
+MiB = 1 << 20
+
+
+def selected_outputs(config: Any) -> list[outputs.Output]:
+    """The -t types as plugins; an unknown type or a docker type without a
+    target fails here, before any work."""
+    return outputs.validate_types(config.image_types, docker_target=config.docker_target)
+
+
+def needs_disk(config: Any) -> bool:
+    return outputs.needs_disk(selected_outputs(config))
+
+
+def check_outputs(prepared: Prepared) -> None:
+    selected_outputs(prepared.config)
+
+
+def check_block_device(prepared: Prepared) -> None:
+    if needs_disk(prepared.config):
+        DiskArtifacts.load(prepared)
+
+
+def required_tools(prepared: Prepared) -> list[tuple[str, str]]:
+    config = prepared.config
+    tools: list[tuple[str, str]] = []
+    for output in selected_outputs(config):
+        tools.extend(output.tools())
+    disk = DiskArtifacts.load(prepared)
+    if disk.config is not None:
+        tools.extend(blockdev.required_tools(disk.config))
+        if disk.wants_bootloader:
+            tools.extend(bootloader.required_tools())
+    return tools
+
+
+def default_mirrors(environ: Mapping[str, str]) -> dict[str, str]:
+    """Mirrors default to the host's apt sources; DIB_* variables override them."""
+    found = host_mirrors()
+    out = {}
+    if not environ.get("DIB_DISTRIBUTION_MIRROR") and found.mirror:
+        out["DIB_DISTRIBUTION_MIRROR"] = found.mirror
+    if not environ.get("DIB_DEBIAN_SECURITY_MIRROR") and found.security:
+        out["DIB_DEBIAN_SECURITY_MIRROR"] = found.security
+    return out
+
+
+def _block_device_source(prepared: Prepared) -> tuple[Any, str]:
+    """DIB's choice: DIB_BLOCK_DEVICE_CONFIG, else the first element with
+    block-device-ARCH.yaml, else block-device-default.yaml, else the built-in."""
+    config = prepared.config
+    if config.block_device_config:
+        return config.block_device_config, "DIB_BLOCK_DEVICE_CONFIG"
+    for wanted in (config.arch, "default"):
+        for element in prepared.resolution.elements:
+            path = element.block_device_files.get(wanted)
+            if path is not None:
+                return path, f"element '{element.name}' ({path.name})"
+    return None, "the built-in default layout"
+
+
+@dataclass
+class DiskArtifacts:
+    config: Any            # BlockDeviceConfig, or None when no disk output was asked for
+    source: str
+    wants_bootloader: bool
+
+    @classmethod
+    def load(cls, prepared: Prepared) -> "DiskArtifacts":
+        config = prepared.config
+        if not needs_disk(config):
+            return cls(None, "", False)
+        source, where = _block_device_source(prepared)
+        try:
+            layout = blockdev.load_config(source, root_label=config.root_label,
+                                          fs_type=config.fs_type,
+                                          mkfs_options=config.mkfs_options or None)
+        except BlockDeviceError as exc:
+            exc.message = f"block-device config from {where}: {exc.message}"
+            raise
+        blockdev.preflight(layout)
+        layout.assign_ids(_seed(config, prepared))
+        return cls(layout, where, "bootloader" in prepared.resolution)
+
+    def hook_environment(self) -> dict[str, str]:
+        return self.config.hook_environment() if self.config is not None else {}
+
+    def fstab_text(self) -> str:
+        return blockdev.fstab_text(self.config)
+
+    def write_fstab(self, tree: Path) -> None:
+        blockdev.write_fstab(self.config, tree)
+
+
+def _seed(config: Any, prepared: Prepared) -> str:
+    """UUIDs are derived from the image name and elements: the same build
+    gives the same filesystem UUIDs (DIB_BLOCK_DEVICE_SEED overrides)."""
+    return config.environ.get("DIB_BLOCK_DEVICE_SEED") or \
+        f"{os.path.basename(config.image_name)}:{' '.join(prepared.resolution.names)}"
+
+
+def produce(prepared: Prepared, workspace: Workspace, tree: Path, disk: DiskArtifacts,
+            env: Mapping[str, str]) -> list[Path]:
+    config = prepared.config
+    selected = selected_outputs(config)
+    raw = None
+    if outputs.needs_disk(selected):
+        raw = _build_disk(config, workspace, tree, disk, env)
+    context = outputs.OutputContext.from_env(
+        Path(config.image_name), tree=tree, raw=raw, compress=not config.uncompressed,
+        qemu_img_options=config.qemu_img_options or None,
+        docker_target=config.docker_target, move_raw=True, arch=config.arch)
+    produced: list[Path] = []
+    for output in selected:   # raw comes last: it may move the disk file into place
+        started = time.monotonic()
+        paths = output.produce(context)
+        LOG.info("wrote %s (%.1f s)", " ".join(map(str, paths)), time.monotonic() - started)
+        produced.extend(paths)
+    if config.checksum:
+        outputs.checksums(produced, kinds=config.checksum)
+    return produced
+
+
+def _build_disk(config: Any, workspace: Workspace, tree: Path, disk: DiskArtifacts,
+                env: Mapping[str, str]) -> Path:
+    started = time.monotonic()
+    size = int(config.image_size * 1000 ** 3) if config.image_size else None
+    extra = config.image_extra_size * MiB if config.image_extra_size is not None else None
+    plan = blockdev.plan_disk(disk.config, tree_bytes=blockdev.tree_size(tree),
+                              image_size=size, extra_size=extra)
+    raw = workspace.image_dir / "image0.raw"
+    blockdev.build_disk(plan, tree, raw)
+    if disk.wants_bootloader:
+        bootloader.install(raw, plan, options=bootloader.BootOptions.from_env(env))
+    LOG.info("disk image assembled in %.1f s", time.monotonic() - started)
+    return raw

@@ -1,0 +1,34 @@
+"""The order of a whole build.
+
+``build`` runs in the caller's process: it checks everything it can before
+slow work, creates the workspace and starts the build proper (``Builder``,
+in ``dib.pipeline.inner``) in a private mount namespace.
+"""
+from __future__ import annotations
+
+import logging
+import pickle
+
+from dib.pipeline.preflight import preflight
+from dib.pipeline.prepare import Prepared
+from dib.runtime.namespace import run_namespaced
+from dib.runtime.workspace import Workspace
+
+LOG = logging.getLogger("dib.build")
+CONFIG_FILE = "build.pickle"
+
+
+def build(prepared: Prepared) -> int:
+    config = prepared.config
+    preflight(prepared)
+    workspace = Workspace.create(config.workdir)
+    (workspace.root / CONFIG_FILE).write_bytes(pickle.dumps(config))
+    status = 1
+    try:
+        status = run_namespaced("dib.pipeline.inner", [str(workspace.root)])
+    finally:
+        if status != 0 and config.keep_workspace:
+            LOG.info("workspace kept for inspection: %s", workspace.root)
+        else:
+            workspace.remove()
+    return status

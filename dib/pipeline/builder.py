@@ -1,0 +1,193 @@
+"""Builder: runs every step of one build inside the private namespace.
+
+The order: set up the hooks tree and environment; run each phase in DIB's
+order (each in its own overlay layer, reused from the cache when its key
+matches); tidy the tree; produce the outputs; report.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import time
+import uuid
+from pathlib import Path
+from typing import Callable
+
+from dib import bootloader
+from dib.cache import CacheStore, Checkpoints, prune, snapshot_hooks
+from dib.elements import element_paths, shipped_hooks_dir
+from dib.elements.package_installs import squash
+from dib.errors import DibError
+from dib.pipeline import artifacts
+from dib.pipeline.prepare import Prepared
+from dib.pipeline.report import BuildReport, StepReport
+from dib.plan import PHASES, Phase
+from dib.runtime import hooktree
+from dib.runtime.environment import base_environment, sourced_environment
+from dib.runtime.mounts import CleanupStack
+from dib.runtime.phases import HookRun, PhaseContext, run_phase
+from dib.runtime.tidy import tidy_tree
+from dib.runtime.tree import LayeredTree
+from dib.runtime.workspace import Workspace
+
+LOG = logging.getLogger("dib.build")
+
+
+class Builder:
+    def __init__(self, prepared: Prepared, workspace: Workspace) -> None:
+        self.prepared = prepared
+        self.config = prepared.config
+        self.ws = workspace
+        self.tree = LayeredTree(workspace.layers, workspace.tree)
+        self.report = BuildReport(image_name=self.config.image_name,
+                                  elements=prepared.resolution.names)
+        self.store = None if self.config.no_cache else CacheStore(
+            Path(self.config.cache_dir) / "phases")
+        self.checkpoints = Checkpoints(self.store)
+
+    def run(self) -> int:
+        started = time.monotonic()
+        try:
+            ctx = self._setup()
+            for phase in PHASES:
+                if phase.name == "pre-finalise" and self.disk.config is not None:
+                    self._internal_step("fstab", {"fstab": self.disk.fstab_text()},
+                                        self.disk.write_fstab)
+                if self._has_work(phase):
+                    self._phase_step(ctx, phase)
+                if phase.name == "finalise" and self.disk.wants_bootloader:
+                    self._bootloader_step()
+            self._internal_step("tidy", {"version": "1"}, tidy_tree)
+            self.report.outputs = self._outputs()
+        finally:
+            self.tree.abort_layer()
+            self.checkpoints.close()
+            if self.store is not None:
+                prune(self.store)
+            self.report.seconds = time.monotonic() - started
+            self._write_report()
+        return 0
+
+    # -- set-up -------------------------------------------------------------
+
+    def _setup(self) -> PhaseContext:
+        config, ws = self.config, self.ws
+        resolution = self.prepared.resolution
+        hooktree.merge_hooks_tree(resolution.elements, shipped_hooks_dir(), ws.hooks)
+        hooktree.write_install_type(ws.hooks, config.install_type)
+        paths = element_paths(config.environ)
+        self.disk = artifacts.DiskArtifacts.load(self.prepared)
+        extra = artifacts.default_mirrors(config.environ)
+        extra.update(self.disk.hook_environment())
+        env = base_environment(config, workspace=ws, resolution=resolution,
+                               elements_path=paths, extra=extra)
+        self.env = sourced_environment(ws.hooks, env)
+        entries = [(e.name, e.package_installs) for e in resolution.elements
+                   if e.package_installs is not None]
+        hooktree.write_package_installs(ws.hooks, squash(entries, env=self.env,
+                                                         arch=config.arch))
+        hook_elements = {f"{s.phase}/{s.hook}": s.element for s in self.prepared.plan.steps}
+        self.checkpoints.start(self.env, config)
+        return PhaseContext(workspace=ws, env=env, hook_elements=hook_elements,
+                            hook_timeout=config.hook_timeout,
+                            break_points=config.break_points,
+                            on_hook=self._on_hook)
+
+    def _has_work(self, phase: Phase) -> bool:
+        if phase.name == "packages":
+            return bool(self.config.packages)
+        return bool(self.prepared.plan.steps_of(phase.name)) or \
+            (self.ws.hooks / phase.directory).is_dir()
+
+    # -- steps --------------------------------------------------------------
+
+    def _phase_step(self, ctx: PhaseContext, phase: Phase) -> None:
+        argv = None
+        if phase.name == "packages":
+            argv = ["/tmp/in_target.d/bin/install-packages", *self.config.packages]
+
+        def action(_tree: Path) -> None:
+            run = run_phase(ctx, phase, argv=argv)
+            if phase.name == "root":
+                _check_root_made(self.ws.tree)
+            self._current.hooks = [h.__dict__ for h in run.hooks]
+        inputs = self.checkpoints.phase_inputs(self.ws.hooks, phase.name)
+        if phase.name == "cleanup":
+            # cleanup.d may write beside the image (manifests), so it always runs.
+            inputs["uncacheable"] = f"cleanup.d always runs|{uuid.uuid4()}"
+        self._step(phase.name, inputs, action, host_side=not phase.in_chroot)
+
+    def _internal_step(self, name: str, values: dict[str, str],
+                       action: Callable[[Path], None]) -> None:
+        self._step(name, self.checkpoints.internal_inputs(name, values), action)
+
+    def _step(self, name: str, inputs: dict[str, str], action: Callable[[Path], None],
+              host_side: bool = False) -> None:
+        key = self.checkpoints.key(name, inputs)
+        self._current = StepReport(name=name, key=key)
+        self.report.steps.append(self._current)
+        started = time.monotonic()
+        hit = self.checkpoints.lookup(key, self.ws.hooks)
+        if hit is not None:
+            self.tree.add_layer(hit)
+            self._current.cached = True
+        else:
+            self._current.reason = self.checkpoints.why_rebuilt(name, inputs)
+            self.checkpoints.rebuilt(name)
+            before = snapshot_hooks(self.ws.hooks) if host_side else None
+            tree = self.tree.open_layer(name)
+            try:
+                action(tree)
+            except BaseException:
+                self.tree.abort_layer()
+                raise
+            layer = self.tree.close_layer()
+            stored = self.checkpoints.store_layer(key, name, inputs, layer, before,
+                                                  self.ws.hooks, build=self.ws.root.name)
+            if stored is not None:
+                self.tree.replace_top(stored)
+        self._current.seconds = time.monotonic() - started
+        if self.config.explain_cache:
+            LOG.info("cache: %-13s %s", name, self._current.explanation())
+
+    def _bootloader_step(self) -> None:
+        """grub.cfg in the tree, written from the host (root by UUID, DIB's
+        command line); the boot code itself goes into the image file later."""
+        options = bootloader.BootOptions.from_env(self.env)
+        values = {k: v for k, v in self.env.items()
+                  if k.startswith(("DIB_BOOTLOADER", "DIB_GRUB", "DIB_NO_TIMER"))}
+        values["fstab"] = self.disk.fstab_text()
+        self._internal_step("bootloader", values,
+                            lambda tree: bootloader.prepare_tree(tree, self.disk.config,
+                                                                 options=options))
+
+    def _on_hook(self, run: HookRun) -> None:
+        self.report.hooks.append(run.__dict__)
+
+    # -- outputs and report ---------------------------------------------------
+
+    def _outputs(self) -> list[str]:
+        started = time.monotonic()
+        with CleanupStack() as cleanup:
+            tree = self.tree.mount_readonly(cleanup)
+            produced = artifacts.produce(self.prepared, self.ws, tree, self.disk, self.env)
+        self.report.steps.append(StepReport(name="outputs", key="",
+                                            seconds=time.monotonic() - started))
+        return [str(p) for p in produced]
+
+    def _write_report(self) -> None:
+        text = self.report.table()
+        for line in text.splitlines():
+            LOG.info("%s", line)
+        if self.config.json_report:
+            Path(self.config.json_report).write_text(
+                json.dumps(self.report.as_dict(), indent=1) + "\n")
+
+
+def _check_root_made(tree: Path) -> None:
+    """DIB's rule: root.d must have created the tree."""
+    made = [p.name for p in tree.iterdir() if p.name not in ("tmp", "lost+found")]
+    if not made:
+        raise DibError("root.d finished but created no root tree",
+                       hint="the build needs an operating system element (for example "
+                            "debian-minimal) whose root.d hook creates the tree")

@@ -1,0 +1,55 @@
+"""Checks made before the first hook runs, each with a clear way out."""
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+from dib import runner
+from dib.errors import PreflightError
+from dib.pipeline import artifacts
+from dib.pipeline.prepare import Prepared
+
+GiB = 1 << 30
+# What every build needs on the host: (tool, Debian package).
+BUILD_TOOLS = (("unshare", "util-linux"), ("chroot", "coreutils"), ("mount", "mount"),
+               ("bash", "bash"))
+BOOTSTRAP_TOOLS = {"debootstrap": (("mmdebstrap", "mmdebstrap"),)}
+
+
+def preflight(prepared: Prepared) -> None:
+    config = prepared.config
+    artifacts.check_outputs(prepared)
+    artifacts.check_block_device(prepared)
+    if os.geteuid() != 0:
+        raise PreflightError("building an image needs root (chroot, mounts, device nodes)",
+                             hint="run the command as root, e.g. with sudo")
+    runner.require_tools(_required_tools(prepared), "this build")
+    _check_space(Path(config.workdir), needed=_space_needed(prepared), what="work directory")
+    out_dir = Path(config.image_name).parent
+    if not out_dir.is_dir():
+        raise PreflightError(f"output directory {out_dir} does not exist",
+                             hint="create it or pass another -o")
+
+
+def _required_tools(prepared: Prepared) -> list[tuple[str, str]]:
+    tools = list(BUILD_TOOLS)
+    names = set(prepared.resolution.names)
+    for element, extra in BOOTSTRAP_TOOLS.items():
+        if element in names and runner.which("debootstrap") is None:
+            tools.extend(extra)
+    tools.extend(artifacts.required_tools(prepared))
+    return tools
+
+
+def _space_needed(prepared: Prepared) -> int:
+    return 4 * GiB if artifacts.needs_disk(prepared.config) else 2 * GiB
+
+
+def _check_space(path: Path, *, needed: int, what: str) -> None:
+    path.mkdir(parents=True, exist_ok=True)
+    free = shutil.disk_usage(path).free
+    if free < needed:
+        raise PreflightError(
+            f"{what} {path} has {free / GiB:.1f} GiB free; this build needs about "
+            f"{needed / GiB:.0f} GiB", hint="free some space or choose another --workdir")

@@ -1,0 +1,38 @@
+"""Everything that can be checked before slow work starts."""
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from typing import Any
+
+from dib.elements import ElementIndex, Resolution, discover, resolve, with_build_defaults
+from dib.plan import Plan, describe, make_plan
+
+
+@dataclass
+class Prepared:
+    config: Any
+    index: ElementIndex
+    resolution: Resolution
+    plan: Plan
+
+
+def prepare(config: Any) -> Prepared:
+    index = discover(config.environ)
+    names = with_build_defaults(config.elements, arch=config.arch, skip_base=config.skip_base,
+                                ramdisk_element=config.ramdisk_element if config.ramdisk
+                                else None)
+    resolution = resolve(names, index)
+    for element in resolution.elements:
+        element.load_all()
+    plan = make_plan(resolution.elements, packages=config.packages)
+    return Prepared(config, index, resolution, plan)
+
+
+def run_build(config: Any) -> int:
+    prepared = prepare(config)
+    if config.dry_run:
+        sys.stdout.write(describe(prepared.plan))
+        return 0
+    from dib.pipeline.build import build
+    return build(prepared)

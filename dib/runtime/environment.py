@@ -1,0 +1,103 @@
+"""The environment hooks see: DIB's variables, the caller's DIB_* and environment.d."""
+from __future__ import annotations
+
+import os
+import shlex
+from pathlib import Path
+from typing import Any, Mapping
+
+from dib import runner
+from dib.elements.envinfo import element_array_body, image_element_vars
+from dib.elements.formats import sort_n_key
+from dib.elements.model import ENV_NAME
+from dib.elements.resolve import Resolution
+from dib.runtime.workspace import Workspace
+
+CHROOT_PATH = "/tmp/in_target.d/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+# Kept when -c clears the environment: the build cannot work without them.
+ALWAYS_KEPT = ("PATH", "HOME", "TERM", "LANG", "USER", "LOGNAME", "ELEMENTS_PATH")
+# Host-specific variables that must not leak into the chroot.
+NOT_IN_CHROOT = ("TMPDIR", "VIRTUAL_ENV", "PYTHONPATH", "PYTHONHOME", "TARGET_ROOT",
+                 "LD_LIBRARY_PATH")
+
+
+def dib_env_text(environ: Mapping[str, str]) -> str:
+    """DIB_ENV as DIB records it: one ``export DIB_X="value"`` line per DIB_* variable."""
+    lines = [f"declare -x {k}={shlex.quote(v)}" for k, v in sorted(environ.items())
+             if k.startswith("DIB_")]
+    return "\n".join(lines)
+
+
+def base_environment(config: Any, *, workspace: Workspace, resolution: Resolution,
+                     elements_path: list[Path], extra: Mapping[str, str]) -> dict[str, str]:
+    if config.clear_env:
+        env = {k: v for k, v in config.environ.items()
+               if k.startswith("DIB_") or k in ALWAYS_KEPT}
+    else:
+        env = dict(config.environ)
+    env.update(image_element_vars(resolution))
+    env["BASH_FUNC_get_image_element_array%%"] = (
+        f'() {{  echo "{element_array_body(resolution)}"\n}}')
+    env.update({
+        "ARCH": config.arch,
+        "IMAGE_NAME": config.image_name,
+        "IMAGE_TYPES": " ".join(config.image_types),
+        "ELEMENTS_PATH": ":".join(str(p) for p in elements_path),
+        "TMP_BUILD_DIR": str(workspace.root),
+        "TMP_IMAGE_DIR": str(workspace.image_dir),
+        "TMP_HOOKS_PATH": str(workspace.hooks),
+        "TMP_MOUNT_PATH": str(workspace.tree),
+        "DIB_DEBUG_TRACE": str(config.debug_trace),
+        "DIB_OFFLINE": "1" if config.offline else "",
+        "DIB_IMAGE_CACHE": config.image_cache,
+        "DIB_DEFAULT_INSTALLTYPE": config.install_type,
+        "DIB_LOCKFILES": os.path.join(config.cache_dir, "lockfiles"),
+        "DIB_PYTHON_EXEC": "/usr/bin/python3",
+        "DIB_ARGS": " ".join(shlex.quote(a) for a in config.argv),
+        "FS_TYPE": config.fs_type,
+        "INSTALL_PACKAGES": " ".join(config.packages),
+        "LC_ALL": "C",
+    })
+    env.update(extra)
+    env["DIB_ENV"] = dib_env_text(env)
+    return env
+
+
+def host_phase_env(env: Mapping[str, str], workspace: Workspace) -> dict[str, str]:
+    out = dict(env)
+    out["TARGET_ROOT"] = str(workspace.tree)
+    out["PATH"] = out.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin") + f":{workspace.hooks}/bin"
+    return out
+
+
+def chroot_phase_env(env: Mapping[str, str]) -> dict[str, str]:
+    out = {k: v for k, v in env.items() if k not in NOT_IN_CHROOT}
+    out["PATH"] = CHROOT_PATH
+    out["HOME"] = "/root"
+    return out
+
+
+def environment_files(hooks_dir: Path) -> list[Path]:
+    directory = hooks_dir / "environment.d"
+    if not directory.is_dir():
+        return []
+    files = [p for p in directory.iterdir() if p.is_file() and ENV_NAME.match(p.name)]
+    return sorted(files, key=lambda p: sort_n_key(p.name))
+
+
+def sourced_environment(hooks_dir: Path, env: Mapping[str, str]) -> dict[str, str]:
+    """The environment after sourcing every environment.d file, as hooks see it.
+
+    The build needs these values itself (DIB_RELEASE, DISTRO_NAME, ...) for
+    package-installs ``when`` rules and for cache keys.
+    """
+    files = environment_files(hooks_dir)
+    script = "".join(f"source {shlex.quote(str(f))}\n" for f in files) + "env -0\n"
+    result = runner.run(["bash", "-c", "set -e\n" + script], env=env,
+                        what="sourcing environment.d")
+    out = {}
+    for item in result.stdout.split("\0"):
+        if "=" in item:
+            key, value = item.split("=", 1)
+            out[key] = value
+    return out

@@ -1,0 +1,48 @@
+"""TMP_HOOKS_PATH: every element's directory merged into one, as DIB does.
+
+Hooks, environment.d, bin/, static/ and the rest of each element are copied
+in element order; dib's own helpers go into bin/ first so an element's bin/
+can replace one.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Iterable, Mapping
+
+from dib.elements.model import Element
+
+NOT_MERGED = {"test-elements", "tests", "README.rst", "element-deps", "element-provides",
+              "__pycache__", "__init__.py"}
+
+
+def merge_hooks_tree(elements: Iterable[Element], helpers: Path, target: Path) -> None:
+    (target / "bin").mkdir(parents=True, exist_ok=True)
+    for helper in sorted(helpers.iterdir()):
+        if helper.is_file() and not helper.name.startswith(("_", ".")):
+            shutil.copy2(helper, target / "bin" / helper.name)
+    for element in elements:
+        for entry in sorted(element.path.iterdir()):
+            if entry.name in NOT_MERGED:
+                continue
+            destination = target / entry.name
+            if entry.is_dir():
+                shutil.copytree(entry, destination, symlinks=True, dirs_exist_ok=True)
+            else:
+                shutil.copy2(entry, destination)
+
+
+def write_install_type(target: Path, install_type: str) -> None:
+    """DIB records the default install type as an environment.d file."""
+    env_dir = target / "environment.d"
+    env_dir.mkdir(exist_ok=True)
+    (env_dir / "11-dib-install-type.bash").write_text(
+        f"export DIB_DEFAULT_INSTALLTYPE=${{DIB_DEFAULT_INSTALLTYPE:-\"{install_type}\"}}\n")
+
+
+def write_package_installs(target: Path, squashed: Mapping) -> Path:
+    """The squashed package lists that package-installs-v2 reads in the chroot."""
+    path = target / "package-installs.json"
+    path.write_text(json.dumps(squashed, indent=1, sort_keys=True) + "\n")
+    return path

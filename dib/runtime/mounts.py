@@ -1,0 +1,128 @@
+"""Mounts, and the one cleanup registry that undoes them in reverse.
+
+Everything here runs inside the build's private mount namespace, so even a
+mount this code forgets dies with the namespace; the registry exists so that
+a finished phase leaves a clean tree behind, not to protect the host.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import stat
+from pathlib import Path
+from typing import Callable
+
+from dib import runner
+
+LOG = logging.getLogger(__name__)
+
+
+class CleanupStack:
+    """Undo actions registered as resources are acquired, run last-first."""
+
+    def __init__(self) -> None:
+        self._actions: list[tuple[str, Callable[[], None]]] = []
+
+    def push(self, what: str, action: Callable[[], None]) -> None:
+        self._actions.append((what, action))
+
+    def unwind(self) -> list[str]:
+        """Run every action; return descriptions of those that failed."""
+        failures = []
+        while self._actions:
+            what, action = self._actions.pop()
+            try:
+                action()
+            except Exception as exc:  # keep unwinding: one stuck mount must not leak others
+                LOG.warning("cleanup of %s failed: %s", what, exc)
+                failures.append(what)
+        return failures
+
+    def __enter__(self) -> "CleanupStack":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.unwind()
+
+
+def mount(source: str, target: Path, *, fstype: str | None = None,
+          options: str | None = None, bind: bool = False, cleanup: CleanupStack) -> None:
+    argv = ["mount"]
+    if bind:
+        argv.append("--bind")
+    if fstype:
+        argv += ["-t", fstype]
+    if options:
+        argv += ["-o", options]
+    argv += [source, str(target)]
+    runner.run(argv, what=f"mounting {target}")
+    cleanup.push(f"mount {target}", lambda: umount(target))
+
+
+def bind_readonly(source: Path, target: Path, *, cleanup: CleanupStack) -> None:
+    mount(str(source), target, bind=True, cleanup=cleanup)
+    runner.run(["mount", "-o", "remount,bind,ro", str(target)],
+               what=f"making {target} read-only")
+
+
+def umount(target: Path) -> None:
+    result = runner.run(["umount", str(target)], check=False)
+    if not result.ok:
+        # A process that still holds the mount (a daemon a hook started) must
+        # not keep the tree pinned: detach it; the namespace ends it anyway.
+        runner.run(["umount", "--lazy", str(target)], what=f"unmounting {target}")
+
+
+DEVICE_NODES = (("null", 1, 3, 0o666), ("zero", 1, 5, 0o666), ("full", 1, 7, 0o666),
+                ("random", 1, 8, 0o666), ("urandom", 1, 9, 0o666), ("tty", 5, 0, 0o666))
+
+
+def minimal_dev(tree: Path, *, cleanup: CleanupStack) -> None:
+    """A /dev of its own for the chroot: a few character devices and a private
+    devpts, never the host's /dev (whose nodes would end up in the image)."""
+    dev = tree / "dev"
+    dev.mkdir(exist_ok=True)
+    mount("tmpfs", dev, fstype="tmpfs", options="mode=0755,nosuid,size=16m", cleanup=cleanup)
+    for name, major, minor, mode in DEVICE_NODES:
+        os.mknod(dev / name, stat.S_IFCHR | mode, os.makedev(major, minor))
+        os.chmod(dev / name, mode)
+    for name, target in (("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0"),
+                         ("stdout", "/proc/self/fd/1"), ("stderr", "/proc/self/fd/2"),
+                         ("ptmx", "pts/ptmx")):
+        os.symlink(target, dev / name)
+    (dev / "pts").mkdir()
+    (dev / "shm").mkdir(mode=0o1777)
+    os.chmod(dev / "shm", 0o1777)
+    mount("devpts", dev / "pts", fstype="devpts",
+          options="newinstance,ptmxmode=0666,mode=0620,gid=5", cleanup=cleanup)
+
+
+def chroot_mounts(tree: Path, *, cleanup: CleanupStack) -> None:
+    """proc, a read-only sysfs (as DIB: tools then know they are in a container)
+    and a minimal /dev."""
+    for name in ("proc", "sys", "dev"):
+        (tree / name).mkdir(exist_ok=True)
+    mount("proc", tree / "proc", fstype="proc", cleanup=cleanup)
+    mount("sysfs", tree / "sys", fstype="sysfs", options="ro,nosuid,nodev,noexec",
+          cleanup=cleanup)
+    minimal_dev(tree, cleanup=cleanup)
+
+
+def overlay(lowers: list[Path], upper: Path, work: Path, target: Path, *,
+            cleanup: CleanupStack) -> None:
+    """Mount an overlay; ``lowers`` are given bottom first."""
+    lower = ":".join(str(p) for p in reversed(lowers))
+    options = f"lowerdir={lower},upperdir={upper},workdir={work}"
+    mount("overlay", target, fstype="overlay", options=options, cleanup=cleanup)
+
+
+def mounts_under(path: Path) -> list[str]:
+    """Mount points at or below ``path`` in this namespace, deepest first."""
+    prefix = str(path.resolve())
+    found = []
+    with open("/proc/self/mountinfo") as info:
+        for line in info:
+            point = line.split()[4].replace("\\040", " ")
+            if point == prefix or point.startswith(prefix + "/"):
+                found.append(point)
+    return sorted(found, key=len, reverse=True)

@@ -1,0 +1,76 @@
+"""The image tree as a stack of overlay layers, one per phase.
+
+Each phase writes into a fresh upper directory over the layers below it, so
+what a phase changed is a directory of its own: the cache can keep it by
+renaming it, and a warm build restores it by mounting it.
+"""
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from dib.runtime.mounts import CleanupStack, mount, overlay
+
+
+class LayeredTree:
+    def __init__(self, layers_dir: Path, merged: Path) -> None:
+        self.layers_dir = layers_dir
+        self.merged = merged
+        self.layers: list[Path] = []       # bottom first
+        self._open: tuple[Path, CleanupStack] | None = None
+        self._count = 0
+        self._base = layers_dir / "base"
+        self._base.mkdir(exist_ok=True)
+
+    def add_layer(self, path: Path) -> None:
+        """Put an existing layer (a cached one) on top of the stack."""
+        if self._open:
+            raise RuntimeError("cannot add a layer while one is open")
+        self.layers.append(path)
+
+    def replace_top(self, path: Path) -> None:
+        """The top layer moved (the cache took it); use it from its new place."""
+        self.layers[-1] = path
+
+    def open_layer(self, name: str) -> Path:
+        """Mount the stack with a new empty upper directory at ``merged``."""
+        if self._open:
+            raise RuntimeError("a layer is already open")
+        self._count += 1
+        upper = self.layers_dir / f"{self._count:02d}-{name}"
+        work = self.layers_dir / f".work-{self._count:02d}"
+        upper.mkdir()
+        work.mkdir()
+        cleanup = CleanupStack()
+        overlay(self.layers or [self._base], upper, work, self.merged, cleanup=cleanup)
+        self._open = (upper, cleanup)
+        return self.merged
+
+    def close_layer(self) -> Path:
+        """Unmount; the upper directory becomes the top layer. Returns it."""
+        if not self._open:
+            raise RuntimeError("no layer is open")
+        upper, cleanup = self._open
+        self._open = None
+        cleanup.unwind()
+        work = self.layers_dir / f".work-{self._count:02d}"
+        shutil.rmtree(work, ignore_errors=True)
+        self.layers.append(upper)
+        return upper
+
+    def abort_layer(self) -> None:
+        if self._open:
+            self._open[1].unwind()
+            self._open = None
+
+    def mount_readonly(self, cleanup: CleanupStack) -> Path:
+        """The finished tree, read-only, for outputs and mkfs."""
+        lowers = self.layers or [self._base]
+        if len(lowers) == 1:
+            mount(str(lowers[0]), self.merged, bind=True, cleanup=cleanup)
+        else:
+            lower = ":".join(str(p) for p in reversed(lowers))
+            mount("overlay", self.merged, fstype="overlay", options=f"lowerdir={lower}",
+                  cleanup=cleanup)
+        return self.merged
+

@@ -1,0 +1,232 @@
+import pytest
+
+from dib.blockdev import config as c
+from dib.errors import BlockDeviceError, PreflightError
+
+EFI = """
+- local_loop:
+    name: image0
+- partitioning:
+    base: image0
+    label: gpt
+    partitions:
+      - name: ESP
+        type: 'EF00'
+        size: 550MiB
+        mkfs:
+          type: vfat
+          mount:
+            mount_point: /boot/efi
+            fstab:
+              options: "defaults"
+              fsck-passno: 2
+      - name: BSP
+        type: 'EF02'
+        size: 8MiB
+      - name: root
+        type: '8300'
+        size: 100%
+        mkfs:
+          mount:
+            mount_point: /
+            fstab:
+              options: "defaults"
+              fsck-passno: 1
+"""
+
+GRAPH = """
+- local_loop:
+    name: image0
+- partitioning:
+    base: image0
+    name: mbr
+    label: mbr
+    partitions:
+      - name: root
+        flags: [boot, primary]
+        size: 100%
+- mkfs:
+    name: mkfs_root
+    base: root
+    type: ext4
+- mount:
+    name: mount_root
+    base: mkfs_root
+    mount_point: /
+- fstab:
+    name: fstab_root
+    base: mount_root
+"""
+
+
+def test_default_config_is_dibs():
+    cfg = c.load_config()
+    assert [n.name for n in cfg.loops] == ["image0"]
+    assert cfg.root_fs.name == "mkfs_root"
+    assert cfg.root_label == "cloudimg-rootfs"
+    assert cfg.root_fs_type == "ext4"
+    assert cfg.mount_points() == ["/"]
+    assert cfg.partition_table is None
+
+
+def test_tree_names_and_lifting():
+    cfg = c.load_config(EFI)
+    assert set(cfg.nodes) >= {"image0", "partitioning_image0", "ESP", "BSP", "root",
+                              "mkfs_ESP", "mkfs_root", "mount_mkfs_root",
+                              "fstab_mount_mkfs_root"}
+    assert cfg.nodes["mkfs_root"].base == "root"
+    assert cfg.nodes["root"].number == 3
+    assert cfg.nodes["ESP"].type == c.ESP_GUID
+    assert cfg.nodes["mkfs_ESP"].label == "MKFS_ESP"   # vfat labels are upper-cased
+    assert cfg.mount_points() == ["/", "/boot/efi"]
+    assert cfg.esp.name == "ESP" and cfg.bios_boot.name == "BSP"
+    order = cfg.order()
+    assert order.index("image0") < order.index("root") < order.index("mkfs_root")
+
+
+def test_graph_and_tree_give_same_shape():
+    cfg = c.load_config(GRAPH)
+    assert cfg.root_fs.name == "mkfs_root"
+    assert cfg.nodes["root"].bootable and cfg.nodes["root"].primary
+    assert cfg.hook_environment() == {"DIB_ROOT_LABEL": "cloudimg-rootfs",
+                                      "DIB_ROOT_FSTYPE": "ext4",
+                                      "DIB_BOOT_LABEL": "cloudimg-rootfs"}
+
+
+def test_overrides_patch_mkfs_root_only_where_unset():
+    cfg = c.load_config(None, root_label="myroot", fs_type="ext3", mkfs_options="-i 4096")
+    assert (cfg.root_label, cfg.root_fs_type, cfg.root_fs.opts) == ("myroot", "ext3", "-i 4096")
+    explicit = c.load_config(GRAPH, root_label="other", fs_type="ext3")
+    assert explicit.root_fs_type == "ext4"      # YAML wins, like DIB
+    assert explicit.root_label == "other"      # label not in the YAML: the param fills it
+    xfs = c.load_config(None, fs_type="xfs")
+    assert xfs.root_label == "img-rootfs"
+
+
+def _err(text, match):
+    with pytest.raises(BlockDeviceError, match=match) as exc:
+        c.load_config(text)
+    assert exc.value.hint or "expected" in exc.value.message
+    return exc.value
+
+
+def test_two_keys_in_one_item():
+    _err("- local_loop: {name: image0}\n  mkfs: {type: ext4}\n", "2 top-level keys")
+
+
+def test_unknown_plugin_suggests():
+    e = _err("- local_lop: {name: image0}\n", "unknown plugin 'local_lop'")
+    assert "local_loop" in str(e)
+
+
+def test_unknown_base():
+    _err(GRAPH.replace("base: mkfs_root", "base: mkfs_rot"), "base 'mkfs_rot' is not defined")
+
+
+def test_wrong_kind_of_base():
+    _err(GRAPH.replace("base: mkfs_root", "base: root"), "is a partition, not a mkfs")
+
+
+def test_duplicate_name():
+    _err(GRAPH + "- mkfs: {name: mkfs_root, base: image0, type: ext4}\n", "duplicate name")
+
+
+def test_duplicate_label():
+    text = EFI.replace("type: vfat", "type: vfat\n          label: root") \
+        .replace("mkfs:\n          mount:\n            mount_point: /\n",
+                 "mkfs:\n          label: ROOT\n          mount:\n            mount_point: /\n")
+    _err(text, "already used")
+
+
+def test_label_rules():
+    _err(GRAPH.replace("type: ext4", "type: ext4\n    label: abcdefghijklmnopq"),
+         "more than ext4 allows \\(16\\)")
+    _err(GRAPH.replace("type: ext4", "type: ext4\n    label: 'my root'"),
+         "characters that cannot be used")
+    _err(EFI.replace("type: vfat", "type: vfat\n          label: efipartition"),
+         "vfat allows \\(11\\)")
+
+
+def test_partition_rules():
+    _err(EFI.replace("type: 'EF02'", "type: 'EF02'\n        flags: [primary]"),
+         "primary flag only applies to mbr")
+    _err(EFI.replace("        size: 8MiB\n", ""), "'BSP': has no size")
+    _err(EFI.replace("type: 'EF02'", "type: 'ZZ99'"), "gpt type 'ZZ99' is not known")
+    _err(GRAPH.replace("flags: [boot, primary]", "flags: [boot, primary]\n        type: 0x05"),
+         "mbr type")
+    _err(GRAPH.replace("flags: [boot, primary]", "flags: [bootable]"), "unknown flag")
+    _err(GRAPH.replace("size: 100%", "size: 12 parsecs"), "invalid size")
+
+
+def test_mkfs_rules():
+    _err(GRAPH.replace("type: ext4", "type: ext5"), "unknown filesystem type 'ext5'")
+    _err(GRAPH.replace("    type: ext4\n", "    type: ext4\n    lable: x\n"), "did you mean 'label'")
+    _err(GRAPH.replace("mount_point: /", "mount_point: /srv"), "no filesystem is mounted at /")
+    _err(GRAPH.replace("mount_point: /", "mount_point: relative"), "not an absolute path")
+
+
+def test_two_tables_on_one_loop():
+    extra = ("- partitioning:\n    base: image0\n    name: second\n    label: gpt\n"
+             "    partitions:\n      - name: other\n        size: 1MiB\n")
+    _err(GRAPH + extra, "already has the partition table")
+
+
+def test_not_a_list():
+    _err("local_loop: {name: x}\n", "must be a YAML list")
+
+
+def test_lvm_validates_but_preflight_refuses_without_device_mapper():
+    text = """
+- local_loop: {name: image0}
+- partitioning:
+    base: image0
+    label: gpt
+    partitions:
+      - {name: root, size: 100%}
+- lvm:
+    name: lvm
+    pvs: [{name: pv, base: root}]
+    vgs: [{name: vg, base: [pv]}]
+    lvs: [{name: lv_root, base: vg, size: 1GiB}]
+- mkfs: {name: mkfs_root, base: lv_root, type: ext4, mount: {mount_point: /}}
+"""
+    cfg = c.load_config(text)
+    assert cfg.lvms and cfg.root_fs.base == "lv_root"
+    with pytest.raises(PreflightError, match="device-mapper"):
+        c.preflight(cfg, dm_available=False)
+    c.preflight(cfg, dm_available=True)
+
+
+def test_device_mapper_probe(tmp_path):
+    misc = tmp_path / "misc"
+    misc.write_text(" 236 device-mapper\n")
+    assert not c.device_mapper_available(str(misc), str(tmp_path / "nope"))
+    ctl = tmp_path / "control"
+    ctl.write_text("")
+    assert c.device_mapper_available(str(misc), str(ctl))
+
+
+def test_ids_are_stable_and_seed_dependent():
+    a = c.load_config(EFI).assign_ids("seed-1")
+    b = c.load_config(EFI).assign_ids("seed-1")
+    d = c.load_config(EFI).assign_ids("seed-2")
+    ids = lambda cfg: ([fs.uuid for fs in cfg.filesystems],
+                       [p.partuuid for p in cfg.partitions], cfg.partition_table.disk_id)
+    assert ids(a) == ids(b)
+    assert ids(a) != ids(d)
+    assert len(set(ids(a)[0] + ids(a)[1])) == 5
+    assert a.nodes["mkfs_ESP"].fs_uuid.count("-") == 1     # FAT volume id XXXX-XXXX
+    mbr = c.load_config(GRAPH).assign_ids("x")
+    assert mbr.partition_table.disk_id.startswith("0x") and len(mbr.partition_table.disk_id) == 10
+
+
+def test_given_uuid_is_kept():
+    cfg = c.load_config(GRAPH.replace("type: ext4",
+                                      "type: ext4\n    uuid: 12345678-1234-1234-1234-123456789abc"))
+    cfg.assign_ids("s")
+    assert cfg.root_fs.uuid == "12345678-1234-1234-1234-123456789abc"
+
+
+def test_registry_falls_back_to_builtins():
+    assert {"local_loop", "partitioning", "mkfs", "mount", "fstab", "lvm"} <= \
+        set(c.plugin_names())

@@ -1,0 +1,133 @@
+import hashlib
+import json
+import tarfile
+from pathlib import Path
+
+import pytest
+
+from dib import outputs
+from dib.errors import ConfigError, OutputError
+from dib.outputs import archives, images
+
+
+def test_validate_types_orders_raw_last_and_rejects_unknown():
+    got = [o.name for o in outputs.validate_types(["raw", "qcow2", "tar"])]
+    assert got == ["qcow2", "tar", "raw"]
+    with pytest.raises(ConfigError, match="unknown output type 'qcow3'") as exc:
+        outputs.validate_types("qcow3")
+    assert "qcow2" in str(exc.value) and "squashfs" in str(exc.value)
+    with pytest.raises(ConfigError, match="docker"):
+        outputs.validate_types(["docker"])
+    with pytest.raises(ConfigError, match="repo:tag"):
+        outputs.validate_types(["docker"], docker_target="Bad Name")
+    assert outputs.validate_types("docker", docker_target="org/img:1")[0].needs_disk is False
+
+
+def test_plugin_attributes():
+    for name in ("raw", "qcow2", "vhd", "tar", "tgz", "squashfs", "docker"):
+        out = outputs.registry.get(name)()
+        assert out.name == name and out.extension and isinstance(out.tools(), list)
+    assert outputs.registry.get("squashfs")().extension == "squash"
+
+
+def test_qcow2_argv(tmp_path):
+    ctx = outputs.OutputContext(image_name=tmp_path / "img", raw=tmp_path / "img.raw")
+    argv = images.Qcow2().argv(ctx)
+    assert argv[:6] == ["qemu-img", "convert", "-f", "raw", "-O", "qcow2"]
+    assert ["-c", "-m", "8", "-W"] == argv[6:10]
+    assert argv[10:12] == ["-o", "compression_type=zstd"]
+    ctx.qemu_img_options = "compat=0.10"
+    assert "compression_type" not in " ".join(images.Qcow2().argv(ctx))
+    ctx.compress, ctx.qemu_img_options = False, "cluster_size=2M"
+    argv = images.Qcow2().argv(ctx)
+    assert "-c" not in argv and argv[argv.index("-o") + 1] == "cluster_size=2M"
+    vhd = images.Vhd().argv(ctx)
+    assert vhd[vhd.index("-o") + 1].startswith("subformat=fixed,force_size")
+
+
+def test_tar_argv():
+    argv = archives.tar_argv(Path("/t"), Path("/o.tar"), 1700000000)
+    for flag in ("--xattrs", "--xattrs-include=*", "--numeric-owner", "--sort=name",
+                 "--exclude=./proc/*", "--exclude=./sys/*", "--mtime=@1700000000",
+                 "--clamp-mtime"):
+        assert flag in argv
+
+
+def _tree(tmp_path):
+    tree = tmp_path / "tree"
+    for d in ("etc", "proc/1", "sys/x"):
+        (tree / d).mkdir(parents=True)
+    (tree / "etc/hostname").write_text("box\n")
+    (tree / "proc/1/status").write_text("no")
+    return tree
+
+
+def test_tar_and_tgz_leave_out_proc_contents(tmp_path):
+    tree = _tree(tmp_path)
+    ctx = outputs.OutputContext(image_name=tmp_path / "img", tree=tree, source_date_epoch=1)
+    (tar_path,) = archives.Tar().produce(ctx)
+    names = tarfile.open(tar_path).getnames()
+    assert "./etc/hostname" in names and "./proc" in names
+    assert not any(n.startswith("./proc/") or n.startswith("./sys/") for n in names)
+    (tgz,) = archives.Tgz().produce(ctx)
+    assert tgz.name == "img.tgz" and "./etc/hostname" in tarfile.open(tgz).getnames()
+    assert not list(tmp_path.glob("*.tmp.tar*"))
+
+
+def test_docker_archive_structure(tmp_path):
+    tree = _tree(tmp_path)
+    ctx = outputs.OutputContext(image_name=tmp_path / "img", tree=tree,
+                                docker_target="example/dib:test", source_date_epoch=0)
+    (path,) = archives.Docker().produce(ctx)
+    with tarfile.open(path) as tar:
+        manifest = json.load(tar.extractfile("manifest.json"))
+        assert manifest[0]["RepoTags"] == ["example/dib:test"]
+        config_raw = tar.extractfile(manifest[0]["Config"]).read()
+        assert manifest[0]["Config"] == hashlib.sha256(config_raw).hexdigest() + ".json"
+        layer = tar.extractfile(manifest[0]["Layers"][0]).read()
+        config = json.loads(config_raw)
+        assert config["rootfs"]["diff_ids"] == ["sha256:" + hashlib.sha256(layer).hexdigest()]
+        assert config["os"] == "linux"
+    ctx.docker_target = None
+    with pytest.raises(OutputError, match="target"):
+        archives.Docker().produce(ctx)
+
+
+def test_parse_docker_target():
+    assert archives.parse_docker_target("img") == ("img", "latest")
+    assert archives.parse_docker_target("localhost:5000/a/b:v1") == ("localhost:5000/a/b", "v1")
+    with pytest.raises(ConfigError):
+        archives.parse_docker_target("UPPER:tag")
+
+
+def test_raw_output_moves_or_copies(tmp_path):
+    raw = tmp_path / "work.raw"
+    with open(raw, "wb") as fh:
+        fh.truncate(1 << 20)
+    ctx = outputs.OutputContext(image_name=tmp_path / "out", raw=raw)
+    (dest,) = images.Raw().produce(ctx)
+    assert dest.stat().st_size == 1 << 20 and raw.exists()
+    dest.unlink()
+    ctx.move_raw = True
+    images.Raw().produce(ctx)
+    assert not raw.exists() and (tmp_path / "out.raw").exists()
+
+
+def test_needs_inputs(tmp_path):
+    with pytest.raises(OutputError, match="disk image"):
+        images.Qcow2().produce(outputs.OutputContext(image_name=tmp_path / "x"))
+    with pytest.raises(OutputError, match="tree"):
+        archives.Tar().produce(outputs.OutputContext(image_name=tmp_path / "x"))
+
+
+def test_checksums(tmp_path):
+    f = tmp_path / "img.qcow2"
+    f.write_bytes(b"abc")
+    written = outputs.checksums([f])
+    assert sorted(p.name for p in written) == ["img.qcow2.md5", "img.qcow2.sha256"]
+    assert (tmp_path / "img.qcow2.md5").read_text() == \
+        f"{hashlib.md5(b'abc').hexdigest()}  img.qcow2\n"
+    assert (tmp_path / "img.qcow2.sha256").read_text().startswith(
+        hashlib.sha256(b"abc").hexdigest())
+    with pytest.raises(ConfigError):
+        outputs.checksums([f], kinds=("nope",))
