@@ -22,7 +22,7 @@ from pathlib import Path
 from dib import runner
 from dib.blockdev import sizes
 from dib.blockdev.config import (BIOS_BOOT_GUID, ESP_GUID, BlockDeviceConfig, LocalLoop,
-                                 Mkfs, Partition, Partitioning, preflight)
+                                 Partition, Partitioning, preflight)
 from dib.errors import BlockDeviceError
 
 #: ext journal allowance added to DIB's computed default size

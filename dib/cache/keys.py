@@ -18,9 +18,13 @@ VOLATILE_VARS = {"DIB_ARGS", "DIB_ENV", "DIB_DEBUG_TRACE", "DIB_RUN_PARTS_EVENTS
                  "DIB_IMAGE_CACHE", "DIB_PYTHON_EXEC", "DIB_BLOCK_DEVICE_CONFIG",
                  "DIB_BLOCK_DEVICE_PARAMS_YAML", "DIB_MIN_TMPFS", "DIB_NO_TMPFS"}
 # Non-DIB_ variables that hooks commonly read.
-TREE_VARS = ("ARCH", "DISTRO_NAME", "DIB_RELEASE", "IMAGE_ELEMENT", "FS_TYPE",
+TREE_VARS = ("ARCH", "DISTRO_NAME", "DIB_RELEASE", "FS_TYPE",
              "DIB_INIT_SYSTEM", "LANG")
 UNCACHEABLE_MARK = "# dib-cache: never"
+# The image name is an input only of phases whose hooks mention IMAGE_NAME
+# (manifests are named after the image): other phases are shared between
+# builds of differently named images.
+IMAGE_NAME_INPUT = "setting:image-name"
 # Host-side phases whose hooks may also change TMP_HOOKS_PATH (extra-data.d
 # adds install-type links there, for instance).
 ROOT_ONLY_DIRS = ("root.d",)
@@ -60,11 +64,26 @@ def tree_inputs(root: Path, prefix: str) -> dict[str, str]:
 
 def settings_inputs(env: Mapping[str, str], *, image_name: str,
                     packages: Iterable[str] = ()) -> dict[str, str]:
-    out = {f"env:{k}": v for k, v in env.items()
+    # Where the image goes is not what goes into it (DIB_MANIFEST_SAVE_DIR is
+    # derived from IMAGE_NAME, for instance).
+    out = {f"env:{k}": v.replace(image_name, "$IMAGE_NAME") for k, v in env.items()
            if k.startswith("DIB_") and k not in VOLATILE_VARS}
     out.update({f"env:{k}": env[k] for k in TREE_VARS if k in env})
-    out["setting:image-name"] = os.path.basename(image_name)
+    out[IMAGE_NAME_INPUT] = os.path.basename(image_name)
     return out
+
+
+def mentions(directory: Path, word: str) -> bool:
+    """Whether any file under ``directory`` contains ``word``."""
+    needle = word.encode()
+    for path in directory.rglob("*") if directory.is_dir() else []:
+        if path.is_file():
+            try:
+                if needle in path.read_bytes():
+                    return True
+            except OSError:
+                continue
+    return False
 
 
 def uncacheable_hooks(directory: Path) -> list[str]:
@@ -90,6 +109,8 @@ def phase_inputs(hooks_dir: Path, phase_dir: str, settings: Mapping[str, str]
     """What a phase reads: its own hooks, environment.d, the helpers, and for
     every phase after root.d the elements' data (static/, pkg-map, ...)."""
     inputs = dict(settings)
+    if not mentions(hooks_dir / phase_dir, "IMAGE_NAME"):
+        inputs.pop(IMAGE_NAME_INPUT, None)
     inputs.update(tree_inputs(hooks_dir / phase_dir, phase_dir))
     inputs.update(tree_inputs(hooks_dir / "environment.d", "environment.d"))
     inputs.update(tree_inputs(hooks_dir / "bin", "bin"))

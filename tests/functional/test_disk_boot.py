@@ -10,7 +10,6 @@ import glob
 import os
 import re
 import shutil
-import subprocess
 import time
 from pathlib import Path
 

@@ -1,5 +1,4 @@
 import struct
-from pathlib import Path
 
 import pytest
 
@@ -115,7 +114,6 @@ def test_boot_options_from_env():
 
 def test_separate_boot_uses_its_own_paths(tmp_path):
     tree = _tree(tmp_path)
-    text = GRAPH + ("- partitioning_extra: {}\n" if False else "")
     cfg = c.load_config("""
 - local_loop: {name: image0}
 - partitioning:

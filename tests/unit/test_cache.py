@@ -236,3 +236,17 @@ def test_checkpoints_explain_what_changed(tmp_path):
     again.settings = dict(SETTINGS)
     new_inputs = again.phase_inputs(hooks, "finalise")
     assert again.why_rebuilt("finalise", new_inputs) == "file finalise.d/50-final changed"
+
+
+def test_image_name_is_an_input_only_where_a_hook_mentions_it(tmp_path):
+    hooks = make_hooks(tmp_path)
+    (hooks / "finalise.d" / "99-manifest").write_text(
+        '#!/bin/bash\ntouch "/etc/manifest-$(basename $IMAGE_NAME)"\n')
+
+    def keys_for(image):
+        env = {"DIB_RELEASE": "bookworm", "DIB_MANIFEST_SAVE_DIR": f"{image}.d/"}
+        return chain_keys(hooks, keys.settings_inputs(env, image_name=image))
+    first, second = keys_for("/out/one"), keys_for("/elsewhere/two")
+    assert first["root.d"] == second["root.d"]
+    assert first["install.d"] == second["install.d"]
+    assert first["finalise.d"] != second["finalise.d"]

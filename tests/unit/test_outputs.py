@@ -131,3 +131,23 @@ def test_checksums(tmp_path):
         hashlib.sha256(b"abc").hexdigest())
     with pytest.raises(ConfigError):
         outputs.checksums([f], kinds=("nope",))
+
+
+@pytest.mark.skipif(not __import__("shutil").which("mksquashfs"), reason="squashfs-tools missing")
+def test_squashfs_real(tmp_path):
+    ctx = outputs.OutputContext(image_name=tmp_path / "img", tree=_tree(tmp_path))
+    (path,) = archives.Squashfs().produce(ctx)
+    assert path.name == "img.squash" and path.read_bytes()[:4] == b"hsqs"
+
+
+@pytest.mark.skipif(not __import__("shutil").which("qemu-img"), reason="qemu-utils missing")
+def test_qcow2_and_vhd_real(tmp_path):
+    raw = tmp_path / "d.raw"
+    with open(raw, "wb") as fh:
+        fh.truncate(8 << 20)
+        fh.write(b"hello")
+    ctx = outputs.OutputContext(image_name=tmp_path / "img", raw=raw)
+    (q,) = images.Qcow2().produce(ctx)
+    assert q.read_bytes()[:4] == b"QFI\xfb"
+    (v,) = images.Vhd().produce(ctx)
+    assert v.read_bytes()[-512:-504] == b"conectix"
