@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import uuid
 from pathlib import Path
 from typing import Iterable, Mapping
@@ -104,11 +105,35 @@ def uncacheable_hooks(directory: Path) -> list[str]:
     return found
 
 
+VARIABLE = re.compile(rb"\bDIB_[A-Za-z0-9_]+")
+
+
+def variables_named_in(*directories: Path) -> set[str]:
+    """Every DIB_* name that appears in the files under these directories."""
+    names: set[str] = set()
+    for directory in directories:
+        for path in directory.rglob("*") if directory.is_dir() else []:
+            if path.is_file():
+                try:
+                    names.update(m.decode() for m in VARIABLE.findall(path.read_bytes()))
+                except OSError:
+                    continue
+    return names
+
+
 def phase_inputs(hooks_dir: Path, phase_dir: str, settings: Mapping[str, str]
                  ) -> dict[str, str]:
     """What a phase reads: its own hooks, environment.d, the helpers, and for
-    every phase after root.d the elements' data (static/, pkg-map, ...)."""
-    inputs = dict(settings)
+    every phase after root.d the elements' data (static/, pkg-map, ...).
+
+    Of the DIB_* variables only those named in the phase's hooks, in
+    environment.d or in the helpers count: changing DIB_DEV_USER_PASSWORD
+    reruns the phase that uses it, not the bootstrap.
+    """
+    named = variables_named_in(hooks_dir / phase_dir, hooks_dir / "environment.d",
+                               hooks_dir / "bin")
+    inputs = {k: v for k, v in settings.items()
+              if not k.startswith("env:DIB_") or k[4:] in named or k[4:] in TREE_VARS}
     if not mentions(hooks_dir / phase_dir, "IMAGE_NAME"):
         inputs.pop(IMAGE_NAME_INPUT, None)
     inputs.update(tree_inputs(hooks_dir / phase_dir, phase_dir))

@@ -78,7 +78,11 @@ def main(args: argparse.Namespace) -> int:
 
     log_dir = Path(args.log_dir) if args.log_dir else None
     if args.unit:
-        for element in ft.elements_for_unit(args.targets, index, all_elements=args.all_elements):
+        chosen = ft.elements_for_unit(args.targets, index, all_elements=args.all_elements)
+        if not chosen:
+            print("dib test: no element on the search path has a tests/ directory",
+                  file=sys.stderr)
+        for element in chosen:
             result = ft.run_unit(element, log_dir=log_dir)
             results.append(result)
             progress(result)

@@ -12,7 +12,7 @@ import pickle
 from dib.pipeline.preflight import preflight
 from dib.pipeline.prepare import Prepared
 from dib.runtime.namespace import run_namespaced
-from dib.runtime.workspace import Workspace
+from dib.runtime.workspace import Workspace, remove_stale
 
 LOG = logging.getLogger("dib.build")
 CONFIG_FILE = "build.pickle"
@@ -28,7 +28,11 @@ def build(prepared: Prepared) -> int:
         status = run_namespaced("dib.pipeline.inner", [str(workspace.root)])
     finally:
         if status != 0 and config.keep_workspace:
+            workspace.keep()
             LOG.info("workspace kept for inspection: %s", workspace.root)
         else:
             workspace.remove()
+        # A build killed outright (SIGKILL) may still have been exiting when
+        # this one started: look again now.
+        remove_stale(workspace.root.parent)
     return status

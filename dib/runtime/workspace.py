@@ -14,6 +14,7 @@ from dib.runtime.mounts import mounts_under, umount
 LOG = logging.getLogger(__name__)
 PREFIX = "dib-build-"
 OWNER_FILE = "owner.pid"
+KEPT_FILE = "kept"
 
 
 @dataclass(frozen=True)
@@ -60,6 +61,10 @@ class Workspace:
         """The process now responsible for this workspace (after a re-exec)."""
         (self.root / OWNER_FILE).write_text(f"{os.getpid()}\n")
 
+    def keep(self) -> None:
+        """Leave this workspace for the user (--keep-workspace): never stale."""
+        (self.root / KEPT_FILE).touch()
+
     def remove(self) -> None:
         for point in mounts_under(self.root):
             umount(Path(point))
@@ -87,6 +92,7 @@ def _owner_alive(root: Path) -> bool:
 def remove_stale(workdir: Path) -> None:
     """Workspaces whose build was killed outright (SIGKILL) are removed by the next build."""
     for candidate in workdir.glob(PREFIX + "*"):
-        if candidate.is_dir() and not _owner_alive(candidate) and not mounts_under(candidate):
+        if (candidate.is_dir() and not (candidate / KEPT_FILE).exists()
+                and not _owner_alive(candidate) and not mounts_under(candidate)):
             LOG.info("removing the workspace of a build that was killed: %s", candidate)
             shutil.rmtree(candidate, ignore_errors=True)

@@ -85,15 +85,13 @@ def tiny(tmp_path) -> Path:
 
 
 def _workspaces(cache_dir: Path) -> list[Path]:
-    return sorted((cache_dir / "tests").glob("*/*/work/dib-build-*")) + \
-        sorted(Path("/var/tmp").glob("dib-build-*"))
+    return sorted((cache_dir / "tests/dt-tiny").glob("*/work/dib-build-*"))
 
 
 def test_tiny_element_cases(tiny, env, tmp_path):
     env["ELEMENTS_PATH"] = str(tiny)
     cache_dir = Path(env.get("DIB_CACHE_DIR") or Path.home() / ".cache/dib")
     before = _mounts()
-    workspaces_before = _workspaces(cache_dir)
     junit, report = tmp_path / "junit.xml", tmp_path / "results.json"
     proc = _dib_test(["dt-tiny", "--junit", str(junit), "--json", str(report),
                       "--hook-timeout", "300"], env, tmp_path)
@@ -114,7 +112,7 @@ def test_tiny_element_cases(tiny, env, tmp_path):
         "post-install/20-breaks"
     # nothing left behind: no mount, no workspace, no image
     assert _mounts() == before
-    assert _workspaces(cache_dir) == workspaces_before
+    assert _workspaces(cache_dir) == []
     for case in ("passes", "must-fail", "breaks"):
         assert list((cache_dir / "tests/dt-tiny" / case).iterdir()) == []
 
@@ -124,3 +122,32 @@ def test_shipped_element_passes(env, tmp_path):
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "install-bin/bin-installed" in proc.stdout
     assert "1 passed" in proc.stdout
+
+
+def test_hanging_hook_is_stopped_and_reported(tiny, env, tmp_path):
+    case = tiny / "dt-tiny/test-elements/hangs"
+    _write(case / "element-deps", "dt-tiny\n")
+    _write(case / "post-install.d/20-hangs", HOOK + "echo 'going to sleep'\nsleep 600\n",
+           executable=True)
+    env["ELEMENTS_PATH"] = str(tiny)
+    before = _mounts()
+    report = tmp_path / "results.json"
+    proc = _dib_test(["dt-tiny/hangs", "--hook-timeout", "5", "--json", str(report)], env,
+                     tmp_path)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    result = json.loads(report.read_text())["results"][0]
+    assert result["status"] == "fail"
+    assert result["reason"] == \
+        "hook post-install/20-hangs of element 'hangs' timed out after 5 s", result
+    assert result["seconds"] < 300
+    assert _mounts() == before
+    leftover = [p for p in Path("/proc").glob("[0-9]*/cmdline")
+                if _read(p).replace("\0", " ").strip() == "sleep 600"]
+    assert leftover == []
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_text().strip()
+    except OSError:
+        return ""

@@ -250,3 +250,19 @@ def test_image_name_is_an_input_only_where_a_hook_mentions_it(tmp_path):
     assert first["root.d"] == second["root.d"]
     assert first["install.d"] == second["install.d"]
     assert first["finalise.d"] != second["finalise.d"]
+
+
+def test_a_variable_counts_only_for_phases_that_name_it(tmp_path):
+    hooks = make_hooks(tmp_path)
+    (hooks / "install.d" / "60-user").write_text(
+        '#!/bin/bash\necho "$DIB_DEV_USER_PASSWORD" > /etc/pw\n')
+
+    def keys_for(password):
+        env = {"DIB_RELEASE": "bookworm", "DIB_DEV_USER_PASSWORD": password}
+        return chain_keys(hooks, keys.settings_inputs(env, image_name="/out/img"))
+    first, second = keys_for("one"), keys_for("two")
+    assert first["root.d"] == second["root.d"]
+    assert first["install.d"] != second["install.d"]
+    (hooks / "environment.d" / "20-more.bash").write_text(
+        "export DIB_OTHER=${DIB_DEV_USER_PASSWORD}-x\n")
+    assert keys_for("one")["root.d"] != keys_for("two")["root.d"]

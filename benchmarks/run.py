@@ -1,0 +1,436 @@
+#!/usr/bin/env python3
+"""Side-by-side timings: dib against diskimage-builder (DIB) 3.43, in one run on one machine.
+
+Run as root from anywhere:  sudo python3 benchmarks/run.py [--only NAME[,NAME]] [--repeat N]
+
+Every measurement is the wall-clock time (time.monotonic()) around one subprocess. Builds run one
+at a time, DIB's and ours back to back. Each measurement is appended as one JSON line to
+benchmarks/results/<date>.jsonl, and a Markdown table is printed at the end. The machine's load
+average is printed and recorded before every measurement, because the machine may be shared.
+
+Standard library only.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+HERE = REPO / "benchmarks"
+DIBRUN = Path("/tmp/dibrun")
+DIB_VENV = DIBRUN / "venv"
+
+SCENARIOS = ["tar-cold", "vm-cold", "vm-warm-unchanged", "vm-warm-finalise-changed",
+             "hook-unit-test", "element-test-warm"]
+
+# goal per scenario: ("ratio", x) means ours <= x * DIB; ("seconds", s) means ours <= s
+GOALS = {
+    "tar-cold": ("ratio", 0.35),
+    "vm-cold": ("ratio", 0.25),
+    "vm-warm-unchanged": ("seconds", 3.0),
+    "vm-warm-finalise-changed": ("seconds", 5.0),
+    "hook-unit-test": ("seconds", 0.5),
+    "element-test-warm": ("seconds", 10.0),
+}
+
+STAMP_HOOK = """#!/bin/bash
+# benchmark: a finalise.d hook whose content changes between runs
+set -eu -o pipefail
+echo "{stamp}" > /etc/bench-stamp
+"""
+
+
+def loadavg() -> list[float]:
+    with open("/proc/loadavg") as f:
+        return [float(x) for x in f.read().split()[:3]]
+
+
+def log(msg: str) -> None:
+    print(msg, flush=True)
+
+
+class Bench:
+    def __init__(self, args: argparse.Namespace):
+        self.args = args
+        self.dib_bench = Path(args.dib_bench).resolve()
+        self.date = _dt.date.today().isoformat()
+        self.run_id = _dt.datetime.now().strftime("%Y%m%dT%H%M%S")
+        results_dir = Path(args.results_dir)
+        results_dir.mkdir(parents=True, exist_ok=True)
+        self.results_file = results_dir / f"{self.date}.jsonl"
+        self.work = Path(args.workdir or tempfile.mkdtemp(prefix="dib-bench-", dir="/var/tmp"))
+        self.work.mkdir(parents=True, exist_ok=True)
+        self.logs = self.work / "logs"
+        self.logs.mkdir(exist_ok=True)
+        self.out = self.work / "out"
+        self.out.mkdir(exist_ok=True)
+        # one phase cache (and one download cache) shared by the vm scenarios of this run
+        self.vm_cache = self.work / "cache-vm"
+        self.vm_image_cache = self.work / "image-cache-vm"
+        self.vm_filled = False
+        self.rows: list[dict] = []
+        self.ours_env = dict(os.environ, DIB_RELEASE=os.environ.get("DIB_RELEASE", "bookworm"))
+
+    # -- plumbing -----------------------------------------------------------------------------
+
+    def timed(self, name: str, argv: list[str], env: dict | None = None,
+              cwd: Path | None = None) -> tuple[float, int, Path]:
+        """Run argv once; return (wall seconds, exit status, log path)."""
+        logf = self.logs / f"{name}.log"
+        la = loadavg()
+        log(f"  [{time.strftime('%H:%M:%S')}] load {la[0]:.2f} {la[1]:.2f} {la[2]:.2f}  "
+            f"-> {name}: {' '.join(argv)}")
+        with open(logf, "wb") as out:
+            t0 = time.monotonic()
+            proc = subprocess.run(argv, env=env, cwd=cwd, stdin=subprocess.DEVNULL,
+                                  stdout=out, stderr=subprocess.STDOUT)
+            secs = time.monotonic() - t0
+        log(f"     {secs:8.1f} s  rc={proc.returncode}  log {logf}")
+        self._last_load = la
+        return secs, proc.returncode, logf
+
+    def record(self, scenario: str, who: str, seconds: float | None, rc: int | None,
+               **extra) -> dict:
+        rec = {"run": self.run_id, "date": self.date, "scenario": scenario, "who": who,
+               "seconds": None if seconds is None else round(seconds, 3), "rc": rc,
+               "load_before": getattr(self, "_last_load", loadavg()),
+               "host_cpus": os.cpu_count()}
+        rec.update(extra)
+        with open(self.results_file, "a") as f:
+            f.write(json.dumps(rec, sort_keys=True) + "\n")
+        return rec
+
+    def ensure_dib(self) -> None:
+        if (DIB_VENV / "bin" / "disk-image-create").exists():
+            return
+        setup = self.dib_bench / "setup.sh"
+        log(f"DIB is not installed in {DIB_VENV}: running {setup}")
+        subprocess.run(["bash", str(setup)], check=True)
+
+    def dib_output(self, name: str, ext: str) -> Path:
+        return DIBRUN / "out" / f"{name}.{ext}"
+
+    def dib_build(self, name: str, args: list[str], shim: bool = False):
+        """DIB through bench/dib/build.sh (or shimrun.sh); output in /tmp/dibrun/out/NAME.*"""
+        for old in (DIBRUN / "out").glob(f"{name}.*") if (DIBRUN / "out").is_dir() else []:
+            old.unlink()
+        script = self.dib_bench / ("shimrun.sh" if shim else "build.sh")
+        secs, rc, logf = self.timed(f"dib-{name}", ["bash", str(script), name, *args])
+        return secs, rc, logf
+
+    def ours_build(self, name: str, args: list[str], cache: Path | None,
+                   image_cache: Path | None, env: dict | None = None):
+        report = self.logs / f"{name}.report.json"
+        if report.exists():
+            report.unlink()
+        argv = ["disk-image-create", "-o", str(self.out / name), "--json-report", str(report),
+                "--logfile", str(self.logs / f"{name}.build.log")]
+        if cache is not None:
+            argv += ["--cache-dir", str(cache)]
+        if image_cache is not None:
+            argv += ["--image-cache", str(image_cache)]
+        argv += args
+        secs, rc, logf = self.timed(f"ours-{name}", argv, env=env or self.ours_env)
+        steps = summarise_report(report)
+        if steps:
+            log("     steps: " + ", ".join(
+                f"{s['name']} {s['seconds']:.1f}{'(hit)' if s['cached'] else ''}"
+                for s in steps["steps"]))
+        return secs, rc, logf, steps
+
+    def add_row(self, scenario: str, ours: float | None, dib: float | None, note: str = "",
+                ours_ok: bool = True, dib_ok: bool = True, load=None) -> None:
+        kind, goal = GOALS.get(scenario, (None, None))
+        ratio = ours / dib if (ours and dib and ours_ok and dib_ok) else None
+        if not ours_ok or ours is None:
+            met = False
+        elif kind == "ratio":
+            met = None if ratio is None else ratio <= goal
+        elif kind == "seconds":
+            met = ours <= goal
+        else:
+            met = None
+        goal_text = (f"≤ {goal}× DIB" if kind == "ratio" else f"≤ {goal:g} s") if kind else ""
+        self.rows.append({"scenario": scenario, "ours": ours, "dib": dib, "ratio": ratio,
+                          "goal": goal_text, "met": met, "note": note,
+                          "ours_ok": ours_ok, "dib_ok": dib_ok,
+                          "load": load if load is not None else self._last_load})
+
+    # -- scenarios --------------------------------------------------------------------------
+
+    def s_tar_cold(self, i: int) -> None:
+        cache = Path(tempfile.mkdtemp(prefix="cache-tar-", dir=self.work))
+        icache = Path(tempfile.mkdtemp(prefix="image-cache-tar-", dir=self.work))
+        secs, rc, _, steps = self.ours_build(f"tar-cold-{i}", ["-t", "tar", "debian-minimal"],
+                                             cache, icache)
+        lo = self._last_load
+        self.record("tar-cold", "ours", secs, rc, report=steps)
+        dsecs, drc, dlog = self.dib_build(f"bench-tar-{i}", ["-t", "tar", "debian-minimal"])
+        self.record("tar-cold", "dib", dsecs, drc, log=str(dlog))
+        self.add_row("tar-cold", secs, dsecs, ours_ok=rc == 0, dib_ok=drc == 0, load=lo,
+                     note="fresh --cache-dir and --image-cache for ours; DIB with its usual "
+                          "~/.cache/image-create")
+        shutil.rmtree(cache, ignore_errors=True)
+        shutil.rmtree(icache, ignore_errors=True)
+        for p in [self.out / f"tar-cold-{i}.tar", self.dib_output(f"bench-tar-{i}", "tar")]:
+            if p.exists() and not self.args.keep:
+                p.unlink()
+
+    def s_vm_cold(self, i: int) -> None:
+        shutil.rmtree(self.vm_cache, ignore_errors=True)
+        shutil.rmtree(self.vm_image_cache, ignore_errors=True)
+        self.vm_cache.mkdir(parents=True)
+        self.vm_image_cache.mkdir(parents=True)
+        name = f"vm-cold-{i}"
+        secs, rc, _, steps = self.ours_build(name, ["debian-minimal", "vm"], self.vm_cache,
+                                             self.vm_image_cache)
+        lo = self._last_load
+        self.vm_filled = rc == 0
+        self.record("vm-cold", "ours", secs, rc, report=steps)
+        dname = f"bench-vm-{i}"
+        dsecs, drc, dlog = self.dib_build(dname, ["debian-minimal", "vm"], shim=True)
+        self.record("vm-cold", "dib", dsecs, drc, log=str(dlog))
+        self.add_row("vm-cold", secs, dsecs, ours_ok=rc == 0, dib_ok=drc == 0, load=lo,
+                     note="MBR qcow2; DIB with the kpartx/dmsetup shim")
+        # boot both images (BIOS), seconds to login:
+        ours_boot = dib_boot = None
+        img = self.out / f"{name}.qcow2"
+        if rc == 0 and img.exists():
+            bsecs, brc, blog = self.timed(f"boot-ours-{i}", [
+                "dib", "boot", str(img), "--firmware", "bios", "--json", "--timeout", "180",
+                "--log", str(self.logs / f"boot-ours-{i}.console")])
+            data = parse_json_out(blog)
+            ours_boot = data.get("seconds") if data and brc == 0 else None
+            self.record("vm-cold-boot", "ours", ours_boot, brc, wall=round(bsecs, 2),
+                        size_bytes=img.stat().st_size, boot=data)
+        dimg = self.dib_output(dname, "qcow2")
+        if drc == 0 and dimg.exists():
+            bsecs, brc, blog = self.timed(f"boot-dib-{i}", [
+                sys.executable, str(self.dib_bench / "bootcheck.py"), str(dimg),
+                str(self.logs / f"boot-dib-{i}.console"), "180"])
+            data = parse_json_out(blog)
+            if data and data.get("reached_login"):
+                dib_boot = data["milestones_s"].get("login:")
+            self.record("vm-cold-boot", "dib", dib_boot, brc, wall=round(bsecs, 2),
+                        size_bytes=dimg.stat().st_size, boot=data)
+        self.add_row("vm-cold boot to login:", ours_boot, dib_boot,
+                     ours_ok=ours_boot is not None, dib_ok=dib_boot is not None,
+                     note="BIOS, qemu TCG; ours `dib boot`, DIB's bootcheck.py")
+        if not self.args.keep and dimg.exists():
+            dimg.unlink()
+
+    def _fill_vm_cache(self) -> None:
+        if self.vm_filled:
+            return
+        log("  (filling the vm phase cache first; not measured)")
+        self.vm_cache.mkdir(parents=True, exist_ok=True)
+        self.vm_image_cache.mkdir(parents=True, exist_ok=True)
+        _, rc, _, _ = self.ours_build("vm-fill", ["debian-minimal", "vm"], self.vm_cache,
+                                      self.vm_image_cache)
+        self.vm_filled = rc == 0
+
+    def s_vm_warm_unchanged(self, i: int) -> None:
+        self._fill_vm_cache()
+        secs, rc, _, steps = self.ours_build(f"vm-warm-{i}", ["debian-minimal", "vm"],
+                                             self.vm_cache, self.vm_image_cache)
+        lo = self._last_load
+        self.record("vm-warm-unchanged", "ours", secs, rc, report=steps)
+        dname = f"bench-vm-warm-{i}"
+        dsecs, drc, dlog = self.dib_build(dname, ["debian-minimal", "vm"], shim=True)
+        self.record("vm-warm-unchanged", "dib", dsecs, drc, log=str(dlog),
+                    note="DIB has no phase cache: a normal build with ~/.cache/image-create warm")
+        self.add_row("vm-warm-unchanged", secs, dsecs, ours_ok=rc == 0, dib_ok=drc == 0,
+                     load=lo, note="same cache dir as vm-cold; DIB: a second normal build")
+        if not self.args.keep:
+            for p in [self.dib_output(dname, "qcow2")]:
+                if p.exists():
+                    p.unlink()
+
+    def s_vm_warm_finalise_changed(self, i: int) -> None:
+        self._fill_vm_cache()
+        elements = Path(tempfile.mkdtemp(prefix="elements-", dir=self.work))
+        hook = elements / "bench-stamp" / "finalise.d" / "50-bench-stamp"
+        hook.parent.mkdir(parents=True)
+        (elements / "bench-stamp" / "README.rst").write_text(
+            "bench-stamp\n===========\nBenchmark element: writes a stamp into /etc/bench-stamp.\n")
+        env = dict(self.ours_env)
+        env["ELEMENTS_PATH"] = ":".join(p for p in [str(elements),
+                                                    os.environ.get("ELEMENTS_PATH", "")] if p)
+        args = ["debian-minimal", "vm", "bench-stamp"]
+        hook.write_text(STAMP_HOOK.format(stamp=f"fill {time.time()}"))
+        hook.chmod(0o755)
+        log("  (cold-filling with the first hook content; recorded, not the goal figure)")
+        fsecs, frc, _, fsteps = self.ours_build(f"vm-stamp-fill-{i}", args, self.vm_cache,
+                                                self.vm_image_cache, env=env)
+        self.record("vm-warm-finalise-changed-fill", "ours", fsecs, frc, report=fsteps)
+        hook.write_text(STAMP_HOOK.format(stamp=f"changed {time.time()}"))
+        secs, rc, _, steps = self.ours_build(f"vm-stamp-{i}", args, self.vm_cache,
+                                             self.vm_image_cache, env=env)
+        self.record("vm-warm-finalise-changed", "ours", secs, rc, report=steps)
+        self.add_row("vm-warm-finalise-changed", secs, None, ours_ok=rc == 0,
+                     note=f"finalise.d hook changed; fill build took {fsecs:.1f} s")
+        shutil.rmtree(elements, ignore_errors=True)
+
+    def s_hook_unit_test(self, i: int) -> None:
+        tests = "docs/examples/motd-banner/tests"
+        secs, rc, logf = self.timed(f"hook-unit-test-{i}", [
+            sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--durations=0",
+            "--durations-min=0", tests], cwd=REPO)
+        text = logf.read_text(errors="replace")
+        m = re.search(r"(\d+) passed", text)
+        n = int(m.group(1)) if m else 0
+        per_test: dict[str, float] = {}
+        for dm in re.finditer(r"^([0-9.]+)s (setup|call|teardown)\s+(\S+)", text, re.M):
+            per_test[dm.group(3)] = per_test.get(dm.group(3), 0.0) + float(dm.group(1))
+        slowest = max(per_test.values()) if per_test else None
+        per = secs / n if n else None
+        # the goal figure: the slowest test's own time (setup+call+teardown, pytest
+        # --durations); the wall time divided by the number of tests is recorded beside it
+        self.record("hook-unit-test", "ours", slowest, rc, wall=round(secs, 3), tests=n,
+                    wall_per_test=per, per_test=per_test)
+        self.add_row("hook-unit-test", slowest, None, ours_ok=rc == 0 and n > 0,
+                     note=f"slowest of {n} tests (pytest --durations); whole command "
+                          f"{secs:.2f} s incl. interpreter and pytest start-up "
+                          f"= {per or 0:.2f} s per test")
+
+    def s_element_test_warm(self, i: int) -> None:
+        probe = subprocess.run(["dib", "test", "--help"], stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+        if probe.returncode != 0:
+            log("  `dib test` is not available: skipped")
+            self.record("element-test-warm", "ours", None, None, skipped="no `dib test`")
+            self.rows.append({"scenario": "element-test-warm", "ours": None, "dib": None,
+                              "ratio": None, "goal": "≤ 10 s", "met": None,
+                              "note": "skipped: `dib test` not available",
+                              "ours_ok": False, "dib_ok": True, "load": loadavg()})
+            return
+        element = self.args.test_element
+        cache = self.vm_cache if self.vm_filled else Path(
+            tempfile.mkdtemp(prefix="cache-test-", dir=self.work))
+        cache.mkdir(parents=True, exist_ok=True)
+        results = []
+        for run in ("first", "warm"):
+            jf = self.logs / f"element-test-{run}-{i}.json"
+            secs, rc, _ = self.timed(f"element-test-{run}-{i}", [
+                "dib", "test", element, "--cache-dir", str(cache), "--json", str(jf)],
+                env=self.ours_env)
+            cases = []
+            try:
+                data = json.loads(jf.read_text())
+                cases = [{"id": r.get("id"), "outcome": r.get("outcome", r.get("status")),
+                          "seconds": r.get("seconds")} for r in data.get("results", [])]
+            except (OSError, ValueError):
+                pass
+            log(f"     cases: {cases}")
+            self.record("element-test-warm" if run == "warm" else "element-test-first", "ours",
+                        secs, rc, cases=cases, element=element, cache=str(cache))
+            results.append((secs, rc, cases))
+        secs, rc, cases = results[-1]
+        per = max((c["seconds"] for c in cases if c["seconds"] is not None), default=None)
+        self.add_row("element-test-warm", per, None, ours_ok=rc == 0 and per is not None,
+                     note=f"`dib test {element}`, 2nd run, slowest case; whole command "
+                          f"{secs:.1f} s (1st run {results[0][0]:.1f} s)")
+
+    # -- driver ----------------------------------------------------------------------------
+
+    def run(self, names: list[str]) -> None:
+        if any(n in ("tar-cold", "vm-cold", "vm-warm-unchanged") for n in names):
+            self.ensure_dib()
+        log(f"work dir {self.work}; results -> {self.results_file}")
+        for i in range(1, self.args.repeat + 1):
+            for name in SCENARIOS:
+                if name not in names:
+                    continue
+                la = loadavg()
+                log(f"== {name} (#{i})  load average {la[0]:.2f} {la[1]:.2f} {la[2]:.2f}")
+                getattr(self, "s_" + name.replace("-", "_"))(i)
+        print(self.table())
+
+    def table(self) -> str:
+        def f(v, unit=" s"):
+            return "—" if v is None else f"{v:.2f}{unit}" if v < 10 else f"{v:.1f}{unit}"
+        lines = [f"\nRun {self.run_id} ({os.cpu_count()} CPUs); results in {self.results_file}\n",
+                 "| scenario | load (1 min) | ours | DIB | ours/DIB | goal | met | note |",
+                 "|---|---|---|---|---|---|---|---|"]
+        for r in self.rows:
+            ours = f(r["ours"]) if r["ours_ok"] else f"FAILED ({f(r['ours'])})"
+            dib = f(r["dib"]) if r["dib_ok"] else "FAILED"
+            ratio = "—" if r["ratio"] is None else f"{r['ratio']:.2f}×"
+            met = {True: "yes", False: "no", None: "—"}[r["met"]]
+            lines.append(f"| {r['scenario']} | {r['load'][0]:.2f} | {ours} | {dib} | {ratio} | "
+                         f"{r['goal']} | {met} | {r['note']} |")
+        return "\n".join(lines)
+
+
+def parse_json_out(path: Path) -> dict | None:
+    """The JSON object printed by a command (possibly after other output)."""
+    text = path.read_text(errors="replace")
+    start = text.find("{")
+    while start != -1:
+        try:
+            return json.loads(text[start:])
+        except ValueError:
+            start = text.find("{", start + 1)
+    return None
+
+
+def summarise_report(path: Path) -> dict | None:
+    """Per-step seconds and cache hits, plus the slowest hooks, from --json-report."""
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    steps = [{"name": s["name"], "seconds": round(s["seconds"], 2), "cached": s["cached"]}
+             for s in data.get("steps", [])]
+    hooks = sorted((h for h in data.get("hooks", []) if h.get("seconds") is not None),
+                   key=lambda h: h["seconds"], reverse=True)[:8]
+    return {"total": round(data.get("seconds", 0.0), 2), "steps": steps,
+            "slowest_hooks": [{"hook": f"{h.get('phase')}.d/{h.get('hook')}",
+                               "element": h.get("element"),
+                               "seconds": round(h["seconds"], 2)} for h in hooks]}
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--only", help="comma list of scenarios: " + ", ".join(SCENARIOS))
+    p.add_argument("--repeat", type=int, default=1, help="run each scenario N times")
+    p.add_argument("--dib-bench", default=str(REPO.parent / "shared" / "bench" / "dib"),
+                   help="directory of DIB's bench scripts (default: ../shared/bench/dib "
+                        "from the repository root)")
+    p.add_argument("--results-dir", default=str(HERE / "results"))
+    p.add_argument("--workdir", help="work directory (default: a new /var/tmp/dib-bench-*)")
+    p.add_argument("--test-element", default="install-bin",
+                   help="element for element-test-warm (default install-bin)")
+    p.add_argument("--keep", action="store_true", help="keep images and caches")
+    args = p.parse_args(argv)
+    names = SCENARIOS if not args.only else [n.strip() for n in args.only.split(",")]
+    bad = [n for n in names if n not in SCENARIOS]
+    if bad:
+        p.error(f"unknown scenario(s) {', '.join(bad)}; choose from {', '.join(SCENARIOS)}")
+    if os.geteuid() != 0:
+        p.error("run as root (the builds need it)")
+    bench = Bench(args)
+    try:
+        bench.run(names)
+    finally:
+        if not args.keep:
+            for d in bench.work.glob("cache-*"):
+                shutil.rmtree(d, ignore_errors=True)
+            for d in bench.work.glob("image-cache-*"):
+                shutil.rmtree(d, ignore_errors=True)
+            for img in bench.out.glob("*"):
+                img.unlink()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

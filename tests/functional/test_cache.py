@@ -1,0 +1,96 @@
+"""Warm rebuilds reuse every unchanged phase; a change reruns exactly what it must."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from conftest import CACHE_DIR, ROOT, needs_build_host, read_tar_member
+
+pytestmark = [pytest.mark.functional, needs_build_host]
+EARLY = ("root", "extra-data", "pre-install", "install", "post-install")
+
+
+def cache_element(builds, finalise_text: str, env_word: str = "DIB_CACHETEST_VALUE") -> None:
+    builds.element("cachetest", {
+        "README.rst": "x\n", "element-deps": "debian-minimal\n",
+        "post-install.d/50-cachetest-env": (
+            "#!/bin/bash\nset -eu\n"
+            f'echo "${{{env_word}:-unset}}" > /etc/cachetest-env\n'),
+        "finalise.d/50-cachetest": (
+            f"#!/bin/bash\nset -eu\necho '{finalise_text}' > /etc/cachetest\n"),
+    })
+
+
+def test_changing_a_finalise_hook_reruns_only_finalise_and_later(builds):
+    cache_element(builds, "first")
+    first = builds.run("-t", "tar", "cachetest", name="c1")
+    assert first.returncode == 0, first.output[-3000:]
+    cache_element(builds, "second")
+    second = builds.run("-t", "tar", "--explain-cache", "cachetest", name="c1")
+    assert second.returncode == 0, second.output[-3000:]
+    for step in EARLY:
+        assert second.step(step)["cached"], step
+    finalise = second.step("finalise")
+    assert not finalise["cached"]
+    assert "finalise.d/50-cachetest changed" in finalise["reason"]
+    assert "finalise.d/50-cachetest changed" in second.output
+    tar = second.image.with_suffix(".tar")
+    assert read_tar_member(tar, "./etc/cachetest") == b"second\n"
+
+
+def test_unchanged_rebuild_reuses_every_phase(builds):
+    cache_element(builds, "same")
+    assert builds.run("-t", "tar", "cachetest", name="u").returncode == 0
+    again = builds.run("-t", "tar", "cachetest", name="u")
+    assert again.returncode == 0, again.output[-3000:]
+    for step in ("root", "extra-data", "pre-install", "install", "post-install", "finalise"):
+        assert again.step(step)["cached"], step
+    assert read_tar_member(again.image.with_suffix(".tar"), "./etc/cachetest") == b"same\n"
+
+
+def test_changing_a_variable_reruns_the_phase_that_reads_it(builds):
+    cache_element(builds, "v")
+    one = builds.run("-t", "tar", "cachetest", name="v", env={"DIB_CACHETEST_VALUE": "one"})
+    assert one.returncode == 0, one.output[-3000:]
+    two = builds.run("-t", "tar", "cachetest", name="v", env={"DIB_CACHETEST_VALUE": "two"})
+    assert two.returncode == 0, two.output[-3000:]
+    for step in ("root", "extra-data", "pre-install", "install"):
+        assert two.step(step)["cached"], step
+    post = two.step("post-install")
+    assert not post["cached"]
+    assert "DIB_CACHETEST_VALUE" in post["reason"]
+    assert read_tar_member(two.image.with_suffix(".tar"), "./etc/cachetest-env") == b"two\n"
+
+
+def test_a_build_killed_while_storing_leaves_the_cache_usable(builds):
+    # A fresh hook makes install.d and later miss; the build is killed with
+    # SIGKILL as install.d's layer is being stored.
+    cache_element(builds, f"killed-{time.time_ns()}")
+    stamp = f"{time.time_ns()}"
+    builds.element("slowstore", {
+        "README.rst": "x\n", "element-deps": "cachetest\n",
+        "install.d/90-slowstore": f"#!/bin/bash\necho {stamp} > /etc/slowstore\n"
+                                  "echo storing-now\n"})
+    argv = [sys.executable, "-m", "dib.cli.dic", "-t", "tar", "-o",
+            str(builds.scratch / "k"), "--workdir", str(builds.workdir),
+            "--cache-dir", str(CACHE_DIR), "slowstore"]
+    env = dict(os.environ, ELEMENTS_PATH=str(builds.elements), PYTHONPATH=str(ROOT))
+    proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True, start_new_session=True)
+    for line in proc.stdout:
+        if "storing-now" in line:
+            break
+    # Let the phase end and the store begin, then kill everything at once.
+    time.sleep(0.3)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    after = builds.run("-t", "tar", "slowstore", name="k")
+    assert after.returncode == 0, after.output[-3000:]
+    assert read_tar_member(after.image.with_suffix(".tar"), "./etc/slowstore") == \
+        f"{stamp}\n".encode()
+    assert builds.workspaces() == [], "the killed build's workspace was not cleaned up"
