@@ -11,6 +11,7 @@ import logging
 import os
 import shutil
 import subprocess
+import threading
 import time
 from dataclasses import dataclass
 from typing import Callable, Iterable, Mapping, Sequence
@@ -83,6 +84,12 @@ def stream(argv: Sequence[str], *, on_line: Callable[[str], None] | None = None,
         raise CommandError(argv, 127, f"command not found: {argv[0]}", what=what) from exc
     assert proc.stdout is not None
     deadline = start + timeout if timeout else None
+    # The deadline must hold while the command is silent too: reading its
+    # output blocks, so a timer kills it when time is up.
+    watchdog = threading.Timer(timeout, proc.kill) if timeout else None
+    if watchdog is not None:
+        watchdog.daemon = True
+        watchdog.start()
     try:
         for raw in proc.stdout:
             line = raw.decode(errors="replace").rstrip("\n")
@@ -101,6 +108,9 @@ def stream(argv: Sequence[str], *, on_line: Callable[[str], None] | None = None,
         proc.kill()
         proc.wait()
         raise
+    finally:
+        if watchdog is not None:
+            watchdog.cancel()
     if deadline and time.monotonic() > deadline and returncode != 0:
         returncode = 124
         tail.append(f"(timed out after {timeout} s)")

@@ -1,6 +1,7 @@
 """The chain of checkpoints one build walks through, and why each was or wasn't reused."""
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -17,44 +18,54 @@ HOOKS_DELTA = "hooks-delta"
 
 class Checkpoints:
     """Keys for each step of a build, lookups and stores. With no store
-    (``--no-cache``) every step is simply rebuilt."""
+    (``--no-cache``) every step is simply rebuilt.
+
+    A step's key is made of the identity of the tree it starts from and of
+    its own inputs. The tree's identity is chained from the identity of each
+    layer: a small layer is identified by what it holds, so a step that reran
+    but wrote the same files does not force the steps after it to rerun.
+    """
 
     def __init__(self, store: CacheStore | None) -> None:
         self.store = store
-        self.parent: str | None = None
+        self.tree_id: str | None = None
         self.settings: dict[str, str] = {}
-        self._parents: dict[str, str | None] = {}
-        self._previous_rebuilt: str | None = None
+        self.element_data: dict[str, str] = {}
+        self.packages = ""
+        self._last_key: str | None = None
+        self._changed_at: str | None = None
         self._tainted = False
 
-    def start(self, env: Mapping[str, str], config: Any) -> None:
+    def start(self, env: Mapping[str, str], config: Any,
+              elements: list[tuple[str, Path]]) -> None:
         self.settings = keys.settings_inputs(env, image_name=config.image_name)
+        self.element_data = keys.element_data_inputs(elements)
         self.packages = " ".join(config.packages)
 
     def phase_inputs(self, hooks_dir: Path, phase_name: str) -> dict[str, str]:
         if phase_name == "packages":
-            inputs = dict(self.settings)
+            inputs = {k: v for k, v in self.settings.items()
+                      if k not in (keys.ELEMENTS_INPUT, keys.IMAGE_NAME_INPUT)}
             inputs.update(keys.tree_inputs(hooks_dir / "bin", "bin"))
             inputs["setting:packages"] = self.packages
             return inputs
-        return keys.phase_inputs(hooks_dir, f"{phase_name}.d", self.settings)
+        return keys.phase_inputs(hooks_dir, f"{phase_name}.d", self.settings,
+                                 self.element_data)
 
     def internal_inputs(self, name: str, values: Mapping[str, str]) -> dict[str, str]:
         return {f"internal:{name}:{k}": v for k, v in values.items()}
 
     def key(self, step: str, inputs: Mapping[str, str]) -> str:
-        key = keys.key_for(self.parent, step, inputs)
-        self._parents[key] = self.parent
-        self.parent = key
-        return key
+        return keys.key_for(self.tree_id, step, inputs)
 
     def lookup(self, key: str, hooks_dir: Path) -> Path | None:
-        if self.store is None:
+        if self.store is None or self._tainted:
             return None
         entry = self.store.use(key)
         if entry is None:
             return None
         _apply_hooks_delta(entry.path / HOOKS_DELTA, hooks_dir)
+        self._advance(key, entry.meta.get("output") or key)
         return entry.layer
 
     def why_rebuilt(self, step: str, inputs: Mapping[str, str]) -> str:
@@ -62,42 +73,55 @@ class Checkpoints:
             return "the cache is off (--no-cache)"
         if "uncacheable" in inputs:
             return keys.describe_change("uncacheable", {}, inputs)
-        if self._previous_rebuilt:
-            return f"an earlier step ({self._previous_rebuilt}) was rebuilt"
         same_step = [e for e in self.store.entries() if e.meta.get("step") == step]
         if not same_step:
             return "no entry for this step yet"
+        if any(e.meta.get("inputs") == dict(inputs) for e in same_step):
+            changed = self._changed_at or "an earlier step"
+            return f"its inputs are unchanged but the tree before it is not ({changed} " \
+                   "wrote different files)"
         latest = max(same_step, key=lambda e: e.last_used)
         old = latest.meta.get("inputs", {})
         changed = keys.changed_inputs(old, inputs)
-        if not changed:
-            return "its entry was removed or damaged"
         shown = [keys.describe_change(n, old, inputs) for n in changed[:3]]
         more = f" and {len(changed) - 3} more" if len(changed) > 3 else ""
         return "; ".join(shown) + more
 
-    def rebuilt(self, step: str) -> None:
-        self._previous_rebuilt = self._previous_rebuilt or step
-
     def store_layer(self, key: str, step: str, inputs: Mapping[str, str], layer: Path,
                     hooks_before: Mapping[str, str] | None, hooks_dir: Path,
                     build: str) -> Path | None:
-        if "uncacheable" in inputs:
-            self._tainted = True
-        if self.store is None or self._tainted:
-            # After an uncacheable step every key is new: storing would only fill the disk.
-            return None
-        meta = {"parent": self._parents.get(key), "step": step, "inputs": dict(inputs),
-                "build": build}
+        """Record what the step produced; keep it in the cache when allowed."""
         staging_delta = None
         if hooks_before is not None:
             staging_delta = _hooks_delta(hooks_before, hooks_dir, layer.parent / f".delta-{step}")
+        output = keys.layer_identity(layer)
+        if output is None and "uncacheable" in inputs:
+            # A big layer from a step that always reruns: what follows can
+            # never be found again, so storing it would only fill the disk.
+            self._tainted = True
+        parent_key = self._last_key
+        self._advance(key, output or key)
+        self._changed_at = self._changed_at or step
+        if self.store is None or self._tainted or "uncacheable" in inputs:
+            if staging_delta is not None:
+                shutil.rmtree(staging_delta, ignore_errors=True)
+            return None
+        meta = {"parent": parent_key, "step": step, "inputs": dict(inputs), "build": build,
+                "output": output or key}
         entry = self.store.publish(key, layer, meta, extra=staging_delta)
         return entry.layer
+
+    def _advance(self, key: str, output: str) -> None:
+        self._last_key = key
+        self.tree_id = _chain(self.tree_id, output)
 
     def close(self) -> None:
         if self.store is not None:
             self.store.close()
+
+
+def _chain(tree_id: str | None, output: str | None) -> str:
+    return hashlib.sha256(f"{tree_id}\0{output}".encode()).hexdigest()
 
 
 def snapshot_hooks(hooks_dir: Path) -> dict[str, str]:

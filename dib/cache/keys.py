@@ -26,6 +26,15 @@ UNCACHEABLE_MARK = "# dib-cache: never"
 # (manifests are named after the image): other phases are shared between
 # builds of differently named images.
 IMAGE_NAME_INPUT = "setting:image-name"
+# The element list (IMAGE_ELEMENT) is an input of extra-data.d, where elements'
+# own directories are read, and of phases whose hooks mention it; each
+# element's data files are inputs of the same phases.
+ELEMENTS_INPUT = "setting:elements"
+ELEMENT_WORDS = ("IMAGE_ELEMENT", "get_image_element_array")
+READS_ELEMENT_DIRS = ("extra-data.d",)
+# Files of an element that never reach a build.
+NOT_DATA = {"README.rst", "element-deps", "element-provides", "test-elements", "tests",
+            "expect.yaml", "test-output-formats", "__pycache__", "__init__.py"}
 # Host-side phases whose hooks may also change TMP_HOOKS_PATH (extra-data.d
 # adds install-type links there, for instance).
 ROOT_ONLY_DIRS = ("root.d",)
@@ -63,6 +72,17 @@ def tree_inputs(root: Path, prefix: str) -> dict[str, str]:
     return out
 
 
+def element_data_inputs(elements: Iterable[tuple[str, Path]]) -> dict[str, str]:
+    """Each element's files other than its hooks and its metadata."""
+    out: dict[str, str] = {}
+    for name, path in elements:
+        for entry in sorted(Path(path).iterdir()):
+            if entry.name in NOT_DATA or entry.name.endswith(".d"):
+                continue
+            out.update(tree_inputs(entry, f"element:{name}/{entry.name}"))
+    return out
+
+
 def settings_inputs(env: Mapping[str, str], *, image_name: str,
                     packages: Iterable[str] = ()) -> dict[str, str]:
     # Where the image goes is not what goes into it (DIB_MANIFEST_SAVE_DIR is
@@ -71,6 +91,7 @@ def settings_inputs(env: Mapping[str, str], *, image_name: str,
            if k.startswith("DIB_") and k not in VOLATILE_VARS}
     out.update({f"env:{k}": env[k] for k in TREE_VARS if k in env})
     out[IMAGE_NAME_INPUT] = os.path.basename(image_name)
+    out[ELEMENTS_INPUT] = env.get("IMAGE_ELEMENT", "")
     return out
 
 
@@ -121,8 +142,8 @@ def variables_named_in(*directories: Path) -> set[str]:
     return names
 
 
-def phase_inputs(hooks_dir: Path, phase_dir: str, settings: Mapping[str, str]
-                 ) -> dict[str, str]:
+def phase_inputs(hooks_dir: Path, phase_dir: str, settings: Mapping[str, str],
+                 element_data: Mapping[str, str] | None = None) -> dict[str, str]:
     """What a phase reads: its own hooks, environment.d, the helpers, and for
     every phase after root.d the elements' data (static/, pkg-map, ...).
 
@@ -136,6 +157,13 @@ def phase_inputs(hooks_dir: Path, phase_dir: str, settings: Mapping[str, str]
               if not k.startswith("env:DIB_") or k[4:] in named or k[4:] in TREE_VARS}
     if not mentions(hooks_dir / phase_dir, "IMAGE_NAME"):
         inputs.pop(IMAGE_NAME_INPUT, None)
+    reads_elements = phase_dir in READS_ELEMENT_DIRS or any(
+        mentions(hooks_dir / d, word) for d in (phase_dir, "environment.d")
+        for word in ELEMENT_WORDS)
+    if reads_elements:
+        inputs.update(element_data or {})
+    else:
+        inputs.pop(ELEMENTS_INPUT, None)
     inputs.update(tree_inputs(hooks_dir / phase_dir, phase_dir))
     inputs.update(tree_inputs(hooks_dir / "environment.d", "environment.d"))
     inputs.update(tree_inputs(hooks_dir / "bin", "bin"))
@@ -156,6 +184,39 @@ def changed_inputs(old: Mapping[str, str], new: Mapping[str, str]) -> list[str]:
     return [n for n in names if old.get(n) != new.get(n)]
 
 
+def layer_identity(layer: Path, limit: int = 64 << 20) -> str | None:
+    """A digest of what a layer holds (names, modes, owners, contents, links,
+    xattrs; not times), or None when the layer is too big to be worth reading.
+
+    Two runs of a step that write the same files give the same identity, so
+    the steps after it can still be reused (extra-data.d rerun for a new
+    element list, say, usually copies the same files)."""
+    digest = hashlib.sha256()
+    total = 0
+    for directory, dirs, files in os.walk(layer):
+        dirs.sort()
+        for name in sorted(dirs + files):
+            path = os.path.join(directory, name)
+            st = os.lstat(path)
+            rel = os.path.relpath(path, layer)
+            extra = ""
+            if os.path.islink(path):
+                extra = os.readlink(path)
+            elif os.path.isfile(path) and not os.path.islink(path):
+                total += st.st_size
+                if total > limit:
+                    return None
+                extra = file_digest(Path(path))
+            try:
+                attrs = sorted((a, os.getxattr(path, a, follow_symlinks=False))
+                               for a in os.listxattr(path, follow_symlinks=False))
+            except OSError:
+                attrs = []
+            digest.update(f"{rel}\0{st.st_mode}\0{st.st_uid}\0{st.st_gid}\0{st.st_rdev}"
+                          f"\0{extra}\0{attrs}\n".encode())
+    return "content:" + digest.hexdigest()
+
+
 def describe_change(name: str, old: Mapping[str, str], new: Mapping[str, str]) -> str:
     if name == "uncacheable":
         return new.get(name, "").split("|")[0]
@@ -163,6 +224,8 @@ def describe_change(name: str, old: Mapping[str, str], new: Mapping[str, str]) -
         var = name[4:]
         return f"variable {var} changed ({old.get(name, '<unset>')!r} → " \
                f"{new.get(name, '<unset>')!r})"
+    if name == ELEMENTS_INPUT:
+        return "the element list changed"
     if name.startswith("setting:"):
         return f"setting {name[8:]} changed"
     if name not in old:

@@ -87,7 +87,8 @@ class Builder:
         hooktree.write_package_installs(ws.hooks, squash(entries, env=self.env,
                                                          arch=config.arch))
         hook_elements = {f"{s.phase}/{s.hook}": s.element for s in self.prepared.plan.steps}
-        self.checkpoints.start(self.env, config)
+        self.checkpoints.start(self.env, config,
+                               [(e.name, e.path) for e in resolution.elements])
         return PhaseContext(workspace=ws, env=env, hook_elements=hook_elements,
                             hook_timeout=config.hook_timeout,
                             break_points=config.break_points,
@@ -133,7 +134,6 @@ class Builder:
             self._current.cached = True
         else:
             self._current.reason = self.checkpoints.why_rebuilt(name, inputs)
-            self.checkpoints.rebuilt(name)
             before = snapshot_hooks(self.ws.hooks) if host_side else None
             tree = self.tree.open_layer(name)
             try:

@@ -14,6 +14,7 @@ from typing import Iterable, Mapping
 from dib.elements.model import Element
 
 NOT_MERGED = {"test-elements", "tests", "README.rst", "element-deps", "element-provides",
+              "expect.yaml", "test-output-formats",
               "__pycache__", "__init__.py"}
 
 

@@ -88,6 +88,12 @@ class Builds:
                 path.chmod(0o755)
         return root
 
+    def leaked_mounts(self, before: set[str]) -> list[str]:
+        """Mounts that appeared since ``before`` and belong to our builds (other
+        work on a shared machine may mount things of its own meanwhile)."""
+        return sorted(m for m in mountinfo() - before
+                      if "dib-build-" in m or m.startswith(str(self.scratch)))
+
     def workspaces(self) -> list[Path]:
         return sorted(self.workdir.glob("dib-build-*"))
 

@@ -1,6 +1,7 @@
 """Real builds of debian-minimal to a tar, and what a failed or killed build leaves."""
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -71,7 +72,7 @@ def test_debian_minimal_tar_is_a_clean_runnable_tree(builds, tmp_path):
     for command in (["apt-get", "update"], ["apt-get", "-s", "install", "hello"]):
         apt = subprocess.run(["chroot", str(tree), *command], capture_output=True, text=True)
         assert apt.returncode == 0, apt.stdout + apt.stderr
-    assert mountinfo() == before
+    assert builds.leaked_mounts(before) == []
     assert builds.workspaces() == []
 
 
@@ -102,7 +103,7 @@ def test_a_failing_hook_names_itself_and_leaves_nothing(builds):
     assert "install/50-breaks of element 'breaks' failed with exit status 3" in result.output
     assert "about to fail" in result.output
     assert "Traceback" not in result.output
-    assert mountinfo() == before
+    assert builds.leaked_mounts(before) == []
     assert builds.workspaces() == []
     assert not result.image.with_suffix(".tar").exists()
 
@@ -130,7 +131,7 @@ def test_sigterm_stops_the_build_and_leaves_nothing(builds):
     rest, _ = proc.communicate(timeout=120)
     assert proc.returncode != 0
     assert "stopped by signal SIGTERM" in rest
-    assert mountinfo() == before
+    assert builds.leaked_mounts(before) == []
     assert builds.workspaces() == []
     survivors = subprocess.run(["pgrep", "-f", marker], capture_output=True, text=True)
     assert survivors.stdout.strip() == "", "a process started by a hook survived"
@@ -151,3 +152,28 @@ def test_problems_are_reported_before_any_work(builds):
         assert "Traceback" not in result.output
         assert time.monotonic() - started < 20, "the check came after slow work"
     assert builds.workspaces() == []
+
+
+def test_several_tree_outputs_from_one_build(builds):
+    result = builds.run("-t", "tar,tgz,squashfs,docker", "--docker-target", "dib/test:1",
+                        "debian-minimal", name="multi")
+    assert result.returncode == 0, result.output[-3000:]
+    base = result.image
+    for suffix in (".tar", ".tgz", ".squash", ".docker.tar"):
+        assert Path(f"{base}{suffix}").stat().st_size > 10 << 20, suffix
+    listing = subprocess.run(["unsquashfs", "-l", f"{base}.squash", "etc/machine-id"],
+                             capture_output=True, text=True)
+    assert "etc/machine-id" in listing.stdout
+    with tarfile.open(f"{base}.docker.tar") as archive:
+        manifest = json.load(archive.extractfile("manifest.json"))
+    assert manifest[0]["RepoTags"] == ["dib/test:1"]
+
+
+def test_the_debian_element_builds(builds):
+    result = builds.run("-t", "tar", "debian", name="debian")
+    assert result.returncode == 0, result.output[-3000:]
+    tar = result.image.with_suffix(".tar")
+    with tarfile.open(tar) as archive:
+        names = set(archive.getnames())
+    assert "./usr/sbin/sshd" in names
+    assert "./usr/bin/cloud-init" in names

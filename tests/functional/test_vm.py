@@ -72,7 +72,7 @@ def test_default_vm_image_boots_with_bios_and_uefi(builds, tmp_path):
         report = boot_check(qcow2, firmware=firmware, timeout=240,
                             log_path=tmp_path / f"{firmware}.log")
         assert report.reached, (firmware, (tmp_path / f"{firmware}.log").read_text()[-2000:])
-    assert mountinfo() == before
+    assert builds.leaked_mounts(before) == []
     assert builds.workspaces() == []
 
 

@@ -266,3 +266,24 @@ def test_a_variable_counts_only_for_phases_that_name_it(tmp_path):
     (hooks / "environment.d" / "20-more.bash").write_text(
         "export DIB_OTHER=${DIB_DEV_USER_PASSWORD}-x\n")
     assert keys_for("one")["root.d"] != keys_for("two")["root.d"]
+
+
+def test_a_rerun_step_that_writes_the_same_files_lets_later_steps_be_reused(tmp_path):
+    store = CacheStore(tmp_path / "cache")
+
+    def build(extra_input: str, content: str) -> tuple[str, bool]:
+        chain = Checkpoints(store)
+        inputs = {"file:extra-data.d/10-copy": extra_input}
+        key = chain.key("extra-data", inputs)
+        if chain.lookup(key, tmp_path) is None:
+            layer = make_layer(tmp_path, f"layer-{extra_input}-{content}", content)
+            chain.store_layer(key, "extra-data", inputs, layer, None, tmp_path, "b")
+        next_key = chain.key("install", {"file:install.d/50": "same"})
+        chain.close()
+        return next_key, store.get(next_key) is not None
+
+    first, _ = build("v1", "copied")
+    second, _ = build("v2", "copied")       # the hook changed, its output did not
+    third, _ = build("v3", "different")     # now the output changed too
+    assert second == first
+    assert third != first
