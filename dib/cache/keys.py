@@ -108,6 +108,37 @@ def mentions(directory: Path, word: str) -> bool:
     return False
 
 
+def _texts(paths: Iterable[Path]) -> bytes:
+    chunks = []
+    for root in paths:
+        files = [root] if root.is_file() else sorted(root.rglob("*")) if root.is_dir() else []
+        for path in files:
+            if path.is_file():
+                try:
+                    chunks.append(path.read_bytes())
+                except OSError:
+                    continue
+    return b"\n".join(chunks)
+
+
+def helpers_named_by(hooks_dir: Path, sources: list[Path]) -> list[str]:
+    """The helpers in bin/ that these files name, and those they name in turn;
+    dib-run-parts always (it runs every phase)."""
+    bin_dir = hooks_dir / "bin"
+    available = sorted(p.name for p in bin_dir.iterdir()) if bin_dir.is_dir() else []
+    used = {"dib-run-parts"} & set(available)
+    text = _texts(sources)
+    pending = [n for n in available if n.encode() in text]
+    while pending:
+        name = pending.pop()
+        if name in used:
+            continue
+        used.add(name)
+        inner = _texts([bin_dir / name])
+        pending.extend(n for n in available if n not in used and n.encode() in inner)
+    return sorted(used)
+
+
 def uncacheable_hooks(directory: Path) -> list[str]:
     """Hooks that declare ``# dib-cache: never`` in their first lines."""
     found = []
@@ -166,7 +197,14 @@ def phase_inputs(hooks_dir: Path, phase_dir: str, settings: Mapping[str, str],
         inputs.pop(ELEMENTS_INPUT, None)
     inputs.update(tree_inputs(hooks_dir / phase_dir, phase_dir))
     inputs.update(tree_inputs(hooks_dir / "environment.d", "environment.d"))
-    inputs.update(tree_inputs(hooks_dir / "bin", "bin"))
+    if phase_dir in ROOT_ONLY_DIRS:
+        # The bootstrap reads only the helpers it names; elements' bin/ files
+        # reach the image later (install-bin), so they do not key it.
+        for name in helpers_named_by(hooks_dir, [hooks_dir / phase_dir,
+                                                 hooks_dir / "environment.d"]):
+            inputs.update(tree_inputs(hooks_dir / "bin" / name, f"bin/{name}"))
+    else:
+        inputs.update(tree_inputs(hooks_dir / "bin", "bin"))
     if phase_dir not in ROOT_ONLY_DIRS:
         for entry in sorted(hooks_dir.iterdir()):
             if entry.name.endswith(".d") or entry.name == "bin":

@@ -70,13 +70,25 @@ def test_mode_of_a_hook_is_an_input(tmp_path):
     assert chain_keys(hooks)["install.d"] != before["install.d"]
 
 
-@pytest.mark.parametrize("path", ["environment.d/10-env.bash", "bin/install-packages"])
-def test_environment_d_and_helpers_change_every_key(tmp_path, path):
+def test_environment_d_changes_every_key(tmp_path):
     hooks = make_hooks(tmp_path)
     before = chain_keys(hooks)
-    (hooks / path).write_text("export DIB_X=2\n")
+    (hooks / "environment.d" / "10-env.bash").write_text("export DIB_X=2\n")
     after = chain_keys(hooks)
     assert all(after[p] != before[p] for p in after)
+
+
+def test_a_helper_keys_the_bootstrap_only_when_the_bootstrap_names_it(tmp_path):
+    hooks = make_hooks(tmp_path)
+    before = chain_keys(hooks)
+    (hooks / "bin" / "install-packages").write_text("#!/bin/bash\necho changed\n")
+    after = chain_keys(hooks)
+    assert after["root.d"] == before["root.d"]
+    assert after["install.d"] != before["install.d"]
+    (hooks / "root.d" / "10-bootstrap").write_text("#!/bin/bash\ninstall-packages x\n")
+    named = chain_keys(hooks)
+    (hooks / "bin" / "install-packages").write_text("#!/bin/bash\necho again\n")
+    assert chain_keys(hooks)["root.d"] != named["root.d"]
 
 
 def test_element_data_does_not_change_the_bootstrap_key(tmp_path):
