@@ -65,7 +65,8 @@ class Checkpoints:
         if entry is None:
             return None
         _apply_hooks_delta(entry.path / HOOKS_DELTA, hooks_dir)
-        self._advance(key, entry.meta.get("output") or key)
+        self._advance(entry.meta.get("output") or key)
+        self._last_key = key
         return entry.layer
 
     def why_rebuilt(self, step: str, inputs: Mapping[str, str]) -> str:
@@ -95,24 +96,26 @@ class Checkpoints:
         if hooks_before is not None:
             staging_delta = _hooks_delta(hooks_before, hooks_dir, layer.parent / f".delta-{step}")
         output = keys.layer_identity(layer)
+        LOG.debug("step %s wrote %s", step, output or "a layer too big to compare")
         if output is None and "uncacheable" in inputs:
             # A big layer from a step that always reruns: what follows can
             # never be found again, so storing it would only fill the disk.
             self._tainted = True
-        parent_key = self._last_key
-        self._advance(key, output or key)
+        self._advance(output or key)
         self._changed_at = self._changed_at or step
         if self.store is None or self._tainted or "uncacheable" in inputs:
             if staging_delta is not None:
                 shutil.rmtree(staging_delta, ignore_errors=True)
             return None
-        meta = {"parent": parent_key, "step": step, "inputs": dict(inputs), "build": build,
+        # The parent is the entry below it in the cache; a step that is never
+        # stored (cleanup.d) reruns in every build, so it is no parent.
+        meta = {"parent": self._last_key, "step": step, "inputs": dict(inputs), "build": build,
                 "output": output or key}
         entry = self.store.publish(key, layer, meta, extra=staging_delta)
+        self._last_key = key
         return entry.layer
 
-    def _advance(self, key: str, output: str) -> None:
-        self._last_key = key
+    def _advance(self, output: str) -> None:
         self.tree_id = _chain(self.tree_id, output)
 
     def close(self) -> None:

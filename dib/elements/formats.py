@@ -65,7 +65,7 @@ def check_pkg_map(data: Any, *, element: str, path: Path) -> dict:
     family: {f: {...}}, default: {...}}; mapped values are strings."""
     def fail(problem: str) -> ElementError:
         return ElementError(f"element '{element}': {path}: {problem}",
-                            hint="see the pkg-map section of docs/element-format.md")
+                            hint="the format is described in the pkg-map element's README.rst")
     if not isinstance(data, dict):
         raise fail("must be a JSON object")
     for section, body in data.items():

@@ -2,6 +2,7 @@
 every output type, checked up front and produced at the end."""
 from __future__ import annotations
 
+import json
 import logging
 import os
 import time
@@ -114,6 +115,24 @@ def _seed(config: Any, prepared: Prepared) -> str:
     gives the same filesystem UUIDs (DIB_BLOCK_DEVICE_SEED overrides)."""
     return config.environ.get("DIB_BLOCK_DEVICE_SEED") or \
         f"{os.path.basename(config.image_name)}:{' '.join(prepared.resolution.names)}"
+
+
+def output_inputs(config: Any, disk: DiskArtifacts, tree_id: str | None,
+                  env: Mapping[str, str]) -> dict[str, str]:
+    """Everything the finished files depend on besides the tree itself."""
+    values = {"tree": str(tree_id), "types": ",".join(config.image_types),
+              "compress": str(not config.uncompressed),
+              "qemu-img-options": config.qemu_img_options or "",
+              "docker-target": config.docker_target or "", "arch": config.arch,
+              "name": os.path.basename(config.image_name),
+              "image-size": str(config.image_size), "extra-size": str(config.image_extra_size),
+              "epoch": env.get("SOURCE_DATE_EPOCH", "")}
+    if disk.config is not None:
+        values["layout"] = json.dumps(disk.config.raw, sort_keys=True, default=str)
+        values["fstab"] = disk.fstab_text()
+        values.update({k: v for k, v in env.items()
+                       if k.startswith(("DIB_BOOTLOADER", "DIB_GRUB", "DIB_NO_TIMER"))})
+    return values
 
 
 def produce(prepared: Prepared, workspace: Workspace, tree: Path, disk: DiskArtifacts,

@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import Callable
 
 from dib import bootloader
-from dib.cache import CacheStore, Checkpoints, prune, snapshot_hooks
+from dib.cache import CacheStore, Checkpoints, keys, prune, snapshot_hooks
+from dib.cache.outputs import OutputCache
 from dib.elements import element_paths, shipped_hooks_dir
 from dib.elements.package_installs import squash
 from dib.errors import DibError
@@ -44,6 +45,8 @@ class Builder:
         self.store = None if self.config.no_cache else CacheStore(
             Path(self.config.cache_dir) / "phases")
         self.checkpoints = Checkpoints(self.store)
+        self.outputs_cache = None if self.config.no_cache else OutputCache(
+            Path(self.config.cache_dir))
 
     def run(self) -> int:
         started = time.monotonic()
@@ -168,11 +171,29 @@ class Builder:
 
     def _outputs(self) -> list[str]:
         started = time.monotonic()
-        with CleanupStack() as cleanup:
-            tree = self.tree.mount_readonly(cleanup)
-            produced = artifacts.produce(self.prepared, self.ws, tree, self.disk, self.env)
-        self.report.steps.append(StepReport(name="outputs", key="",
-                                            seconds=time.monotonic() - started))
+        step = StepReport(name="outputs", key="")
+        self.report.steps.append(step)
+        inputs = artifacts.output_inputs(self.config, self.disk, self.checkpoints.tree_id,
+                                         self.env)
+        key = keys.key_for(None, "outputs", inputs)
+        destination = Path(self.config.image_name).parent
+        produced = self.outputs_cache.restore(key, destination) if self.outputs_cache \
+            else None
+        if produced is not None:
+            step.cached = True
+            LOG.info("outputs unchanged since an earlier build: %s",
+                     " ".join(str(p) for p in produced))
+        else:
+            with CleanupStack() as cleanup:
+                tree = self.tree.mount_readonly(cleanup)
+                produced = artifacts.produce(self.prepared, self.ws, tree, self.disk,
+                                             self.env)
+            if self.outputs_cache:
+                self.outputs_cache.store(key, [p for p in produced if p.is_file()])
+        if self.config.checksum and step.cached:
+            artifacts.outputs.checksums(produced, kinds=self.config.checksum)
+        step.key = key
+        step.seconds = time.monotonic() - started
         return [str(p) for p in produced]
 
     def _write_report(self) -> None:

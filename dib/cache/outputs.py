@@ -1,0 +1,85 @@
+"""Finished images, kept under the key of everything they are made from.
+
+An unchanged rebuild then costs a hard link instead of mkfs, bootloader and
+qcow2 compression. Files are shared by hard link both ways, so the entry
+records each file's size and modification time: an image changed in place
+after the build (booted without -snapshot, say) no longer matches and the
+entry is dropped instead of handed out.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from pathlib import Path
+
+KEEP_ENTRIES = 4
+
+
+class OutputCache:
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root) / "outputs"
+        self.root.mkdir(parents=True, exist_ok=True)
+
+    def restore(self, key: str, destination: Path) -> list[Path] | None:
+        entry = self.root / key
+        try:
+            meta = json.loads((entry / "meta.json").read_text())
+        except (OSError, ValueError):
+            return None
+        for name, (size, mtime_ns) in meta["files"].items():
+            try:
+                st = (entry / name).stat()
+            except OSError:
+                st = None
+            if st is None or st.st_size != size or st.st_mtime_ns != mtime_ns:
+                shutil.rmtree(entry, ignore_errors=True)
+                return None
+        restored = []
+        for name in meta["files"]:
+            target = destination / name
+            _replace_with_link(entry / name, target)
+            restored.append(target)
+        os.utime(entry / "meta.json")
+        return restored
+
+    def store(self, key: str, files: list[Path]) -> None:
+        if (self.root / key).exists():
+            return
+        staging = self.root / f".staging-{key}-{os.getpid()}-{time.time_ns()}"
+        staging.mkdir()
+        try:
+            record = {}
+            for path in files:
+                os.link(path, staging / path.name)
+                st = path.stat()
+                record[path.name] = [st.st_size, st.st_mtime_ns]
+            (staging / "meta.json").write_text(json.dumps({"files": record}))
+            os.rename(staging, self.root / key)
+        except OSError:
+            # Another filesystem (no hard links) or a concurrent store: skip.
+            shutil.rmtree(staging, ignore_errors=True)
+            return
+        self._trim()
+
+    def _trim(self) -> None:
+        entries = [p for p in self.root.iterdir() if (p / "meta.json").exists()]
+        entries.sort(key=lambda p: (p / "meta.json").stat().st_mtime, reverse=True)
+        for stale in entries[KEEP_ENTRIES:]:
+            shutil.rmtree(stale, ignore_errors=True)
+        for leftover in self.root.glob(".staging-*"):
+            if time.time() - leftover.stat().st_mtime > 3600:
+                shutil.rmtree(leftover, ignore_errors=True)
+
+
+def _replace_with_link(source: Path, target: Path) -> None:
+    if target.exists() or target.is_symlink():
+        if target.is_dir() and not target.is_symlink():
+            shutil.rmtree(target)
+        else:
+            target.unlink()
+    try:
+        os.link(source, target)
+    except OSError:
+        shutil.copy2(source, target)
