@@ -48,7 +48,8 @@ def test_unchanged_rebuild_reuses_every_phase(builds):
     assert builds.run("-t", "tar", "cachetest", name="u").returncode == 0
     again = builds.run("-t", "tar", "cachetest", name="u")
     assert again.returncode == 0, again.output[-3000:]
-    for step in ("root", "extra-data", "pre-install", "install", "post-install", "finalise"):
+    for step in ("root", "extra-data", "pre-install", "install", "post-install", "finalise",
+                 "tidy", "outputs"):
         assert again.step(step)["cached"], step
     assert read_tar_member(again.image.with_suffix(".tar"), "./etc/cachetest") == b"same\n"
 

@@ -1,0 +1,45 @@
+"""Finished images kept by key, handed out only while unchanged."""
+from __future__ import annotations
+
+import os
+
+from dib.cache.outputs import KEEP_ENTRIES, OutputCache
+
+
+def test_a_stored_image_is_restored_by_key(tmp_path):
+    cache = OutputCache(tmp_path / "cache")
+    image = tmp_path / "out" / "img.qcow2"
+    image.parent.mkdir()
+    image.write_bytes(b"qcow2 data")
+    cache.store("k", [image])
+    image.unlink()
+    restored = cache.restore("k", image.parent)
+    assert restored == [image]
+    assert image.read_bytes() == b"qcow2 data"
+    assert cache.restore("other", image.parent) is None
+
+
+def test_an_image_changed_in_place_is_not_handed_out_again(tmp_path):
+    cache = OutputCache(tmp_path / "cache")
+    image = tmp_path / "img.raw"
+    image.write_bytes(b"pristine")
+    cache.store("k", [image])
+    with open(image, "r+b") as handle:     # e.g. booted without -snapshot
+        handle.write(b"BOOTED")
+    os.utime(image, ns=(1, 1))
+    assert cache.restore("k", tmp_path) is None
+    assert not (tmp_path / "cache" / "outputs" / "k").exists()
+
+
+def test_only_the_most_recent_entries_are_kept(tmp_path):
+    cache = OutputCache(tmp_path / "cache")
+    for number in range(KEEP_ENTRIES + 2):
+        image = tmp_path / f"img{number}.raw"
+        image.write_bytes(b"x" * number)
+        cache.store(f"k{number}", [image])
+        meta = tmp_path / "cache" / "outputs" / f"k{number}" / "meta.json"
+        os.utime(meta, (1000 + number, 1000 + number))
+    cache.store("last", [tmp_path / "img0.raw"])
+    kept = sorted(p.name for p in (tmp_path / "cache" / "outputs").iterdir())
+    assert len(kept) == KEEP_ENTRIES
+    assert "k0" not in kept and "last" in kept
