@@ -77,7 +77,8 @@ def element_data_inputs(elements: Iterable[tuple[str, Path]]) -> dict[str, str]:
     out: dict[str, str] = {}
     for name, path in elements:
         for entry in sorted(Path(path).iterdir()):
-            if entry.name in NOT_DATA or entry.name.endswith(".d"):
+            if entry.name in NOT_DATA or entry.name.endswith(".d") or (
+                    entry.name.startswith("block-device-") and entry.name.endswith(".yaml")):
                 continue
             out.update(tree_inputs(entry, f"element:{name}/{entry.name}"))
     return out

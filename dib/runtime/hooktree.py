@@ -25,13 +25,18 @@ def merge_hooks_tree(elements: Iterable[Element], helpers: Path, target: Path) -
             shutil.copy2(helper, target / "bin" / helper.name)
     for element in elements:
         for entry in sorted(element.path.iterdir()):
-            if entry.name in NOT_MERGED:
+            if entry.name in NOT_MERGED or _is_block_device_layout(entry.name):
                 continue
             destination = target / entry.name
             if entry.is_dir():
                 shutil.copytree(entry, destination, symlinks=True, dirs_exist_ok=True)
             else:
                 shutil.copy2(entry, destination)
+
+
+def _is_block_device_layout(name: str) -> bool:
+    """block-device-*.yaml is read by the build itself, never by hooks."""
+    return name.startswith("block-device-") and name.endswith(".yaml")
 
 
 def write_install_type(target: Path, install_type: str) -> None:
