@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Iterable, Mapping
 
 from dib import __version__
+from dib.cache.store import walk_sorted
 
 # Variables that never change what a step writes into the tree.
 VOLATILE_VARS = {"DIB_ARGS", "DIB_ENV", "DIB_DEBUG_TRACE", "DIB_RUN_PARTS_EVENTS",
@@ -232,27 +233,22 @@ def layer_identity(layer: Path, limit: int = 64 << 20) -> str | None:
     element list, say, usually copies the same files)."""
     digest = hashlib.sha256()
     total = 0
-    for directory, dirs, files in os.walk(layer):
-        dirs.sort()
-        for name in sorted(dirs + files):
-            path = os.path.join(directory, name)
-            st = os.lstat(path)
-            rel = os.path.relpath(path, layer)
-            extra = ""
-            if os.path.islink(path):
-                extra = os.readlink(path)
-            elif os.path.isfile(path) and not os.path.islink(path):
-                total += st.st_size
-                if total > limit:
-                    return None
-                extra = file_digest(Path(path))
-            try:
-                attrs = sorted((a, os.getxattr(path, a, follow_symlinks=False))
-                               for a in os.listxattr(path, follow_symlinks=False))
-            except OSError:
-                attrs = []
-            digest.update(f"{rel}\0{st.st_mode}\0{st.st_uid}\0{st.st_gid}\0{st.st_rdev}"
-                          f"\0{extra}\0{attrs}\n".encode())
+    for rel, path, st in walk_sorted(layer):
+        extra = ""
+        if os.path.islink(path):
+            extra = os.readlink(path)
+        elif os.path.isfile(path):
+            total += st.st_size
+            if total > limit:
+                return None
+            extra = file_digest(Path(path))
+        try:
+            attrs = sorted((a, os.getxattr(path, a, follow_symlinks=False))
+                           for a in os.listxattr(path, follow_symlinks=False))
+        except OSError:
+            attrs = []
+        digest.update(f"{rel}\0{st.st_mode}\0{st.st_uid}\0{st.st_gid}\0{st.st_rdev}"
+                      f"\0{extra}\0{attrs}\n".encode())
     return "content:" + digest.hexdigest()
 
 

@@ -54,20 +54,24 @@ class Entry:
         return self.meta.get("parent")
 
 
-def listing_digest(root: Path) -> tuple[str, int]:
-    """A digest of everything ``os.lstat`` says about a tree, and its size in bytes."""
-    digest = hashlib.sha256()
-    total = 0
+def walk_sorted(root: Path) -> Iterator[tuple[str, str, os.stat_result]]:
+    """(relative path, path, lstat) of everything under ``root``, in a fixed order."""
     for directory, dirs, files in os.walk(root):
         dirs.sort()
         for name in sorted(dirs + files):
             path = os.path.join(directory, name)
-            st = os.lstat(path)
-            link = os.readlink(path) if os.path.islink(path) else ""
-            rel = os.path.relpath(path, root)
-            digest.update(f"{rel}\0{st.st_mode}\0{st.st_uid}\0{st.st_gid}\0{st.st_size}\0"
-                          f"{st.st_mtime_ns}\0{st.st_rdev}\0{link}\n".encode())
-            total += st.st_blocks * 512
+            yield os.path.relpath(path, root), path, os.lstat(path)
+
+
+def listing_digest(root: Path) -> tuple[str, int]:
+    """A digest of everything ``os.lstat`` says about a tree, and its size in bytes."""
+    digest = hashlib.sha256()
+    total = 0
+    for rel, path, st in walk_sorted(root):
+        link = os.readlink(path) if os.path.islink(path) else ""
+        digest.update(f"{rel}\0{st.st_mode}\0{st.st_uid}\0{st.st_gid}\0{st.st_size}\0"
+                      f"{st.st_mtime_ns}\0{st.st_rdev}\0{link}\n".encode())
+        total += st.st_blocks * 512
     return digest.hexdigest(), total
 
 
