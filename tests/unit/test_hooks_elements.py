@@ -1,10 +1,9 @@
 """The shipped elements: format checks, and a few host-side hooks run in a temp dir."""
 from __future__ import annotations
 
-import re
-
 import json
 import os
+import re
 import stat
 import subprocess
 from pathlib import Path
