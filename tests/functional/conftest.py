@@ -1,112 +1,11 @@
-"""Shared set-up for functional tests: real builds as root against the host's mirror."""
+"""Fixtures of the functional tests (helpers live in functional_support.py)."""
 from __future__ import annotations
-
-import json
-import os
-import shutil
-import subprocess
-import sys
-import tarfile
-from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-# One cache for the whole run (and across runs on a developer's machine):
-# the first test pays for the bootstrap, the others reuse it.
-CACHE_DIR = Path(os.environ.get("DIB_TEST_CACHE_DIR", "/var/tmp/dib-functional/cache"))
-
-
-def missing_for_builds() -> str | None:
-    if os.geteuid() != 0:
-        return "builds need root"
-    for tool in ("mmdebstrap", "unshare", "chroot"):
-        if shutil.which(tool) is None:
-            return f"{tool} is not installed (tools/install-host-deps)"
-    return None
-
-
-needs_build_host = pytest.mark.skipif(missing_for_builds() is not None,
-                                      reason=missing_for_builds() or "")
-
-
-def mountinfo() -> set[str]:
-    with open("/proc/self/mountinfo") as handle:
-        return {line.split()[4] for line in handle}
-
-
-@dataclass
-class BuildResult:
-    returncode: int
-    output: str
-    image: Path
-    report: dict
-
-    def step(self, name: str) -> dict:
-        return next(s for s in self.report["steps"] if s["name"] == name)
-
-
-class Builds:
-    """Runs disk-image-create as a user would, in a scratch directory."""
-
-    def __init__(self, scratch: Path) -> None:
-        self.scratch = scratch
-        self.workdir = scratch / "work"
-        self.workdir.mkdir(parents=True, exist_ok=True)
-        self.elements = scratch / "elements"
-        self.elements.mkdir(exist_ok=True)
-
-    def run(self, *args: str, name: str = "image", env: dict | None = None,
-            cache: bool = True, timeout: float = 900) -> BuildResult:
-        image = self.scratch / name
-        report = self.scratch / f"{name}.report.json"
-        report.unlink(missing_ok=True)
-        argv = [sys.executable, "-m", "dib.cli.dic", "-o", str(image),
-                "--workdir", str(self.workdir), "--json-report", str(report),
-                "--cache-dir", str(CACHE_DIR), *([] if cache else ["--no-cache"]), *args]
-        full_env = dict(os.environ, ELEMENTS_PATH=str(self.elements),
-                        PYTHONPATH=str(ROOT), **(env or {}))
-        proc = subprocess.run(argv, env=full_env, capture_output=True, text=True,
-                              timeout=timeout, cwd=self.scratch)
-        data = json.loads(report.read_text()) if report.exists() else {}
-        return BuildResult(proc.returncode, proc.stdout + proc.stderr, image, data)
-
-    def element(self, name: str, files: dict[str, str], executable: tuple[str, ...] = ()
-                ) -> Path:
-        """Write an element; files named in ``executable`` (or under a phase
-        directory) get the executable bit."""
-        root = self.elements / name
-        if root.exists():
-            shutil.rmtree(root)
-        for rel, text in files.items():
-            path = root / rel
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(text)
-            phase_dir = rel.split("/")[0]
-            if rel in executable or (phase_dir.endswith(".d") and phase_dir != "environment.d"):
-                path.chmod(0o755)
-        return root
-
-    def leaked_mounts(self, before: set[str]) -> list[str]:
-        """Mounts that appeared since ``before`` and belong to our builds (other
-        work on a shared machine may mount things of its own meanwhile)."""
-        return sorted(m for m in mountinfo() - before
-                      if "dib-build-" in m or m.startswith(str(self.scratch)))
-
-    def workspaces(self) -> list[Path]:
-        return sorted(self.workdir.glob("dib-build-*"))
+from functional_support import Builds
 
 
 @pytest.fixture
 def builds(tmp_path_factory) -> Builds:
     return Builds(tmp_path_factory.mktemp("build", numbered=True))
-
-
-def read_tar_member(tar: Path, name: str) -> bytes | None:
-    with tarfile.open(tar) as archive:
-        try:
-            member = archive.extractfile(name)
-        except KeyError:
-            return None
-        return member.read() if member else None

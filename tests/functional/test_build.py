@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, CACHE_DIR, mountinfo, needs_build_host, read_tar_member
+from functional_support import ROOT, CACHE_DIR, mountinfo, needs_build_host, read_tar_member
 
 pytestmark = [pytest.mark.functional, needs_build_host]
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT
+from functional_support import ROOT
 
 pytestmark = pytest.mark.functional
 

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from conftest import mountinfo, needs_build_host
+from functional_support import mountinfo, needs_build_host, read_tar_member
 from dib.testing.boot import boot_check
 
 pytestmark = [pytest.mark.functional, needs_build_host]
@@ -81,7 +81,7 @@ def test_separate_var_partition_has_right_fstab_and_boots(builds, tmp_path):
     result = builds.run("-t", "qcow2,tar", "debian-minimal", "vm", "block-device-efi",
                         name="var", env={"DIB_BLOCK_DEVICE_CONFIG": VAR_LAYOUT})
     assert result.returncode == 0, result.output[-3000:]
-    from conftest import read_tar_member
+
     fstab = read_tar_member(result.image.with_suffix(".tar"), "./etc/fstab").decode()
     lines = [line.split() for line in fstab.splitlines() if line and not line.startswith("#")]
     by_point = {fields[1]: fields for fields in lines}

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from conftest import CACHE_DIR, ROOT, needs_build_host, read_tar_member
+from functional_support import CACHE_DIR, ROOT, needs_build_host, read_tar_member
 
 pytestmark = [pytest.mark.functional, needs_build_host]
 EARLY = ("root", "extra-data", "pre-install", "install", "post-install")
