@@ -71,7 +71,7 @@ def test_default_vm_image_boots_with_bios_and_uefi(builds, tmp_path):
     for firmware in ("bios", "uefi"):
         report = boot_check(qcow2, firmware=firmware, timeout=240,
                             log_path=tmp_path / f"{firmware}.log")
-        assert report.reached, (firmware, (tmp_path / f"{firmware}.log").read_text()[-2000:])
+        assert report.reached, (firmware, (tmp_path / f"{firmware}.log").read_text(errors="replace")[-2000:])
     assert builds.leaked_mounts(before) == []
     assert builds.workspaces() == []
 
@@ -90,8 +90,8 @@ def test_separate_var_partition_has_right_fstab_and_boots(builds, tmp_path):
     assert by_point["/boot/efi"][2] == "vfat"
     report = boot_check(result.image.with_suffix(".qcow2"), firmware="uefi", timeout=240,
                         expect="login:", log_path=tmp_path / "boot.log")
-    assert report.reached, (tmp_path / "boot.log").read_text()[-2000:]
-    log = (tmp_path / "boot.log").read_text()
+    assert report.reached, (tmp_path / "boot.log").read_text(errors="replace")[-2000:]
+    log = (tmp_path / "boot.log").read_text(errors="replace")
     assert "Failed to mount /var" not in log
 
 
