@@ -33,6 +33,10 @@ class Setting:
     choices: tuple[str, ...] = ()
     metavar: str | None = None
     group: str = "build"
+    # False for settings that change how a build runs but not the image
+    # (where logs and reports go, the cache): their flags are left out of the
+    # dib_arguments manifest, so they do not make two equal images differ.
+    recorded: bool = True
 
     def default_value(self) -> Any:
         return self.default() if callable(self.default) else self.default
@@ -59,7 +63,7 @@ SETTINGS: tuple[Setting, ...] = (
             str, default=None, flags=("-a",), env="ARCH", yaml_key="arch"),
     Setting("debug_trace", "Trace hooks with set -x; repeat for more detail.",
             types.non_negative_int, default=0, flags=("-x",), env="DIB_DEBUG_TRACE",
-            yaml_key="debug-trace", kind=COUNT),
+            yaml_key="debug-trace", kind=COUNT, recorded=False),
     Setting("uncompressed", "Do not compress qcow2 output.", types.boolean, default=False,
             flags=("-u",), yaml_key="uncompressed", kind=SWITCH),
     Setting("clear_env", "Run hooks with a cleared environment (only DIB_* and the "
@@ -122,34 +126,34 @@ SETTINGS: tuple[Setting, ...] = (
             metavar="REPO:TAG"),
     Setting("logfile", "Write the build log (with timestamps) to this file.", types.path,
             default=None, flags=("--logfile",), env="LOGFILE", yaml_key="logfile",
-            metavar="FILE"),
+            metavar="FILE", recorded=False),
     Setting("block_device_config", "Block-device YAML, inline or file://PATH.", str,
             default=None, env="DIB_BLOCK_DEVICE_CONFIG", yaml_key="block-device-config"),
     Setting("break_points", "Open a shell at these points: before-PHASE, after-PHASE, "
             "after-error (comma list).", types.comma_list, default=(), env="break",
             flags=("--break",), yaml_key="break", metavar="POINTS"),
     Setting("workdir", "Directory for build workspaces.", types.path, default="/var/tmp",
-            flags=("--workdir",), env="TMP_DIR", yaml_key="workdir", metavar="DIR"),
+            flags=("--workdir",), env="TMP_DIR", yaml_key="workdir", metavar="DIR", recorded=False),
     Setting("keep_workspace", "Keep the workspace of a failed build for inspection.",
             types.boolean, default=False, flags=("--keep-workspace",),
-            env="DIB_KEEP_WORKSPACE", yaml_key="keep-workspace", kind=SWITCH),
+            env="DIB_KEEP_WORKSPACE", yaml_key="keep-workspace", kind=SWITCH, recorded=False),
     Setting("dry_run", "Print the build plan and stop.", types.boolean, default=False,
-            flags=("--dry-run",), yaml_key="dry-run", kind=SWITCH),
+            flags=("--dry-run",), yaml_key="dry-run", kind=SWITCH, recorded=False),
     Setting("json_report", "Write a JSON report of the build (phases, hooks, cache) here.",
             types.path, default=None, flags=("--json-report",), yaml_key="json-report",
-            metavar="FILE"),
+            metavar="FILE", recorded=False),
     Setting("cache_dir", "Directory of the phase cache.", types.path,
             default=lambda: os.path.join(_cache_home(), "dib"), flags=("--cache-dir",),
-            env="DIB_CACHE_DIR", yaml_key="cache-dir", metavar="DIR"),
+            env="DIB_CACHE_DIR", yaml_key="cache-dir", metavar="DIR", recorded=False),
     Setting("no_cache", "Build from scratch without reading or writing the phase cache.",
             types.boolean, default=False, flags=("--no-cache",), env="DIB_NO_CACHE",
-            yaml_key="no-cache", kind=SWITCH),
+            yaml_key="no-cache", kind=SWITCH, recorded=False),
     Setting("explain_cache", "Say for each phase whether it was reused and why not.",
             types.boolean, default=False, flags=("--explain-cache",), yaml_key="explain-cache",
-            kind=SWITCH),
+            kind=SWITCH, recorded=False),
     Setting("hook_timeout", "Stop a hook that runs longer than this many seconds "
             "(0: no limit).", types.non_negative_int, default=0, flags=("--hook-timeout",),
-            env="DIB_HOOK_TIMEOUT", yaml_key="hook-timeout", metavar="S"),
+            env="DIB_HOOK_TIMEOUT", yaml_key="hook-timeout", metavar="S", recorded=False),
 )
 
 _BY_NAME = {s.name: s for s in SETTINGS}
@@ -157,3 +161,24 @@ _BY_NAME = {s.name: s for s in SETTINGS}
 
 def by_name(name: str) -> Setting:
     return _BY_NAME[name]
+
+
+def recorded_argv(argv: list[str] | tuple[str, ...]) -> list[str]:
+    """The command line without the flags of settings that do not shape the image."""
+    dropped = {flag: setting for setting in SETTINGS if not setting.recorded
+               for flag in setting.flags}
+    out: list[str] = []
+    skip_value = False
+    for token in argv:
+        if skip_value:
+            skip_value = False
+            continue
+        flag = token.split("=", 1)[0]
+        setting = dropped.get(flag)
+        if setting is None and token.startswith("-x") and set(token[1:]) == {"x"}:
+            continue   # -x, -xx: tracing only
+        if setting is None:
+            out.append(token)
+            continue
+        skip_value = setting.kind == VALUE and "=" not in token
+    return out

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from dib import runner
+from dib.config.settings import recorded_argv
 from dib.elements.envinfo import element_array_body, image_element_vars
 from dib.elements.formats import sort_n_key
 from dib.elements.model import ENV_NAME
@@ -53,7 +54,7 @@ def base_environment(config: Any, *, workspace: Workspace, resolution: Resolutio
         "DIB_DEFAULT_INSTALLTYPE": config.install_type,
         "DIB_LOCKFILES": os.path.join(config.cache_dir, "lockfiles"),
         "DIB_PYTHON_EXEC": "/usr/bin/python3",
-        "DIB_ARGS": " ".join(shlex.quote(a) for a in config.argv),
+        "DIB_ARGS": " ".join(shlex.quote(a) for a in recorded_argv(config.argv)),
         "FS_TYPE": config.fs_type,
         "INSTALL_PACKAGES": " ".join(config.packages),
         "LC_ALL": "C",

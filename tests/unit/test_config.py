@@ -277,3 +277,14 @@ def test_docs_settings_md_is_current():
     assert page.is_file(), f"docs/settings.md is missing; generate it with: {REGENERATE}"
     assert page.read_text() == settings_markdown(), (
         f"docs/settings.md is stale; regenerate it with: {REGENERATE}")
+
+
+def test_dib_arguments_leave_out_flags_that_do_not_shape_the_image():
+    from dib.config.settings import SETTINGS, recorded_argv
+    argv = ["-o", "img", "--json-report", "r.json", "--logfile=build.log", "-x", "-x",
+            "--cache-dir", "/c", "--workdir", "/w", "--explain-cache", "-t", "qcow2",
+            "-p", "vim", "debian-minimal", "vm"]
+    assert recorded_argv(argv) == ["-o", "img", "-t", "qcow2", "-p", "vim",
+                                   "debian-minimal", "vm"]
+    assert all(s.recorded for s in SETTINGS if s.name in ("image_name", "packages",
+                                                           "image_types"))
