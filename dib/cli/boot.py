@@ -19,7 +19,7 @@ def add_parser(subparsers) -> None:
                         help="disk image (raw, qcow2, vhd)")
     parser.add_argument("--firmware", choices=("bios", "uefi"), default="bios",
                         help="firmware to boot with (default: bios)")
-    parser.add_argument("--timeout", type=float, default=90.0, metavar="S",
+    parser.add_argument("--timeout", type=float, default=180.0, metavar="S",
                         help="give up after S seconds (default: 90)")
     parser.add_argument("--expect", default=None, metavar="TEXT",
                         help="console text that means success (default: login:)")
