@@ -20,7 +20,7 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--firmware", choices=("bios", "uefi"), default="bios",
                         help="firmware to boot with (default: bios)")
     parser.add_argument("--timeout", type=float, default=180.0, metavar="S",
-                        help="give up after S seconds (default: 90)")
+                        help="give up after S seconds (default: 180)")
     parser.add_argument("--expect", default=None, metavar="TEXT",
                         help="console text that means success (default: login:)")
     parser.add_argument("--memory", type=int, default=1024, metavar="MB",
