@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
@@ -172,7 +173,7 @@ def _execute(ctx: PhaseContext, phase: Phase, run: PhaseRun, command: list[str],
     try:
         runner.stream(command, env=env, on_line=lambda line: HOOK_LOG.info("%s", line),
                       timeout=ctx.hook_timeout or None, what=f"phase {phase.directory}",
-                      stdin=None if _interactive() else runner.subprocess.DEVNULL)
+                      stdin=None if _interactive() else subprocess.DEVNULL)
         failure = None
     except CommandError as exc:
         failure = exc

@@ -5,7 +5,6 @@ import os
 import time
 from pathlib import Path
 
-import pytest
 
 from dib.cache import CacheStore, Checkpoints, keys, prune
 from dib.cache.prune import prune_order
