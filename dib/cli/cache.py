@@ -8,23 +8,19 @@ import sys
 import time
 from pathlib import Path
 
+from dib.blockdev.sizes import parse_size
 from dib.cache import DEFAULT_MAX_SIZE, CacheStore, prune
 from dib.cache.chain import entry_summary
 from dib.config.build import parse_value
 from dib.config.settings import by_name
-from dib.errors import ConfigError
-
-UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
-
+from dib.errors import ConfigError, DibError
 
 def parse_bytes(text: str) -> int:
-    value = text.strip().lower().rstrip("ib").rstrip("b") if text else ""
-    unit = value[-1:] if value[-1:] in UNITS and value[-1:] else ""
-    number = value[:-1] if unit else value
+    """--max-size in DIB's size syntax (10G, 500MiB, ...)."""
     try:
-        return int(float(number) * UNITS[unit])
-    except ValueError:
-        raise ConfigError(f"--max-size: invalid size '{text}'; use e.g. 500M, 10G") from None
+        return parse_size(text, what="--max-size")
+    except DibError as exc:
+        raise ConfigError(exc.message) from None
 
 
 def parse_age(text: str) -> float:
