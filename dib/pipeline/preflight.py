@@ -14,7 +14,8 @@ GiB = 1 << 30
 # What every build needs on the host: (tool, Debian package).
 BUILD_TOOLS = (("unshare", "util-linux"), ("chroot", "coreutils"), ("mount", "mount"),
                ("bash", "bash"))
-BOOTSTRAP_TOOLS = {"debootstrap": (("mmdebstrap", "mmdebstrap"),)}
+# The debootstrap element uses mmdebstrap, or debootstrap when mmdebstrap is absent.
+BOOTSTRAP_ELEMENT = "debootstrap"
 
 
 def preflight(prepared: Prepared) -> None:
@@ -34,10 +35,8 @@ def preflight(prepared: Prepared) -> None:
 
 def _required_tools(prepared: Prepared) -> list[tuple[str, str]]:
     tools = list(BUILD_TOOLS)
-    names = set(prepared.resolution.names)
-    for element, extra in BOOTSTRAP_TOOLS.items():
-        if element in names and runner.which("debootstrap") is None:
-            tools.extend(extra)
+    if BOOTSTRAP_ELEMENT in prepared.resolution.names and runner.which("debootstrap") is None:
+        tools.append(("mmdebstrap", "mmdebstrap"))
     tools.extend(artifacts.required_tools(prepared))
     return tools
 
