@@ -11,20 +11,23 @@ point, so nothing is copied and nothing leaks onto the host.
 """
 from __future__ import annotations
 
+import json
 import os
 import shlex
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from dib import runner
 from dib.blockdev import sizes
+from dib.blockdev.patch import update_ext_fs, zero_range
 from dib.blockdev.config import (BIOS_BOOT_GUID, ESP_GUID, BlockDeviceConfig, LocalLoop,
                                  Partition, Partitioning, preflight)
 from dib.errors import BlockDeviceError
 
+EXT_TYPES = ("ext2", "ext3", "ext4")
 #: ext journal allowance added to DIB's computed default size
 _JOURNAL = 64 * sizes.MiB
 _ROUND = 64 * sizes.KiB
@@ -138,6 +141,15 @@ class DiskResult:
     raw: Path
     plan: DiskPlan
     timings: dict[str, float]
+
+
+def plan_signature(plan: DiskPlan) -> str:
+    """Everything about a plan that decides where bytes go on the disk."""
+    return json.dumps({"size": plan.size, "sector": plan.sector_size, "label": plan.label,
+                       "id": plan.disk_id, "extended": plan.extended,
+                       "partitions": [asdict(p) for p in plan.partitions],
+                       "filesystems": [asdict(f) for f in plan.filesystems]},
+                      sort_keys=True)
 
 
 # ------------------------------------------------------------------ sizing
@@ -316,8 +328,10 @@ def required_tools(config: BlockDeviceConfig) -> list[tuple[str, str]]:
     if config.partitionings:
         tools.append(("sfdisk", "fdisk"))
     types = {fs.type for fs in config.filesystems}
-    for fs_type in sorted(t for t in types if t in ("ext2", "ext3", "ext4")):
+    for fs_type in sorted(t for t in types if t in EXT_TYPES):
         tools.append((f"mkfs.{fs_type}", "e2fsprogs"))
+    if types & set(EXT_TYPES):
+        tools.append(("debugfs", "e2fsprogs"))
     if types & {"vfat", "fat"}:
         tools += [("mkfs.fat", "dosfstools"), ("mcopy", "mtools"), ("mmd", "mtools")]
     if "swap" in types:
@@ -356,30 +370,88 @@ def build_disk(plan: DiskPlan, tree: Path, raw: Path) -> DiskResult:
         runner.run(["sfdisk", "--no-reread", "--no-tell-kernel", "-q", str(raw)],
                    input=sfdisk_script(plan), what="sfdisk (write the partition table)")
         timings["sfdisk"] = time.monotonic() - t0
-    points = [fs.mount_point for fs in plan.filesystems
-              if fs.mount_point and fs.mount_point != "none"]
     with tempfile.TemporaryDirectory(prefix="dib-disk-", dir=raw.parent) as scratch:
         for fs in plan.filesystems:
             t0 = time.monotonic()
-            mp = fs.mount_point if fs.mount_point != "none" else None
-            src = tree / mp.lstrip("/") if mp else None
-            nested = []
-            if mp:
-                children = [p for p in points if _under(p, mp)]
-                nested = [p for p in children
-                          if not any(_under(p, q) for q in children if q != p)]
-            if fs.type in ("ext2", "ext3", "ext4"):
-                _mkfs_ext(fs, raw, src, tree, nested, Path(scratch))
-            elif fs.type in ("vfat", "fat"):
-                _mkfs_fat(fs, raw, src, tree, nested, plan.sector_size)
-            elif fs.type == "swap":
-                _mkswap(fs, raw, Path(scratch))
-            else:
-                raise BlockDeviceError(f"mkfs '{fs.name}': {fs.type} cannot be built offline",
-                                       hint="use ext4 (or vfat for an ESP)")
+            _make_filesystem(plan, fs, tree, raw, Path(scratch))
             timings[f"mkfs {fs.name}"] = time.monotonic() - t0
     timings["total"] = time.monotonic() - start
     return DiskResult(raw=raw, plan=plan, timings=timings)
+
+
+def patch_disk(plan: DiskPlan, tree: Path, raw: Path, paths: list[str]) -> DiskResult:
+    """Bring a disk made from an earlier state of the tree, with this same
+    plan, up to date: ext filesystems get just ``paths`` (relative to the
+    tree's root) rewritten; every other filesystem is small and made again.
+    Raises CannotPatch when a change cannot be written in place."""
+    tree, raw = Path(tree), Path(raw)
+    timings: dict[str, float] = {}
+    start = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="dib-disk-", dir=raw.parent) as scratch:
+        for fs in plan.filesystems:
+            t0 = time.monotonic()
+            if fs.type in EXT_TYPES:
+                mine = _paths_on(plan, fs, paths)
+                if mine:
+                    source = tree / (fs.mount_point or "/").lstrip("/")
+                    update_ext_fs(raw, fs.offset, source, mine, Path(scratch))
+            else:
+                zero_range(raw, fs.offset, fs.size)
+                _make_filesystem(plan, fs, tree, raw, Path(scratch))
+            timings[f"update {fs.name}"] = time.monotonic() - t0
+    timings["total"] = time.monotonic() - start
+    return DiskResult(raw=raw, plan=plan, timings=timings)
+
+
+def _mount_points(plan: DiskPlan) -> list[str]:
+    return [fs.mount_point for fs in plan.filesystems
+            if fs.mount_point and fs.mount_point != "none"]
+
+
+def _paths_on(plan: DiskPlan, fs: FilesystemPlan, paths: list[str]) -> list[str]:
+    """The paths (relative to ``fs``'s root) that live on ``fs``. A child's
+    mount point is on its parent too, as the empty directory it is there."""
+    mine = fs.mount_point
+    if not mine or mine == "none":
+        return []
+    points = _mount_points(plan)
+    out = []
+    for path in paths:
+        absolute = "/" + path.strip("/")
+        if _owner(points, absolute) == mine or \
+                (absolute in points and _owner(points, absolute, strict=True) == mine):
+            rel = os.path.relpath(absolute, mine)
+            if rel != ".":
+                out.append(rel)
+    return out
+
+
+def _owner(points: list[str], absolute: str, strict: bool = False) -> str | None:
+    """The deepest mount point holding ``absolute`` (strictly above it if asked)."""
+    found = [p for p in points
+             if _under(absolute, p) or (p == absolute and not strict)]
+    return max(found, key=len) if found else None
+
+
+def _make_filesystem(plan: DiskPlan, fs: FilesystemPlan, tree: Path, raw: Path,
+                     scratch: Path) -> None:
+    points = _mount_points(plan)
+    mp = fs.mount_point if fs.mount_point != "none" else None
+    src = tree / mp.lstrip("/") if mp else None
+    nested = []
+    if mp:
+        children = [p for p in points if _under(p, mp)]
+        nested = [p for p in children
+                  if not any(_under(p, q) for q in children if q != p)]
+    if fs.type in EXT_TYPES:
+        _mkfs_ext(fs, raw, src, tree, nested, scratch)
+    elif fs.type in ("vfat", "fat"):
+        _mkfs_fat(fs, raw, src, tree, nested, plan.sector_size)
+    elif fs.type == "swap":
+        _mkswap(fs, raw, scratch)
+    else:
+        raise BlockDeviceError(f"mkfs '{fs.name}': {fs.type} cannot be built offline",
+                               hint="use ext4 (or vfat for an ESP)")
 
 
 def _placeholder(original: Path, scratch: Path) -> Path:

@@ -121,6 +121,16 @@ class CacheStore:
         os.utime(used)
         return entry
 
+    def stamp(self, layer: Path) -> str | None:
+        """A name for a layer this store holds that changes whenever its
+        contents could have: the key and the digest of its listing (times
+        included, so an entry made again after a prune gets a new stamp)."""
+        path = Path(layer)
+        if path.name != "layer" or path.parent.parent != self.entries_dir:
+            return None
+        entry = self.get(path.parent.name)
+        return f"{entry.key}:{entry.meta.get('digest')}" if entry else None
+
     def close(self) -> None:
         for fd in self._held:
             os.close(fd)

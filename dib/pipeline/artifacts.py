@@ -8,12 +8,15 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Optional
 
 from dib import blockdev, bootloader, outputs
+from dib.cache import keys
+from dib.cache.disks import DiskBases
 from dib.config.hostapt import host_mirrors
 from dib.errors import BlockDeviceError
 from dib.pipeline.prepare import Prepared
+from dib.runtime.tree import layer_paths
 from dib.runtime.workspace import Workspace
 
 LOG = logging.getLogger("dib.build")
@@ -135,13 +138,25 @@ def output_inputs(config: Any, disk: DiskArtifacts, tree_id: str | None,
     return values
 
 
+#: a rebuild that changed more paths than this makes its filesystems anew
+PATCH_LIMIT = 5000
+
+#: (cache stamp or None, layer directory) for each layer of the tree, bottom first
+Layers = list[tuple[Optional[str], Path]]
+
+
 def produce(prepared: Prepared, workspace: Workspace, tree: Path, disk: DiskArtifacts,
-            env: Mapping[str, str]) -> list[Path]:
+            env: Mapping[str, str], layers: Layers | None = None,
+            bases: DiskBases | None = None) -> list[Path]:
     config = prepared.config
     selected = selected_outputs(config)
-    raw = None
+    raw = record = None
+    if env.get("SOURCE_DATE_EPOCH"):
+        bases = None   # in-place updates would stamp today's times into the image
+    slot = disk_slot(config, disk, env)
     if outputs.needs_disk(selected):
-        raw = _build_disk(config, workspace, tree, disk, env)
+        raw, record = _build_disk(config, workspace, tree, disk, env, layers or [],
+                                  bases.take(slot, _raw_path(workspace)) if bases else None)
     context = outputs.OutputContext.from_env(
         Path(config.image_name), tree=tree, raw=raw, compress=not config.uncompressed,
         qemu_img_options=config.qemu_img_options or None,
@@ -154,19 +169,92 @@ def produce(prepared: Prepared, workspace: Workspace, tree: Path, disk: DiskArti
         produced.extend(paths)
     if config.checksum:
         outputs.checksums(produced, kinds=config.checksum)
+    if bases is not None and raw is not None and raw.exists() and record is not None:
+        bases.put(slot, raw, record)
     return produced
 
 
+def disk_slot(config: Any, disk: DiskArtifacts, env: Mapping[str, str]) -> str:
+    """What a kept disk must share with this build to be updated in place:
+    everything the disk depends on except the tree and the output formats."""
+    values = output_inputs(config, disk, None, env)
+    for name in ("tree", "types", "compress", "qemu-img-options", "docker-target"):
+        values.pop(name)
+    return keys.key_for(None, "disk", values)
+
+
+def _raw_path(workspace: Workspace) -> Path:
+    return workspace.image_dir / "image0.raw"
+
+
 def _build_disk(config: Any, workspace: Workspace, tree: Path, disk: DiskArtifacts,
-                env: Mapping[str, str]) -> Path:
+                env: Mapping[str, str], layers: Layers,
+                kept: dict[str, Any] | None) -> tuple[Path, dict[str, Any]]:
+    """The raw disk: the kept disk of an earlier build updated in place when
+    that is possible, else made from the tree. Returns it and its record."""
     started = time.monotonic()
     size = int(config.image_size * 1000 ** 3) if config.image_size else None
     extra = config.image_extra_size * MiB if config.image_extra_size is not None else None
-    plan = blockdev.plan_disk(disk.config, tree_bytes=blockdev.tree_size(tree),
-                              image_size=size, extra_size=extra)
-    raw = workspace.image_dir / "image0.raw"
-    blockdev.build_disk(plan, tree, raw)
+    tree_bytes = blockdev.tree_size(tree)
+    plan = blockdev.plan_disk(disk.config, tree_bytes=tree_bytes, image_size=size,
+                              extra_size=extra)
+    raw = _raw_path(workspace)
+    how = None
+    if kept is not None:
+        try:
+            plan = _kept_plan(kept, plan, disk, tree_bytes, explicit_size=size is not None,
+                              extra_size=extra)
+            paths, record = changed_paths(kept["layers"], layers)
+            blockdev.patch_disk(plan, tree, raw, paths)
+            how = f"updated in place ({len(paths)} changed paths)"
+        except blockdev.CannotPatch as exc:
+            LOG.info("disk: making it anew rather than updating the kept one: %s", exc)
+    if how is None:
+        raw.unlink(missing_ok=True)
+        blockdev.build_disk(plan, tree, raw)
+        record = [[stamp, layer_paths(layer, PATCH_LIMIT)] for stamp, layer in layers]
+        how = "assembled"
     if disk.wants_bootloader:
         bootloader.install(raw, plan, options=bootloader.BootOptions.from_env(env))
-    LOG.info("disk image assembled in %.1f s", time.monotonic() - started)
-    return raw
+    LOG.info("disk image %s in %.1f s", how, time.monotonic() - started)
+    return raw, {"plan": blockdev.plan_signature(plan), "size": plan.size, "layers": record}
+
+
+def _kept_plan(kept: Mapping[str, Any], plan: Any, disk: DiskArtifacts, tree_bytes: int,
+               explicit_size: bool, extra_size: int | None) -> Any:
+    """This build's plan if the kept disk has it. A default-sized disk keeps
+    its earlier size while the tree needs between 91% and 105% of it."""
+    if blockdev.plan_signature(plan) == kept["plan"]:
+        return plan
+    held = int(kept.get("size", 0))
+    if not explicit_size and plan.size * 0.95 <= held <= plan.size * 1.10:
+        plan = blockdev.plan_disk(disk.config, tree_bytes=tree_bytes, image_size=held,
+                                  extra_size=extra_size)
+        if blockdev.plan_signature(plan) == kept["plan"]:
+            return plan
+    raise blockdev.CannotPatch("the disk's layout or size changed")
+
+
+def changed_paths(kept: list[list[Any]], layers: Layers) -> tuple[list[str], list[list[Any]]]:
+    """Paths that may differ between the tree the kept disk was made from and
+    this one: everything in the layers after the ones both share. Returns
+    them and this tree's record of layers."""
+    shared = 0
+    while shared < min(len(kept), len(layers)) and layers[shared][0] is not None \
+            and kept[shared][0] == layers[shared][0]:
+        shared += 1
+    changed: set[str] = set()
+    for _stamp, paths in kept[shared:]:
+        if paths is None:
+            raise blockdev.CannotPatch("a layer of the earlier tree that changed is too big")
+        changed.update(paths)
+    record = [list(entry) for entry in kept[:shared]]
+    for stamp, layer in layers[shared:]:
+        paths = layer_paths(layer, PATCH_LIMIT)
+        if paths is None:
+            raise blockdev.CannotPatch(f"layer {layer.name} changed too much to patch in")
+        changed.update(paths)
+        record.append([stamp, paths])
+    if len(changed) > PATCH_LIMIT:
+        raise blockdev.CannotPatch(f"{len(changed)} paths changed")
+    return sorted(changed), record

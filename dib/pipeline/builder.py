@@ -15,6 +15,7 @@ from typing import Callable
 
 from dib import bootloader
 from dib.cache import CacheStore, Checkpoints, keys, prune, snapshot_hooks
+from dib.cache.disks import DiskBases
 from dib.cache.outputs import OutputCache
 from dib.elements import element_paths, shipped_hooks_dir
 from dib.elements.package_installs import squash
@@ -46,6 +47,8 @@ class Builder:
             Path(self.config.cache_dir) / "phases")
         self.checkpoints = Checkpoints(self.store)
         self.outputs_cache = None if self.config.no_cache else OutputCache(
+            Path(self.config.cache_dir))
+        self.disk_bases = None if self.config.no_cache else DiskBases(
             Path(self.config.cache_dir))
 
     def run(self) -> int:
@@ -187,7 +190,8 @@ class Builder:
             with CleanupStack() as cleanup:
                 tree = self.tree.mount_readonly(cleanup)
                 produced = artifacts.produce(self.prepared, self.ws, tree, self.disk,
-                                             self.env)
+                                             self.env, layers=self._layer_stamps(),
+                                             bases=self.disk_bases)
             if self.outputs_cache:
                 self.outputs_cache.store(key, [p for p in produced if p.is_file()])
         if self.config.checksum and step.cached:
@@ -195,6 +199,10 @@ class Builder:
         step.key = key
         step.seconds = time.monotonic() - started
         return [str(p) for p in produced]
+
+    def _layer_stamps(self) -> artifacts.Layers:
+        return [(self.store.stamp(layer) if self.store else None, layer)
+                for layer in self.tree.layers]
 
     def _write_report(self) -> None:
         text = self.report.table()

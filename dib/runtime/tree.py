@@ -6,6 +6,7 @@ renaming it, and a warm build restores it by mounting it.
 """
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
@@ -74,3 +75,28 @@ class LayeredTree:
                   cleanup=cleanup)
         return self.merged
 
+
+
+def layer_paths(layer: Path, limit: int) -> list[str] | None:
+    """Every path a layer adds, changes or deletes (a whiteout is a path
+    too), relative to the tree's root; None when there are more than
+    ``limit`` or the layer hides a whole directory of the layers below
+    (an opaque or redirected directory), which no path list can express."""
+    found: list[str] = []
+    for directory, dirs, files in os.walk(layer):
+        for name in dirs:
+            path = os.path.join(directory, name)
+            if _overlay_attr(path, "opaque") == b"y" or _overlay_attr(path, "redirect"):
+                return None
+        for name in dirs + files:
+            found.append(os.path.relpath(os.path.join(directory, name), layer))
+        if len(found) > limit:
+            return None
+    return sorted(found)
+
+
+def _overlay_attr(path: str, name: str) -> bytes:
+    try:
+        return os.getxattr(path, f"trusted.overlay.{name}", follow_symlinks=False)
+    except OSError:
+        return b""
