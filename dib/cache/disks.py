@@ -73,6 +73,14 @@ class DiskBases:
         self._trim()
         return True
 
+    def held_bytes(self) -> tuple[int, int]:
+        """How many disks are kept, and the bytes they take on disk."""
+        raws = list(self.root.glob(f"*/{RAW}")) if self.root.is_dir() else []
+        return len(raws), sum(r.stat().st_blocks * 512 for r in raws)
+
+    def clear(self) -> None:
+        shutil.rmtree(self.root, ignore_errors=True)
+
     def _trim(self) -> None:
         slots = [p for p in self.root.iterdir() if (p / META).exists()]
         slots.sort(key=lambda p: (p / META).stat().st_mtime, reverse=True)

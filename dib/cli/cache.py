@@ -11,6 +11,7 @@ from pathlib import Path
 from dib.blockdev.sizes import parse_size
 from dib.cache import DEFAULT_MAX_SIZE, CacheStore, prune
 from dib.cache.chain import entry_summary
+from dib.cache.disks import DiskBases
 from dib.config.build import parse_value
 from dib.config.settings import by_name
 from dib.errors import ConfigError, DibError
@@ -46,7 +47,8 @@ def add_parser(subparsers) -> None:
                          help="keep at most this much (default 10G)")
     pruning.add_argument("--max-age", type=parse_age, default=None,
                          help="remove entries unused for this long (e.g. 7d)")
-    pruning.add_argument("--all", action="store_true", help="remove every entry")
+    pruning.add_argument("--all", action="store_true",
+                         help="remove every entry and every kept disk")
     pruning.add_argument("--dry-run", action="store_true")
     parser.set_defaults(handler=main)
 
@@ -85,6 +87,9 @@ def main(args: argparse.Namespace) -> int:
                   f"{_age(now - e.last_used):>5}  {e.meta.get('build', '')}")
         total = sum(e.size for e in entries)
         print(f"{len(entries)} entries, {total / (1 << 20):.1f} MiB")
+        disks, held = DiskBases(store.root.parent).held_bytes()
+        print(f"{disks} kept disks (updated in place by the next build of their layout), "
+              f"{held / (1 << 20):.1f} MiB")
     elif args.cache_command == "show":
         matches = [e for e in store.entries() if e.key.startswith(args.key)]
         if len(matches) != 1:
@@ -96,6 +101,8 @@ def main(args: argparse.Namespace) -> int:
     else:
         result = prune(store, max_size=0 if args.all else args.max_size,
                        max_age=args.max_age, dry_run=args.dry_run)
+        if args.all and not args.dry_run:
+            DiskBases(store.root.parent).clear()
         verb = "would remove" if args.dry_run else "removed"
         print(f"{verb} {len(result.removed)} entries; "
               f"{result.kept_bytes / (1 << 20):.1f} MiB kept")
