@@ -94,9 +94,16 @@ def _image_format(image: Path) -> str:
     return {".qcow2": "qcow2", ".vhd": "vpc", ".vmdk": "vmdk", ".vdi": "vdi"}.get(suffix, "raw")
 
 
+def guest_cpus() -> int:
+    """vCPUs for the guest: systemd starts its units in parallel, and under
+    TCG each vCPU is a host thread, so more than the host's cores only slows."""
+    return max(1, min(4, len(os.sched_getaffinity(0))))
+
+
 def qemu_argv(image: Path, *, firmware: str, memory_mb: int = 1024, accel: str = "tcg",
               vars_copy: Path | None = None, qemu: str = "qemu-system-x86_64") -> list[str]:
     argv = [qemu, "-machine", "q35", "-accel", accel, "-m", str(memory_mb),
+            "-smp", str(guest_cpus()),
             "-nographic", "-monitor", "none", "-serial", "stdio", "-no-reboot", "-snapshot",
             "-nic", "none",
             "-drive", f"file={image},format={_image_format(image)},if=virtio"]

@@ -406,3 +406,11 @@ class TestGuideExample(testtools.TestCase):
         from dib.testing.expect import load_expectations
         spec = load_expectations(self.example / "test-elements/basic")
         self.assertIn("figlet", spec["packages_installed"])
+
+
+def test_boot_check_gives_the_guest_the_host_cores_up_to_four(tmp_path):
+    from dib.testing.boot import qemu_argv
+    argv = qemu_argv(tmp_path / "disk.qcow2", firmware="bios")
+    cpus = int(argv[argv.index("-smp") + 1])
+    assert 1 <= cpus <= min(4, len(os.sched_getaffinity(0)))
+    assert argv[argv.index("-drive") + 1].endswith("format=qcow2,if=virtio")
