@@ -8,10 +8,10 @@ removed when the tree no longer has it. The data blocks a removed file
 leaves behind are punched out of the image file, so nothing deleted from the
 tree can be read back from the disk.
 
-Anything this cannot express exactly (a directory that went away or changed
-type, a hard link, a device node, a name debugfs cannot quote, a full
-filesystem) raises ``CannotPatch``; the caller then makes the filesystem
-from scratch.
+A directory the tree lost goes with everything in it. Anything this cannot
+express exactly (a hard link, a device node, a name debugfs cannot quote, a
+full filesystem) raises ``CannotPatch``; the caller then makes the
+filesystem from scratch.
 """
 from __future__ import annotations
 
@@ -92,10 +92,13 @@ def _plan(paths: list[str], doomed: list[str], source: Path,
     writes: list[str] = []
     metadata: list[str] = []
     dirs: list[str] = []
+    links = _LinkedParents(source)
     for path in paths:
         have = existing.get(path)
         try:
-            st = os.lstat(source / path)
+            # A path whose parent is now a symlink is no longer in the tree
+            # as itself: the link is written, its target has paths of its own.
+            st = None if links.below_link(path) else os.lstat(source / path)
         except FileNotFoundError:
             st = None
         keep_dir = have is not None and have.kind == _DIR and st is not None and \
@@ -132,6 +135,21 @@ def _plan(paths: list[str], doomed: list[str], source: Path,
         if have.kind == _FILE and have.links == 1:
             freed.extend(have.blocks)
     return removals + writes + metadata, freed
+
+
+class _LinkedParents:
+    def __init__(self, source: Path) -> None:
+        self.source = source
+        self.seen: dict[str, bool] = {}
+
+    def below_link(self, path: str) -> bool:
+        parent = path.rpartition("/")[0]
+        if not parent:
+            return False
+        if parent not in self.seen:
+            self.seen[parent] = os.path.islink(self.source / parent) or \
+                self.below_link(parent)
+        return self.seen[parent]
 
 
 def _metadata(path: str, host: Path, st: os.stat_result, work: Path) -> list[str]:

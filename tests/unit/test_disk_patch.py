@@ -220,3 +220,16 @@ def test_small_tree_growth_keeps_the_disk_size():
     much = disk.plan_disk(cfg, tree_bytes=1200 * MiB)
     with pytest.raises(CannotPatch, match="layout or size"):
         _kept_plan(kept, much, artifacts, 1200 * MiB, explicit_size=False, extra_size=None)
+
+
+@needs_e2fsprogs
+def test_directory_replaced_by_a_link_drops_what_was_inside(base, tmp_path):
+    tree, image, fs = base
+    shutil.rmtree(tree / "olddir")
+    write(tree / "elsewhere/top", "t2")
+    os.symlink("elsewhere", tree / "olddir")
+    update_ext_fs(image, OFFSET, tree, ["olddir", "olddir/top", "olddir/deep/er/file",
+                                        "elsewhere", "elsewhere/top"], tmp_path)
+    check = subprocess.run(["e2fsck", "-fn", fs], capture_output=True, text=True)
+    assert check.returncode == 0, check.stdout
+    assert read_back(fs, tmp_path / "out") == listing(tree)
