@@ -22,9 +22,9 @@ from pathlib import Path
 
 from dib import runner
 from dib.blockdev import sizes
-from dib.blockdev.patch import update_ext_fs, zero_range
 from dib.blockdev.config import (BIOS_BOOT_GUID, ESP_GUID, BlockDeviceConfig, LocalLoop,
                                  Partition, Partitioning, preflight)
+from dib.blockdev.patch import update_ext_fs, zero_range
 from dib.errors import BlockDeviceError
 
 EXT_TYPES = ("ext2", "ext3", "ext4")
