@@ -8,8 +8,9 @@ Where it runs:
 
 * chroot phases (pre-install, install, post-install, finalise) run in a
   bubblewrap sandbox whose ``/`` is the fake root; the host's ``/usr`` is bound
-  read-only so host tools are there, and anything the hook writes (``/etc/foo``)
-  lands in the fake root. The element is at ``/tmp/in_target.d`` as in a build.
+  read-only so host tools are there, except ``/usr/local`` and
+  ``/usr/lib/systemd/system``, which are the fake root's own. Anything the hook
+  writes (``/etc/foo``, ``/usr/local/bin/foo``) lands in the fake root. The element is at ``/tmp/in_target.d`` as in a build.
 * host phases (root, extra-data, post-root, block-device, pre-finalise, cleanup)
   see the fake root as ``TARGET_ROOT``/``TMP_MOUNT_PATH``; with bubblewrap they run
   with the host's ``/`` read-only and only the fake root, the hooks copy and the
@@ -47,6 +48,9 @@ TIMEOUT_EXIT = 124
 BWRAP_PACKAGE = "bubblewrap"
 # Host top-level directories a sandboxed hook needs besides /usr.
 _HOST_TOP = ("bin", "sbin", "lib", "lib32", "lib64", "libx32")
+# Where image hooks install things under /usr: the fake root's own directories
+# are bound over the host's read-only /usr there, so such hooks can be tested.
+_WRITABLE_USR = ("usr/local", "usr/lib/systemd/system")
 _MACHINE_TO_ARCH = {"x86_64": "amd64", "aarch64": "arm64", "i686": "i386", "i386": "i386",
                     "ppc64le": "ppc64el", "s390x": "s390x", "riscv64": "riscv64"}
 
@@ -250,13 +254,13 @@ def run_hook(element: str | os.PathLike, phase: str, hook: str, *,
 
         inner = ["/bin/bash", "-c", _RUNNER, "dib-run-parts",
                  *[seen(p) for p in env_files], "--", seen(hooks_copy / f"{phase}.d" / hook)]
+        created = _mountpoints_to_clean(root_dir) if in_chroot else []
         if bwrap is None:
             argv, cwd = inner, str(root_dir)
         elif in_chroot:
             argv, cwd = _chroot_sandbox(bwrap, root_dir, hooks_copy, stubs) + inner, None
         else:
             argv, cwd = _host_sandbox(bwrap, root_dir, work, stubs) + inner, None
-        created = _mountpoints_to_clean(root_dir) if in_chroot else []
         if in_chroot:
             _ensure_top_links(root_dir)
         try:
@@ -280,6 +284,11 @@ def _chroot_sandbox(bwrap: str, root: Path, hooks: Path, stubs: StubCommands | N
         host = Path("/") / name
         if host.is_dir() and not host.is_symlink():
             argv += ["--ro-bind", str(host), f"/{name}"]
+    for rel in _WRITABLE_USR:
+        # An interpreter installed under /usr/local must stay visible.
+        if (Path("/") / rel).is_dir() and not sys.base_prefix.startswith(f"/{rel}"):
+            (root / rel).mkdir(parents=True, exist_ok=True)
+            argv += ["--bind", str(root / rel), f"/{rel}"]
     # The stub interpreter (and anything else outside /usr) must be visible.
     interpreter_prefix = Path(sys.base_prefix)
     if stubs is not None and not str(interpreter_prefix).startswith("/usr") \
@@ -312,7 +321,7 @@ def _mountpoints_to_clean(root: Path) -> list[Path]:
     there before; they are removed again after the run."""
     out = []
     for rel in ("proc", "dev", "usr", "tmp/in_target.d", SANDBOX_STUB_BASE.lstrip("/"),
-                "tmp"):
+                "tmp", "usr/lib", "usr/lib/systemd", *_WRITABLE_USR):
         path = root / rel
         if not os.path.lexists(path):
             out.append(path)
