@@ -166,7 +166,8 @@ def variables_named_in(*directories: Path) -> set[str]:
     """Every DIB_* name that appears in the files under these directories."""
     names: set[str] = set()
     for directory in directories:
-        for path in directory.rglob("*") if directory.is_dir() else []:
+        paths = directory.rglob("*") if directory.is_dir() else [directory]
+        for path in paths:
             if path.is_file():
                 try:
                     names.update(m.decode() for m in VARIABLE.findall(path.read_bytes()))
@@ -181,11 +182,15 @@ def phase_inputs(hooks_dir: Path, phase_dir: str, settings: Mapping[str, str],
     every phase after root.d the elements' data (static/, pkg-map, ...).
 
     Of the DIB_* variables only those named in the phase's hooks, in
-    environment.d or in the helpers count: changing DIB_DEV_USER_PASSWORD
+    environment.d, in the helpers or (after root.d) in the elements' other
+    files, which hooks may source, count: changing DIB_DEV_USER_PASSWORD
     reruns the phase that uses it, not the bootstrap.
     """
+    data = [] if phase_dir in ROOT_ONLY_DIRS else [
+        entry for entry in sorted(hooks_dir.iterdir())
+        if not entry.name.endswith(".d") and entry.name != "bin"]
     named = variables_named_in(hooks_dir / phase_dir, hooks_dir / "environment.d",
-                               hooks_dir / "bin")
+                               hooks_dir / "bin", *data)
     inputs = {k: v for k, v in settings.items()
               if not k.startswith("env:DIB_") or k[4:] in named or k[4:] in TREE_VARS}
     if not mentions(hooks_dir / phase_dir, "IMAGE_NAME"):
@@ -207,11 +212,8 @@ def phase_inputs(hooks_dir: Path, phase_dir: str, settings: Mapping[str, str],
             inputs.update(tree_inputs(hooks_dir / "bin" / name, f"bin/{name}"))
     else:
         inputs.update(tree_inputs(hooks_dir / "bin", "bin"))
-    if phase_dir not in ROOT_ONLY_DIRS:
-        for entry in sorted(hooks_dir.iterdir()):
-            if entry.name.endswith(".d") or entry.name == "bin":
-                continue
-            inputs.update(tree_inputs(entry, entry.name))
+    for entry in data:
+        inputs.update(tree_inputs(entry, entry.name))
     never = uncacheable_hooks(hooks_dir / phase_dir)
     if never:
         inputs["uncacheable"] = (f"{phase_dir}/{', '.join(never)} marked "

@@ -279,6 +279,19 @@ def test_a_variable_counts_only_for_phases_that_name_it(tmp_path):
     assert keys_for("one")["root.d"] != keys_for("two")["root.d"]
 
 
+def test_a_variable_named_in_a_file_hooks_source_counts(tmp_path):
+    hooks = make_hooks(tmp_path)
+    (hooks / "lib").mkdir()
+    (hooks / "lib" / "common.sh").write_text('greeting="${DIB_GREETING:-hi}"\n')
+
+    def keys_for(greeting):
+        env = {"DIB_RELEASE": "bookworm", "DIB_GREETING": greeting}
+        return chain_keys(hooks, keys.settings_inputs(env, image_name="/out/img"))
+    first, second = keys_for("hello"), keys_for("bye")
+    assert first["root.d"] == second["root.d"]
+    assert first["install.d"] != second["install.d"]
+
+
 def test_a_rerun_step_that_writes_the_same_files_lets_later_steps_be_reused(tmp_path):
     store = CacheStore(tmp_path / "cache")
 
