@@ -187,9 +187,12 @@ class _FsImage:
         script = self.work / "commands"
         script.write_bytes(os.fsencode("\n".join(commands) + "\n"))
         argv = ["debugfs", *(["-w"] if writable else []), "-f", str(script), self.device]
-        result = runner.run(argv, what="debugfs (update the filesystem in place)")
+        result = runner.run(argv, check=False, what="debugfs (update the filesystem in place)")
         complaints = [line for line in result.stderr.splitlines()
                       if line.strip() and not line.startswith("debugfs ")]
+        if result.returncode != 0:
+            raise CannotPatch(f"debugfs exited with status {result.returncode}: "
+                              + "; ".join(complaints[:2]))
         return result.stdout, complaints
 
     def children(self, directories) -> dict[str, int]:
@@ -278,6 +281,8 @@ def _block_size(raw: Path, offset: int) -> int:
     with open(raw, "rb") as fh:
         fh.seek(offset + _SUPERBLOCK)
         sb = fh.read(64)
+    if len(sb) < 64:
+        raise CannotPatch("the kept disk is shorter than its plan")
     magic = struct.unpack_from("<H", sb, 0x38)[0]
     if magic != 0xEF53:
         raise CannotPatch("no ext filesystem at this offset")

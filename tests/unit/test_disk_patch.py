@@ -233,3 +233,13 @@ def test_directory_replaced_by_a_link_drops_what_was_inside(base, tmp_path):
     check = subprocess.run(["e2fsck", "-fn", fs], capture_output=True, text=True)
     assert check.returncode == 0, check.stdout
     assert read_back(fs, tmp_path / "out") == listing(tree)
+
+
+def test_no_filesystem_at_the_offset_is_refused(tmp_path):
+    raw = tmp_path / "blank.raw"
+    raw.write_bytes(bytes(4 * MiB))
+    write(tmp_path / "tree/etc/x", "x")
+    with pytest.raises(CannotPatch, match="no ext filesystem"):
+        update_ext_fs(raw, OFFSET, tmp_path / "tree", ["etc/x"], tmp_path)
+    with pytest.raises(CannotPatch, match="shorter"):
+        update_ext_fs(raw, 8 * MiB, tmp_path / "tree", ["etc/x"], tmp_path)
