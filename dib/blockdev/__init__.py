@@ -9,5 +9,6 @@ from dib.blockdev.fstab import fstab_text, write_fstab  # noqa: F401
 from dib.blockdev.sizes import parse_image_size_gb, parse_size  # noqa: F401
 
 __all__ = ["BlockDeviceConfig", "load_config", "preflight", "DEFAULT_CONFIG_YAML", "DiskPlan",
-           "DiskResult", "build_disk", "patch_disk", "plan_disk", "plan_signature", "CannotPatch", "required_tools", "sfdisk_script",
+           "DiskResult", "build_disk", "patch_disk", "plan_disk", "plan_signature",
+           "CannotPatch", "required_tools", "sfdisk_script",
            "tree_size", "fstab_text", "write_fstab", "parse_image_size_gb", "parse_size"]

@@ -91,7 +91,6 @@ class DiskBases:
                 shutil.rmtree(leftover, ignore_errors=True)
 
 
-
 def _well_formed(meta: dict[str, Any]) -> bool:
     layers = meta.get("layers")
     return isinstance(meta.get("plan"), str) and isinstance(meta.get("size"), int) and \

@@ -16,6 +16,7 @@ from dib.config.build import parse_value
 from dib.config.settings import by_name
 from dib.errors import ConfigError, DibError
 
+
 def parse_bytes(text: str) -> int:
     """--max-size in DIB's size syntax (10G, 500MiB, ...)."""
     try:

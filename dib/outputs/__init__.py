@@ -3,4 +3,3 @@ __all__ = ["GROUP", "Output", "OutputContext", "checksums", "needs_disk", "regis
            "validate_types"]
 from dib.outputs.base import (GROUP, Output, OutputContext, checksums,  # noqa: F401
                               needs_disk, registry, validate_types)
-

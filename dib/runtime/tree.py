@@ -76,7 +76,6 @@ class LayeredTree:
         return self.merged
 
 
-
 def layer_paths(layer: Path, limit: int) -> list[str] | None:
     """Every path a layer adds, changes or deletes (a whiteout is a path
     too), relative to the tree's root; None when there are more than
