@@ -12,6 +12,7 @@ from typing import Iterable, Mapping
 
 from dib import __version__
 from dib.cache.store import walk_sorted
+from dib.runtime.hooktree import is_merged
 
 # Variables that never change what a step writes into the tree.
 VOLATILE_VARS = {"DIB_ARGS", "DIB_ENV", "DIB_DEBUG_TRACE", "DIB_RUN_PARTS_EVENTS",
@@ -33,9 +34,6 @@ IMAGE_NAME_INPUT = "setting:image-name"
 ELEMENTS_INPUT = "setting:elements"
 ELEMENT_WORDS = ("IMAGE_ELEMENT", "get_image_element_array")
 READS_ELEMENT_DIRS = ("extra-data.d",)
-# Files of an element that never reach a build.
-NOT_DATA = {"README.rst", "element-deps", "element-provides", "test-elements", "tests",
-            "expect.yaml", "test-output-formats", "__pycache__", "__init__.py"}
 # Host-side phases whose hooks may also change TMP_HOOKS_PATH (extra-data.d
 # adds install-type links there, for instance).
 ROOT_ONLY_DIRS = ("root.d",)
@@ -78,8 +76,7 @@ def element_data_inputs(elements: Iterable[tuple[str, Path]]) -> dict[str, str]:
     out: dict[str, str] = {}
     for name, path in elements:
         for entry in sorted(Path(path).iterdir()):
-            if entry.name in NOT_DATA or entry.name.endswith(".d") or (
-                    entry.name.startswith("block-device-") and entry.name.endswith(".yaml")):
+            if not is_merged(entry.name) or entry.name.endswith(".d"):
                 continue
             out.update(tree_inputs(entry, f"element:{name}/{entry.name}"))
     return out

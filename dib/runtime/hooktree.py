@@ -25,7 +25,7 @@ def merge_hooks_tree(elements: Iterable[Element], helpers: Path, target: Path) -
             shutil.copy2(helper, target / "bin" / helper.name)
     for element in elements:
         for entry in sorted(element.path.iterdir()):
-            if entry.name in NOT_MERGED or _is_block_device_layout(entry.name):
+            if not is_merged(entry.name):
                 continue
             destination = target / entry.name
             if entry.is_dir():
@@ -34,9 +34,12 @@ def merge_hooks_tree(elements: Iterable[Element], helpers: Path, target: Path) -
                 shutil.copy2(entry, destination)
 
 
-def _is_block_device_layout(name: str) -> bool:
-    """block-device-*.yaml is read by the build itself, never by hooks."""
-    return name.startswith("block-device-") and name.endswith(".yaml")
+def is_merged(name: str) -> bool:
+    """Whether an element's top-level file or directory reaches the hooks
+    tree. Metadata and tests do not; block-device-*.yaml is read by the
+    build itself, never by hooks."""
+    return name not in NOT_MERGED and not (
+        name.startswith("block-device-") and name.endswith(".yaml"))
 
 
 def write_install_type(target: Path, install_type: str) -> None:
