@@ -22,6 +22,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from dib.cache.outputs import keep_newest
+
 LOG = logging.getLogger("dib.cache")
 KEEP_SLOTS = 2
 RAW = "disk.raw"
@@ -70,7 +72,7 @@ class DiskBases:
             os.rename(staging, entry)
         except OSError:     # another build stored this slot just now
             shutil.rmtree(staging, ignore_errors=True)
-        self._trim()
+        keep_newest(self.root, KEEP_SLOTS, META)
         return True
 
     def held_bytes(self) -> tuple[int, int]:
@@ -80,15 +82,6 @@ class DiskBases:
 
     def clear(self) -> None:
         shutil.rmtree(self.root, ignore_errors=True)
-
-    def _trim(self) -> None:
-        slots = [p for p in self.root.iterdir() if (p / META).exists()]
-        slots.sort(key=lambda p: (p / META).stat().st_mtime, reverse=True)
-        for stale in slots[KEEP_SLOTS:]:
-            shutil.rmtree(stale, ignore_errors=True)
-        for leftover in self.root.glob(".staging-*"):
-            if time.time() - leftover.stat().st_mtime > 3600:
-                shutil.rmtree(leftover, ignore_errors=True)
 
 
 def _well_formed(meta: dict[str, Any]) -> bool:

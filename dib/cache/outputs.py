@@ -64,13 +64,7 @@ class OutputCache:
         self._trim()
 
     def _trim(self) -> None:
-        entries = [p for p in self.root.iterdir() if (p / "meta.json").exists()]
-        entries.sort(key=lambda p: (p / "meta.json").stat().st_mtime, reverse=True)
-        for stale in entries[KEEP_ENTRIES:]:
-            shutil.rmtree(stale, ignore_errors=True)
-        for leftover in self.root.glob(".staging-*"):
-            if time.time() - leftover.stat().st_mtime > 3600:
-                shutil.rmtree(leftover, ignore_errors=True)
+        keep_newest(self.root, KEEP_ENTRIES)
 
 
 def _replace_with_link(source: Path, target: Path) -> None:
@@ -83,3 +77,15 @@ def _replace_with_link(source: Path, target: Path) -> None:
         os.link(source, target)
     except OSError:
         shutil.copy2(source, target)
+
+
+def keep_newest(root: Path, keep: int, meta: str = "meta.json") -> None:
+    """Keep the ``keep`` entries of ``root`` whose ``meta`` file was touched
+    last; remove the rest, and staging directories a killed store left."""
+    entries = [p for p in root.iterdir() if (p / meta).exists()]
+    entries.sort(key=lambda p: (p / meta).stat().st_mtime, reverse=True)
+    for stale in entries[keep:]:
+        shutil.rmtree(stale, ignore_errors=True)
+    for leftover in root.glob(".staging-*"):
+        if time.time() - leftover.stat().st_mtime > 3600:
+            shutil.rmtree(leftover, ignore_errors=True)
