@@ -13,16 +13,20 @@ from functional_support import CACHE_DIR, ROOT, needs_build_host, read_tar_membe
 
 pytestmark = [pytest.mark.functional, needs_build_host]
 EARLY = ("root", "extra-data", "pre-install", "install", "post-install")
+# The cache outlives a run of these tests: every run's hooks are its own (a
+# comment is enough, since a hook's text is part of its phase's key), so what
+# one run expects to be rebuilt was never stored by another.
+RUN = f"{time.time_ns()}"
 
 
 def cache_element(builds, finalise_text: str, env_word: str = "DIB_CACHETEST_VALUE") -> None:
     builds.element("cachetest", {
         "README.rst": "x\n", "element-deps": "debian-minimal\n",
         "post-install.d/50-cachetest-env": (
-            "#!/bin/bash\nset -eu\n"
+            f"#!/bin/bash\n# run {RUN}\nset -eu\n"
             f'echo "${{{env_word}:-unset}}" > /etc/cachetest-env\n'),
         "finalise.d/50-cachetest": (
-            f"#!/bin/bash\nset -eu\necho '{finalise_text}' > /etc/cachetest\n"),
+            f"#!/bin/bash\n# run {RUN}\nset -eu\necho '{finalise_text}' > /etc/cachetest\n"),
     })
 
 
