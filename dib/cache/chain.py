@@ -6,8 +6,9 @@ import json
 import logging
 import os
 import shutil
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Iterator, Mapping
 
 from dib.cache import keys
 from dib.cache.store import CacheStore, Entry
@@ -68,6 +69,17 @@ class Checkpoints:
         self._advance(entry.meta.get("output") or key)
         self._last_key = key
         return entry.layer
+
+    @contextmanager
+    def making(self, key: str, step: str, inputs: Mapping[str, str],
+               hooks_dir: Path) -> Iterator[Path | None]:
+        """Held while this build makes a step. Yields the layer another build
+        made for the same key while this one waited for it, or None: make it."""
+        if self.store is None or self._tainted or "uncacheable" in inputs:
+            yield None
+            return
+        with self.store.making(key, f"step {step}"):
+            yield self.lookup(key, hooks_dir)
 
     def why_rebuilt(self, step: str, inputs: Mapping[str, str]) -> str:
         if self.store is None:

@@ -5,6 +5,8 @@
     CACHE/entries/KEY/used        its mtime is the last use; builds hold a
                                   shared lock on it while the layer is mounted
     CACHE/tmp/                    staging; a killed store leaves only this behind
+    CACHE/locks/KEY               held while a build makes the step for KEY, so a
+                                  second build wanting it waits and then reuses it
 
 An entry appears by one rename, so a reader never sees half of one. Its
 digest (a listing of every file's type, mode, owner, size, mtime and link
@@ -20,6 +22,7 @@ import logging
 import os
 import shutil
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
@@ -80,8 +83,9 @@ class CacheStore:
         self.root = Path(root)
         self.entries_dir = self.root / "entries"
         self.tmp_dir = self.root / "tmp"
-        self.entries_dir.mkdir(parents=True, exist_ok=True)
-        self.tmp_dir.mkdir(parents=True, exist_ok=True)
+        self.locks_dir = self.root / "locks"
+        for directory in (self.entries_dir, self.tmp_dir, self.locks_dir):
+            directory.mkdir(parents=True, exist_ok=True)
         self._held: list[int] = []
 
     # -- reading --------------------------------------------------------------
@@ -138,6 +142,23 @@ class CacheStore:
 
     # -- writing --------------------------------------------------------------
 
+    @contextmanager
+    def making(self, key: str, what: str) -> Iterator[None]:
+        """Held while this build makes the entry for ``key``. Another build
+        that wants the same key waits here instead of doing the same work,
+        then finds the entry. The lock goes with the process, so a killed
+        build never leaves anyone waiting."""
+        fd = os.open(self.locks_dir / key, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                LOG.info("another build is making %s; waiting to reuse it", what)
+                fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)
+
     def publish(self, key: str, layer: Path, meta: dict[str, Any],
                 extra: Path | None = None) -> Entry:
         """Move ``layer`` into the cache under ``key``; returns the entry to use.
@@ -187,19 +208,12 @@ class CacheStore:
 
     def in_use(self, entry: Entry) -> bool:
         try:
-            fd = os.open(entry.path / "used", os.O_RDWR)
+            return _is_locked(entry.path / "used")
         except OSError:
             return False
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            return False
-        except BlockingIOError:
-            return True
-        finally:
-            os.close(fd)
 
     def sweep_staging(self, older_than: float = 3600) -> None:
-        """Remove what killed stores left in tmp/."""
+        """Remove what killed stores left in tmp/, and old locks nobody holds."""
         now = time.time()
         for path in self.tmp_dir.iterdir():
             try:
@@ -208,6 +222,23 @@ class CacheStore:
                 continue
             if age > older_than or path.name.startswith("removing-"):
                 shutil.rmtree(path, ignore_errors=True)
+        for path in self.locks_dir.iterdir():
+            try:
+                if now - path.lstat().st_mtime > older_than and not _is_locked(path):
+                    path.unlink()
+            except OSError:
+                continue
+
+
+def _is_locked(path: Path) -> bool:
+    fd = os.open(path, os.O_RDWR)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return False
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
 
 
 def _move(source: Path, destination: Path) -> None:

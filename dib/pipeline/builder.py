@@ -135,26 +135,32 @@ class Builder:
         self.report.steps.append(self._current)
         started = time.monotonic()
         hit = self.checkpoints.lookup(key, self.ws.hooks)
+        if hit is None:
+            with self.checkpoints.making(key, name, inputs, self.ws.hooks) as hit:
+                if hit is None:
+                    self._current.reason = self.checkpoints.why_rebuilt(name, inputs)
+                    self._make(name, key, inputs, action, host_side)
         if hit is not None:
             self.tree.add_layer(hit)
             self._current.cached = True
-        else:
-            self._current.reason = self.checkpoints.why_rebuilt(name, inputs)
-            before = snapshot_hooks(self.ws.hooks) if host_side else None
-            tree = self.tree.open_layer(name)
-            try:
-                action(tree)
-            except BaseException:
-                self.tree.abort_layer()
-                raise
-            layer = self.tree.close_layer()
-            stored = self.checkpoints.store_layer(key, name, inputs, layer, before,
-                                                  self.ws.hooks, build=self.ws.root.name)
-            if stored is not None:
-                self.tree.replace_top(stored)
         self._current.seconds = time.monotonic() - started
         if self.config.explain_cache:
             LOG.info("cache: %-13s %s", name, self._current.explanation())
+
+    def _make(self, name: str, key: str, inputs: dict[str, str],
+              action: Callable[[Path], None], host_side: bool) -> None:
+        before = snapshot_hooks(self.ws.hooks) if host_side else None
+        tree = self.tree.open_layer(name)
+        try:
+            action(tree)
+        except BaseException:
+            self.tree.abort_layer()
+            raise
+        layer = self.tree.close_layer()
+        stored = self.checkpoints.store_layer(key, name, inputs, layer, before,
+                                              self.ws.hooks, build=self.ws.root.name)
+        if stored is not None:
+            self.tree.replace_top(stored)
 
     def _bootloader_step(self) -> None:
         """grub.cfg in the tree, written from the host (root by UUID, DIB's

@@ -47,6 +47,23 @@ class BuildResult:
         return next(s for s in self.report["steps"] if s["name"] == name)
 
 
+@dataclass
+class RunningBuild:
+    proc: subprocess.Popen
+    image: Path
+    report: Path
+
+    def finish(self, timeout: float = 900) -> BuildResult:
+        try:
+            output, _ = self.proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.terminate()
+            output, _ = self.proc.communicate()
+            raise AssertionError(f"build still running after {timeout} s:\n{output[-3000:]}")
+        data = json.loads(self.report.read_text()) if self.report.exists() else {}
+        return BuildResult(self.proc.returncode, output, self.image, data)
+
+
 class Builds:
     """Runs disk-image-create as a user would, in a scratch directory."""
 
@@ -59,6 +76,11 @@ class Builds:
 
     def run(self, *args: str, name: str = "image", env: dict | None = None,
             cache: bool = True, timeout: float = 900) -> BuildResult:
+        return self.start(*args, name=name, env=env, cache=cache).finish(timeout)
+
+    def start(self, *args: str, name: str = "image", env: dict | None = None,
+              cache: bool = True) -> "RunningBuild":
+        """A build running in the background; ``finish()`` waits for it."""
         image = self.scratch / name
         report = self.scratch / f"{name}.report.json"
         report.unlink(missing_ok=True)
@@ -67,10 +89,10 @@ class Builds:
                 "--cache-dir", str(CACHE_DIR), *([] if cache else ["--no-cache"]), *args]
         full_env = dict(os.environ, ELEMENTS_PATH=str(self.elements),
                         PYTHONPATH=str(ROOT), **(env or {}))
-        proc = subprocess.run(argv, env=full_env, capture_output=True, text=True,
-                              timeout=timeout, cwd=self.scratch)
-        data = json.loads(report.read_text()) if report.exists() else {}
-        return BuildResult(proc.returncode, proc.stdout + proc.stderr, image, data)
+        proc = subprocess.Popen(argv, env=full_env, stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, text=True, cwd=self.scratch,
+                                start_new_session=True)
+        return RunningBuild(proc, image, report)
 
     def element(self, name: str, files: dict[str, str], executable: tuple[str, ...] = ()
                 ) -> Path:

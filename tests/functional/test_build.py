@@ -5,14 +5,13 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import tarfile
 import time
 from pathlib import Path
 
 import pytest
 
-from functional_support import ROOT, CACHE_DIR, mountinfo, needs_build_host, read_tar_member
+from functional_support import mountinfo, needs_build_host, read_tar_member
 
 pytestmark = [pytest.mark.functional, needs_build_host]
 
@@ -114,12 +113,7 @@ def test_sigterm_stops_the_build_and_leaves_nothing(builds):
         "README.rst": "x\n", "element-deps": "debian-minimal\n",
         "install.d/50-hangs": f"#!/bin/bash\necho hook-started\nexec -a {marker} sleep 600\n"})
     before = mountinfo()
-    argv = [sys.executable, "-m", "dib.cli.dic", "-t", "tar", "-o",
-            str(builds.scratch / "hung"), "--workdir", str(builds.workdir),
-            "--cache-dir", str(CACHE_DIR), "hangs"]
-    env = dict(os.environ, ELEMENTS_PATH=str(builds.elements), PYTHONPATH=str(ROOT))
-    proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True)
+    proc = builds.start("-t", "tar", "hangs", name="hung").proc
     seen = []
     deadline = time.monotonic() + 600
     for line in proc.stdout:

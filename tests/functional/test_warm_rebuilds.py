@@ -3,13 +3,11 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
 import time
 
 import pytest
 
-from functional_support import CACHE_DIR, ROOT, needs_build_host, read_tar_member
+from functional_support import needs_build_host, read_tar_member
 
 pytestmark = [pytest.mark.functional, needs_build_host]
 EARLY = ("root", "extra-data", "pre-install", "install", "post-install")
@@ -81,12 +79,7 @@ def test_a_build_killed_while_storing_leaves_the_cache_usable(builds):
         "README.rst": "x\n", "element-deps": "cachetest\n",
         "install.d/90-slowstore": f"#!/bin/bash\necho {stamp} > /etc/slowstore\n"
                                   "echo storing-now\n"})
-    argv = [sys.executable, "-m", "dib.cli.dic", "-t", "tar", "-o",
-            str(builds.scratch / "k"), "--workdir", str(builds.workdir),
-            "--cache-dir", str(CACHE_DIR), "slowstore"]
-    env = dict(os.environ, ELEMENTS_PATH=str(builds.elements), PYTHONPATH=str(ROOT))
-    proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True, start_new_session=True)
+    proc = builds.start("-t", "tar", "slowstore", name="k").proc
     for line in proc.stdout:
         if "storing-now" in line:
             break
@@ -99,3 +92,26 @@ def test_a_build_killed_while_storing_leaves_the_cache_usable(builds):
     assert read_tar_member(after.image.with_suffix(".tar"), "./etc/slowstore") == \
         f"{stamp}\n".encode()
     assert builds.workspaces() == [], "the killed build's workspace was not cleaned up"
+
+
+def test_two_builds_at_once_make_a_step_once_and_share_it(builds):
+    # Both builds miss install.d at about the same moment; the hook is slow
+    # enough that, without a lock per key, both would run it.
+    builds.element("together", {
+        "README.rst": "x\n", "element-deps": "debian-minimal\n",
+        "install.d/50-together": (f"#!/bin/bash\n# run {RUN}\nset -eu\nsleep 10\n"
+                                  "echo made-by-$$ > /etc/together\n")})
+    running = [builds.start("-t", "tar", "together", name=name) for name in ("a", "b")]
+    results = [build.finish() for build in running]
+    for result in results:
+        assert result.returncode == 0, result.output[-3000:]
+    made = [r for r in results if not r.step("install")["cached"]]
+    assert len(made) == 1, "install.d ran in both builds"
+    waited = next(r for r in results if r is not made[0])
+    assert "another build is making step install" in waited.output, waited.output[-3000:]
+    contents = {read_tar_member(r.image.with_suffix(".tar"), "./etc/together") for r in results}
+    assert len(contents) == 1 and contents != {None}
+    # Named as one of the two: manifests carry the image name.
+    third = builds.run("-t", "tar", "together", name="a")
+    assert third.returncode == 0, third.output[-3000:]
+    assert all(step["cached"] for step in third.report["steps"] if step["name"] != "cleanup")

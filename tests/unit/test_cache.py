@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import threading
 import time
 from pathlib import Path
 
@@ -178,6 +179,57 @@ def test_half_written_store_is_invisible_and_swept(tmp_path):
     os.utime(half, (old, old))
     store.sweep_staging()
     assert not half.exists()
+
+
+def test_a_second_build_making_the_same_step_waits_then_reuses_it(tmp_path):
+    first, second = CacheStore(tmp_path / "cache"), CacheStore(tmp_path / "cache")
+    events: list[str] = []
+    entered = threading.Event()
+
+    def wait_for_first() -> None:
+        entered.wait()
+        with second.making("k1", "step install"):
+            events.append("second in")
+            found = second.use("k1")
+            events.append(f"second found {found.meta['step'] if found else None}")
+
+    waiter = threading.Thread(target=wait_for_first)
+    waiter.start()
+    with first.making("k1", "step install"):
+        entered.set()
+        waiter.join(timeout=0.5)
+        assert waiter.is_alive(), "the second build did not wait"
+        first.publish("k1", make_layer(tmp_path, "made"), {"step": "install"})
+        events.append("first published")
+    waiter.join(timeout=10)
+    assert events == ["first published", "second in", "second found install"]
+    first.close()
+    second.close()
+
+
+def test_different_keys_do_not_wait_for_each_other(tmp_path):
+    store, other = CacheStore(tmp_path / "cache"), CacheStore(tmp_path / "cache")
+    done = threading.Event()
+
+    def make_other() -> None:
+        with other.making("k2", "step finalise"):
+            done.set()
+
+    with store.making("k1", "step install"):
+        threading.Thread(target=make_other).start()
+        assert done.wait(timeout=10)
+
+
+def test_old_locks_nobody_holds_are_swept_held_ones_kept(tmp_path):
+    store = CacheStore(tmp_path / "cache")
+    with store.making("idle", "step a"):
+        pass
+    old = time.time() - 7200
+    with store.making("busy", "step b"):
+        for name in ("idle", "busy"):
+            os.utime(store.locks_dir / name, (old, old))
+        CacheStore(tmp_path / "cache").sweep_staging()
+        assert sorted(p.name for p in store.locks_dir.iterdir()) == ["busy"]
 
 
 def _entry(store, tmp_path, key, parent, used_at, size_text="x" * 10):
