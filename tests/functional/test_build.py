@@ -23,11 +23,15 @@ CHROOT_PHASES = {"pre-install", "install", "post-install", "finalise"}
 
 
 def probe_element(builds) -> None:
-    """A hook in every phase that records phase, place and environment."""
+    """A hook in every phase that records phase, place and environment. The
+    hooks are new in every run, so every phase really runs even when the cache
+    holds an earlier run's build."""
     files = {"README.rst": "probe\n", "element-deps": "debian-minimal\n",
              "environment.d/10-probe.bash": "export PROBE_FROM_ENV_D=yes-$ARCH\n"}
+    run = time.time_ns()
     for phase in PHASES:
         files[f"{phase}.d/99-probe-{phase}"] = f"""#!/bin/bash
+# run {run}
 set -eu -o pipefail
 if [ -d /tmp/in_target.d ]; then
     place=chroot; log=/etc/phase-probe.log
