@@ -7,5 +7,6 @@ from functional_support import Builds
 
 
 @pytest.fixture
-def builds(tmp_path_factory) -> Builds:
-    return Builds(tmp_path_factory.mktemp("build", numbered=True))
+def builds(tmp_path) -> Builds:
+    # Inside the test's own directory, so it goes when the test passes.
+    return Builds(tmp_path / "builds")
