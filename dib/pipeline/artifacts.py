@@ -23,29 +23,42 @@ LOG = logging.getLogger("dib.build")
 MiB = 1 << 20
 
 
-def selected_outputs(config: Any) -> list[outputs.Output]:
+NO_FINAL_IMAGE = "no-final-image"
+
+
+def final_image_wanted(prepared: Prepared) -> bool:
+    """DIB makes no disk image for ramdisk builds, nor when no-final-image is
+    among the elements: their own hooks write what they produce."""
+    return not prepared.config.ramdisk and NO_FINAL_IMAGE not in prepared.resolution
+
+
+def selected_outputs(prepared: Prepared) -> list[outputs.Output]:
     """The -t types as plugins; an unknown type or a docker type without a
-    target fails here, before any work."""
-    return outputs.validate_types(config.image_types, docker_target=config.docker_target)
+    target fails here, before any work. Without a final image only the
+    types made from the tree remain (tar, squashfs, docker), as in DIB."""
+    config = prepared.config
+    selected = outputs.validate_types(config.image_types, docker_target=config.docker_target)
+    if final_image_wanted(prepared):
+        return selected
+    return [o for o in selected if not o.needs_disk]
 
 
-def needs_disk(config: Any) -> bool:
-    return outputs.needs_disk(selected_outputs(config))
+def needs_disk(prepared: Prepared) -> bool:
+    return outputs.needs_disk(selected_outputs(prepared))
 
 
 def check_outputs(prepared: Prepared) -> None:
-    selected_outputs(prepared.config)
+    selected_outputs(prepared)
 
 
 def check_block_device(prepared: Prepared) -> None:
-    if needs_disk(prepared.config):
+    if needs_disk(prepared):
         DiskArtifacts.load(prepared)
 
 
 def required_tools(prepared: Prepared) -> list[tuple[str, str]]:
-    config = prepared.config
     tools: list[tuple[str, str]] = []
-    for output in selected_outputs(config):
+    for output in selected_outputs(prepared):
         tools.extend(output.tools())
     disk = DiskArtifacts.load(prepared)
     if disk.config is not None:
@@ -89,7 +102,7 @@ class DiskArtifacts:
     @classmethod
     def load(cls, prepared: Prepared) -> "DiskArtifacts":
         config = prepared.config
-        if not needs_disk(config):
+        if not needs_disk(prepared):
             return cls(None, "", False)
         source, where = _block_device_source(prepared)
         try:
@@ -149,7 +162,7 @@ def produce(prepared: Prepared, workspace: Workspace, tree: Path, disk: DiskArti
             env: Mapping[str, str], layers: Layers | None = None,
             bases: DiskBases | None = None) -> list[Path]:
     config = prepared.config
-    selected = selected_outputs(config)
+    selected = selected_outputs(prepared)
     raw = record = None
     if env.get("SOURCE_DATE_EPOCH"):
         bases = None   # in-place updates would stamp today's times into the image

@@ -42,7 +42,7 @@ def _required_tools(prepared: Prepared) -> list[tuple[str, str]]:
 
 
 def _space_needed(prepared: Prepared) -> int:
-    return 4 * GiB if artifacts.needs_disk(prepared.config) else 2 * GiB
+    return 4 * GiB if artifacts.needs_disk(prepared) else 2 * GiB
 
 
 def _check_space(path: Path, *, needed: int, what: str) -> None:

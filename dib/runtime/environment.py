@@ -14,6 +14,7 @@ from dib.elements.model import ENV_NAME
 from dib.elements.resolve import Resolution
 from dib.runtime.workspace import Workspace
 
+CHROOT_LIB = "/tmp/in_target.d/lib"
 CHROOT_PATH = "/tmp/in_target.d/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 # Kept when -c clears the environment: the build cannot work without them.
 ALWAYS_KEPT = ("PATH", "HOME", "TERM", "LANG", "USER", "LOGNAME", "ELEMENTS_PATH")
@@ -47,6 +48,7 @@ def base_environment(config: Any, *, workspace: Workspace, resolution: Resolutio
         "TMP_BUILD_DIR": str(workspace.root),
         "TMP_IMAGE_DIR": str(workspace.image_dir),
         "TMP_HOOKS_PATH": str(workspace.hooks),
+        "_LIB": str(workspace.hooks / "lib"),
         "TMP_MOUNT_PATH": str(workspace.tree),
         "DIB_DEBUG_TRACE": str(config.debug_trace),
         "DIB_OFFLINE": "1" if config.offline else "",
@@ -75,6 +77,7 @@ def chroot_phase_env(env: Mapping[str, str]) -> dict[str, str]:
     out = {k: v for k, v in env.items() if k not in NOT_IN_CHROOT}
     out["PATH"] = CHROOT_PATH
     out["HOME"] = "/root"
+    out["_LIB"] = CHROOT_LIB
     return out
 
 

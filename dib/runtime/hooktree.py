@@ -2,7 +2,10 @@
 
 Hooks, environment.d, bin/, static/ and the rest of each element are copied
 in element order; dib's own helpers go into bin/ first so an element's bin/
-can replace one.
+can replace one. DIB's shell library (``$_LIB``: img-functions,
+common-functions, ramdisk-functions ...) goes into lib/, so hooks see it on
+the host and, at /tmp/in_target.d/lib, in the chroot, and a change to it
+counts in the phase cache keys like any element file.
 """
 from __future__ import annotations
 
@@ -13,6 +16,7 @@ from typing import Iterable, Mapping
 
 from dib.elements.model import Element
 
+LIB_DIR = "lib"
 NOT_MERGED = {"test-elements", "tests", "README.rst", "element-deps", "element-provides",
               "expect.yaml", "test-output-formats",
               "__pycache__", "__init__.py"}
@@ -23,6 +27,9 @@ def merge_hooks_tree(elements: Iterable[Element], helpers: Path, target: Path) -
     for helper in sorted(helpers.iterdir()):
         if helper.is_file() and not helper.name.startswith(("_", ".")):
             shutil.copy2(helper, target / "bin" / helper.name)
+    if (helpers / LIB_DIR).is_dir():
+        shutil.copytree(helpers / LIB_DIR, target / LIB_DIR, dirs_exist_ok=True,
+                        ignore=shutil.ignore_patterns("__pycache__"))
     for element in elements:
         for entry in sorted(element.path.iterdir()):
             if not is_merged(entry.name):

@@ -35,8 +35,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping, Sequence
 
+from dib.elements.discovery import shipped_hooks_dir
 from dib.elements.formats import sort_n_key
 from dib.elements.model import ENV_NAME, PHASES
+from dib.runtime.hooktree import LIB_DIR
 from dib.testing.fixtures import (SANDBOX_STUB_BASE, CallRecord, FakeTargetRoot,
                                   HarnessError, StubCommands)
 
@@ -175,6 +177,7 @@ def hook_environment(*, phase: str, element: str, hooks_dir: str, root: str | No
         "IMAGE_ELEMENT": element,
         "IMAGE_NAME": "image",
         "TMP_HOOKS_PATH": hooks_dir,
+        "_LIB": f"{hooks_dir}/lib",
         "DIB_TESTING": "1",
         "DIB_TESTING_PHASE": phase,
     }
@@ -235,6 +238,7 @@ def run_hook(element: str | os.PathLike, phase: str, hook: str, *,
         hooks_copy = work / "hooks"
         shutil.copytree(element_dir, hooks_copy, symlinks=True,
                         ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+        _add_shell_library(hooks_copy)
         env_files = environment_files(hooks_copy) if source_environment else []
         if in_chroot:
             hooks_dir = IN_TARGET
@@ -274,6 +278,14 @@ def run_hook(element: str | os.PathLike, phase: str, hook: str, *,
         return result
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+def _add_shell_library(hooks_copy: Path) -> None:
+    """$_LIB as a build gives it: DIB's shell library beside the hooks."""
+    library = shipped_hooks_dir() / LIB_DIR
+    if library.is_dir() and not (hooks_copy / LIB_DIR).exists():
+        shutil.copytree(library, hooks_copy / LIB_DIR,
+                        ignore=shutil.ignore_patterns("__pycache__"))
 
 
 def _chroot_sandbox(bwrap: str, root: Path, hooks: Path, stubs: StubCommands | None
