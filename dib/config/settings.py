@@ -49,6 +49,15 @@ class Setting:
         return self.env or self.name
 
 
+# Where Debian, Fedora and SUSE keep the bundle of CAs the host trusts.
+HOST_CA_BUNDLES = ("/etc/ssl/certs/ca-certificates.crt", "/etc/pki/tls/certs/ca-bundle.crt",
+                   "/etc/ssl/ca-bundle.pem")
+
+
+def _host_ca_bundle() -> str:
+    return next((p for p in HOST_CA_BUNDLES if os.path.isfile(p)), "")
+
+
 def _cache_home() -> str:
     return os.path.join(os.path.expanduser("~"), ".cache")
 
@@ -151,6 +160,11 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("explain_cache", "Say for each phase whether it was reused and why not.",
             types.boolean, default=False, flags=("--explain-cache",), yaml_key="explain-cache",
             kind=SWITCH, recorded=False),
+    Setting("host_ca_bundle", "CA bundle trusted inside the chroot while hooks run (pip, git, "
+            "curl behind a TLS-intercepting proxy); never left in the image. Default: the "
+            "host's system bundle; 'none' turns it off.", types.optional_path,
+            default=_host_ca_bundle, flags=("--host-ca-bundle",), env="DIB_HOST_CA_BUNDLE",
+            yaml_key="host-ca-bundle", metavar="FILE", recorded=False),
     Setting("hook_timeout", "Stop a hook that runs longer than this many seconds "
             "(0: no limit).", types.non_negative_int, default=0, flags=("--hook-timeout",),
             env="DIB_HOOK_TIMEOUT", yaml_key="hook-timeout", metavar="S", recorded=False),

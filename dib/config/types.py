@@ -37,6 +37,13 @@ def path(text: str) -> str:
     return os.path.abspath(os.path.expanduser(text))
 
 
+def optional_path(text: str) -> str:
+    """A path, or '' for 'none' (or an empty value): the feature is off."""
+    if text.strip().lower() in ("", "none"):
+        return ""
+    return path(text)
+
+
 def key_values(text: str) -> str:
     """qemu-img style ``k=v,k=v``; kept as text, checked for shape."""
     for item in comma_list(text):

@@ -98,6 +98,8 @@ class Builder:
         return PhaseContext(workspace=ws, env=env, hook_elements=hook_elements,
                             hook_timeout=config.hook_timeout,
                             break_points=config.break_points,
+                            host_ca_bundle=Path(config.host_ca_bundle)
+                            if config.host_ca_bundle else None,
                             on_hook=self._on_hook)
 
     def _has_work(self, phase: Phase) -> bool:

@@ -27,6 +27,10 @@ def preflight(prepared: Prepared) -> None:
                              hint="run the command as root, e.g. with sudo")
     runner.require_tools(_required_tools(prepared), "this build")
     _check_space(Path(config.workdir), needed=_space_needed(prepared), what="work directory")
+    if config.host_ca_bundle and not os.path.isfile(config.host_ca_bundle):
+        raise PreflightError(f"--host-ca-bundle/DIB_HOST_CA_BUNDLE: {config.host_ca_bundle} "
+                             "is not a file",
+                             hint="name the CA bundle hooks should trust, or 'none'")
     out_dir = Path(config.image_name).parent
     if not out_dir.is_dir():
         raise PreflightError(f"output directory {out_dir} does not exist",

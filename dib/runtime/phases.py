@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -23,6 +24,13 @@ HOOK_LOG = logging.getLogger("dib.hook")
 IN_TARGET = "tmp/in_target.d"
 CHROOT_EVENTS = "tmp/.dib-run-parts-events.jsonl"
 POLICY_RC_D = "usr/sbin/policy-rc.d"
+# The host's CA bundle, seen in the chroot while a phase runs (a directory
+# bind: a hook that empties /tmp cannot trip over a mounted file there).
+HOST_CA_DIR = "run/dib-host-ca"
+HOST_CA_FILE = "ca-certificates.crt"
+# Variables through which pip, requests, curl, git, OpenSSL and node find CAs.
+CA_VARIABLES = ("PIP_CERT", "REQUESTS_CA_BUNDLE", "SSL_CERT_FILE", "CURL_CA_BUNDLE",
+                "GIT_SSL_CAINFO", "NODE_EXTRA_CA_CERTS")
 
 
 @dataclass
@@ -48,6 +56,7 @@ class PhaseContext:
     hook_elements: Mapping[str, str]      # "phase/hook" → element
     hook_timeout: float = 0
     break_points: tuple[str, ...] = ()
+    host_ca_bundle: Path | None = None
     on_hook: Callable[[HookRun], None] | None = None
 
 
@@ -95,6 +104,8 @@ def _run_in_chroot(ctx: PhaseContext, phase: Phase, run: PhaseRun, argv: list[st
                f"--mount-proc={tree / 'proc'}", "chroot", str(tree), *inner]
     with mounts.CleanupStack() as cleanup:
         prepare_chroot(tree, ws.hooks, cleanup)
+        if ctx.host_ca_bundle is not None:
+            env.update(trust_host_cas(tree, ctx.host_ca_bundle, ws.root, cleanup))
         _execute(ctx, phase, run, command, env, tree / CHROOT_EVENTS)
 
 
@@ -110,6 +121,26 @@ def prepare_chroot(tree: Path, hooks: Path, cleanup: mounts.CleanupStack) -> Non
     mounts.bind_readonly(hooks, in_target, cleanup=cleanup)
     _swap_resolv_conf(tree, cleanup)
     _block_services(tree, cleanup)
+
+
+def trust_host_cas(tree: Path, bundle: Path, scratch: Path,
+                   cleanup: mounts.CleanupStack) -> dict[str, str]:
+    """Make the host's CA bundle visible in the chroot for one phase and
+    return the variables that point tools at it. Hooks that fetch (pip, git,
+    curl) then work behind a TLS-intercepting proxy whose CA only the host
+    trusts; the image's own trust store is not touched."""
+    source = scratch / "host-ca"
+    source.mkdir(exist_ok=True)
+    shutil.copyfile(bundle, source / HOST_CA_FILE)
+    target = tree / HOST_CA_DIR
+    missing = [p for p in (target.parent, target) if not p.exists()]
+    for path in missing:
+        path.mkdir()
+    for path in missing:
+        cleanup.push(f"{path} mount point", lambda path=path: _rmdir(path))
+    mounts.bind_readonly(source, target, cleanup=cleanup)
+    inside = f"/{HOST_CA_DIR}/{HOST_CA_FILE}"
+    return {name: inside for name in CA_VARIABLES}
 
 
 def _rmdir(path: Path) -> None:
