@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 from pathlib import Path
 
@@ -31,10 +32,28 @@ def preflight(prepared: Prepared) -> None:
         raise PreflightError(f"--host-ca-bundle/DIB_HOST_CA_BUNDLE: {config.host_ca_bundle} "
                              "is not a file",
                              hint="name the CA bundle hooks should trust, or 'none'")
+    _check_repository_overrides(prepared)
     out_dir = Path(config.image_name).parent
     if not out_dir.is_dir():
         raise PreflightError(f"output directory {out_dir} does not exist",
                              hint="create it or pass another -o")
+
+
+def _check_repository_overrides(prepared: Prepared) -> None:
+    """A DIB_REPOLOCATION_<name> that names a local path must exist: found
+    now, not after the bootstrap when source-repositories fetches it."""
+    environ = prepared.config.environ
+    for element in prepared.resolution.elements:
+        for repo in element.source_repositories:
+            variable = "DIB_REPOLOCATION_" + re.sub(r"[^A-Za-z0-9]", "_", repo.name)
+            location = environ.get(variable, "")
+            local = location[len("file://"):] if location.startswith("file://") else location
+            if local.startswith("/") and not os.path.exists(local):
+                raise PreflightError(
+                    f"{variable}={location}: no such file or directory (source repository "
+                    f"'{repo.name}' of element '{element.name}', {repo.file.name})",
+                    hint="point it at an existing local repository or unset it to fetch "
+                         f"{repo.location}; the source-repositories element fetches it")
 
 
 def _required_tools(prepared: Prepared) -> list[tuple[str, str]]:
