@@ -30,7 +30,7 @@ DIBRUN = Path("/tmp/dibrun")
 DIB_VENV = DIBRUN / "venv"
 
 SCENARIOS = ["tar-cold", "vm-cold", "vm-warm-unchanged", "vm-warm-finalise-changed",
-             "hook-unit-test", "element-test-warm"]
+             "hook-unit-test", "element-test-warm", "ipa-cold", "ipa-warm-late-change"]
 
 # goal per scenario: ("ratio", x) means ours <= x * DIB; ("seconds", s) means ours <= s
 GOALS = {
@@ -40,7 +40,11 @@ GOALS = {
     "vm-warm-finalise-changed": ("seconds", 5.0),
     "hook-unit-test": ("seconds", 0.5),
     "element-test-warm": ("seconds", 10.0),
+    "ipa-cold": ("ratio", 0.5),
+    "ipa-warm-late-change": ("seconds", 5.0),
 }
+IPA_ELEMENTS = ["ironic-python-agent-ramdisk", "debian-minimal"]
+IPA_INPUTS = Path("/var/tmp/dib-functional/ipa-inputs")
 
 STAMP_HOOK = """#!/bin/bash
 # benchmark: a finalise.d hook whose content changes between runs
@@ -119,7 +123,8 @@ class Bench:
     def dib_output(self, name: str, ext: str) -> Path:
         return DIBRUN / "out" / f"{name}.{ext}"
 
-    def dib_build(self, name: str, args: list[str], shim: bool = False):
+    def dib_build(self, name: str, args: list[str], shim: bool = False,
+                  env: dict | None = None):
         """DIB through bench/dib/build.sh (or shimrun.sh); output in /tmp/dibrun/out/NAME.*"""
         for old in (DIBRUN / "out").glob(f"{name}.*") if (DIBRUN / "out").is_dir() else []:
             if old.is_dir():
@@ -127,7 +132,8 @@ class Bench:
             else:
                 old.unlink()
         script = self.dib_bench / ("shimrun.sh" if shim else "build.sh")
-        secs, rc, logf = self.timed(f"dib-{name}", ["bash", str(script), name, *args])
+        secs, rc, logf = self.timed(f"dib-{name}", ["bash", str(script), name, *args],
+                                    env=dict(os.environ, **env) if env else None)
         return secs, rc, logf
 
     def ours_build(self, name: str, args: list[str], cache: Path | None,
@@ -352,10 +358,76 @@ class Bench:
                      note=f"`dib test {element}`, 2nd run, slowest case; whole command "
                           f"{secs:.1f} s (1st run {results[0][0]:.1f} s)")
 
+    # -- the Ironic deploy ramdisk ---------------------------------------------------------
+
+    def ipa_env(self) -> dict[str, str]:
+        """ELEMENTS_PATH and DIB_REPOLOCATION_* from tools/prepare-ipa-inputs (pinned PyPI
+        releases of ironic-python-agent-builder and ironic-python-agent)."""
+        out = subprocess.run([sys.executable, str(REPO / "tools" / "prepare-ipa-inputs"),
+                              str(IPA_INPUTS)], check=True, capture_output=True, text=True)
+        env_file = Path(out.stdout.strip().splitlines()[-1])
+        return dict(line.split("=", 1) for line in env_file.read_text().splitlines() if line)
+
+    def s_ipa_cold(self, i: int) -> None:
+        inputs = self.ipa_env()
+        self.ipa_cache = Path(tempfile.mkdtemp(prefix="cache-ipa-", dir=self.work))
+        icache = Path(tempfile.mkdtemp(prefix="image-cache-ipa-", dir=self.work))
+        env = dict(self.ours_env, **inputs)
+        secs, rc, _, steps = self.ours_build(f"ipa-cold-{i}", IPA_ELEMENTS, self.ipa_cache,
+                                             icache, env=env, output="ipa")
+        lo = self._last_load
+        ours_size = _size(self.out / "ipa.initramfs")
+        self.record("ipa-cold", "ours", secs, rc, report=steps, initramfs_bytes=ours_size)
+        # DIB cannot trust the host's CAs in its chroot: bench-host-ca does what
+        # dib's --host-ca-bundle does, so both reach PyPI through the proxy.
+        dib_env = dict(inputs)
+        dib_env["ELEMENTS_PATH"] = f"{inputs['ELEMENTS_PATH']}:{HERE / 'elements'}"
+        dname = f"bench-ipa-{i}"
+        dsecs, drc, dlog = self.dib_build(dname, [*IPA_ELEMENTS, "bench-host-ca"],
+                                          env=dib_env)
+        dib_size = _size(self.dib_output(dname, "initramfs"))
+        self.record("ipa-cold", "dib", dsecs, drc, log=str(dlog), initramfs_bytes=dib_size)
+        self.add_row("ipa-cold", secs, dsecs, ours_ok=rc == 0, dib_ok=drc == 0, load=lo,
+                     note="`ironic-python-agent-ramdisk debian-minimal`, builder 7.4.0 and "
+                          "agent 13.0.0 from PyPI; fresh --cache-dir for ours")
+        size_ratio = ours_size / dib_size if ours_size and dib_size else None
+        self.rows.append({"scenario": "ipa initramfs size", "ours": None, "dib": None,
+                          "ratio": size_ratio, "goal": "±5 % of DIB",
+                          "met": None if size_ratio is None else abs(size_ratio - 1) <= 0.05,
+                          "note": f"ours {_mib(ours_size)}, DIB {_mib(dib_size)}",
+                          "ours_ok": True, "dib_ok": True, "load": lo})
+        shutil.rmtree(icache, ignore_errors=True)
+
+    def s_ipa_warm_late_change(self, i: int) -> None:
+        inputs = self.ipa_env()
+        cache = getattr(self, "ipa_cache", None) or Path(
+            tempfile.mkdtemp(prefix="cache-ipa-", dir=self.work))
+        elements = Path(tempfile.mkdtemp(prefix="elements-", dir=self.work))
+        hook = elements / "bench-stamp" / "finalise.d" / "50-bench-stamp"
+        hook.parent.mkdir(parents=True)
+        (elements / "bench-stamp" / "README.rst").write_text(
+            "bench-stamp\n===========\nBenchmark element: writes /etc/bench-stamp.\n")
+        env = dict(self.ours_env, **inputs)
+        env["ELEMENTS_PATH"] = f"{elements}:{inputs['ELEMENTS_PATH']}"
+        args = [*IPA_ELEMENTS, "bench-stamp"]
+        hook.write_text(STAMP_HOOK.format(stamp=f"fill {time.time()}"))
+        hook.chmod(0o755)
+        log("  (filling with the first hook content; recorded, not the goal figure)")
+        fsecs, frc, _, fsteps = self.ours_build(f"ipa-stamp-fill-{i}", args, cache, None,
+                                                env=env, output="ipa-stamp")
+        self.record("ipa-warm-late-change-fill", "ours", fsecs, frc, report=fsteps)
+        hook.write_text(STAMP_HOOK.format(stamp=f"changed {time.time()}"))
+        secs, rc, _, steps = self.ours_build(f"ipa-stamp-{i}", args, cache, None, env=env,
+                                             output="ipa-stamp")
+        self.record("ipa-warm-late-change", "ours", secs, rc, report=steps)
+        self.add_row("ipa-warm-late-change", secs, None, ours_ok=rc == 0,
+                     note=f"finalise.d hook changed; fill build took {fsecs:.1f} s")
+        shutil.rmtree(elements, ignore_errors=True)
+
     # -- driver ----------------------------------------------------------------------------
 
     def run(self, names: list[str]) -> None:
-        if any(n in ("tar-cold", "vm-cold", "vm-warm-unchanged") for n in names):
+        if any(n in ("tar-cold", "vm-cold", "vm-warm-unchanged", "ipa-cold") for n in names):
             self.ensure_dib()
         log(f"work dir {self.work}; results -> {self.results_file}")
         for i in range(1, self.args.repeat + 1):
@@ -381,6 +453,14 @@ class Bench:
             lines.append(f"| {r['scenario']} | {r['load'][0]:.2f} | {ours} | {dib} | {ratio} | "
                          f"{r['goal']} | {met} | {r['note']} |")
         return "\n".join(lines)
+
+
+def _size(path: Path) -> int | None:
+    return path.stat().st_size if path.is_file() else None
+
+
+def _mib(size: int | None) -> str:
+    return "—" if size is None else f"{size / (1 << 20):.1f} MiB"
 
 
 def parse_json_out(path: Path) -> dict | None:

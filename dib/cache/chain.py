@@ -10,7 +10,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
-from dib.cache import keys
+from dib.cache import keys, products
 from dib.cache.store import CacheStore, Entry
 
 LOG = logging.getLogger("dib.cache")
@@ -36,10 +36,14 @@ class Checkpoints:
         self._last_key: str | None = None
         self._changed_at: str | None = None
         self._tainted = False
+        self.image = Path("image")
+        self.recorded: dict[str, str] = {}
 
     def start(self, env: Mapping[str, str], config: Any,
               elements: list[tuple[str, Path]]) -> None:
+        self.image = Path(config.image_name)
         self.settings = keys.settings_inputs(env, image_name=config.image_name)
+        self.recorded = {name: env.get(name, "") for name in keys.RECORDED_VARS}
         self.element_data = keys.element_data_inputs(elements)
         self.packages = " ".join(config.packages)
 
@@ -50,8 +54,12 @@ class Checkpoints:
             inputs.update(keys.tree_inputs(hooks_dir / "bin", "bin"))
             inputs["setting:packages"] = self.packages
             return inputs
-        return keys.phase_inputs(hooks_dir, f"{phase_name}.d", self.settings,
-                                 self.element_data)
+        inputs = keys.phase_inputs(hooks_dir, f"{phase_name}.d", self.settings,
+                                   self.element_data)
+        for name, value in self.recorded.items():
+            if keys.mentions(hooks_dir / f"{phase_name}.d", name):
+                inputs[f"recorded:{name}"] = value
+        return inputs
 
     def internal_inputs(self, name: str, values: Mapping[str, str]) -> dict[str, str]:
         return {f"internal:{name}:{k}": v for k, v in values.items()}
@@ -66,6 +74,9 @@ class Checkpoints:
         if entry is None:
             return None
         _apply_hooks_delta(entry.path / HOOKS_DELTA, hooks_dir)
+        restored = products.restore(entry.path / products.PRODUCTS, self.image)
+        if restored:
+            LOG.info("restored %s from the cache", " ".join(p.name for p in restored))
         self._advance(entry.meta.get("output") or key)
         self._last_key = key
         return entry.layer
@@ -102,11 +113,21 @@ class Checkpoints:
 
     def store_layer(self, key: str, step: str, inputs: Mapping[str, str], layer: Path,
                     hooks_before: Mapping[str, str] | None, hooks_dir: Path,
-                    build: str) -> Path | None:
-        """Record what the step produced; keep it in the cache when allowed."""
-        staging_delta = None
+                    build: str, beside_before: products.Snapshot | None = None
+                    ) -> Path | None:
+        """Record what the step produced; keep it in the cache when allowed.
+        ``hooks_before`` and ``beside_before`` (host-side steps) are what
+        TMP_HOOKS_PATH and the files beside the image held before it ran."""
+        extras: dict[str, Path] = {}
         if hooks_before is not None:
-            staging_delta = _hooks_delta(hooks_before, hooks_dir, layer.parent / f".delta-{step}")
+            delta = _hooks_delta(hooks_before, hooks_dir, layer.parent / f".delta-{step}")
+            if delta is not None:
+                extras[HOOKS_DELTA] = delta
+        if beside_before is not None:
+            made = products.stage(self.image, beside_before,
+                                  layer.parent / f".products-{step}")
+            if made is not None:
+                extras[products.PRODUCTS] = made
         output = keys.layer_identity(layer)
         LOG.debug("step %s wrote %s", step, output or "a layer too big to compare")
         if output is None and "uncacheable" in inputs:
@@ -116,14 +137,14 @@ class Checkpoints:
         self._advance(output or key)
         self._changed_at = self._changed_at or step
         if self.store is None or self._tainted or "uncacheable" in inputs:
-            if staging_delta is not None:
-                shutil.rmtree(staging_delta, ignore_errors=True)
+            for path in extras.values():
+                shutil.rmtree(path, ignore_errors=True)
             return None
         # The parent is the entry below it in the cache; a step that is never
-        # stored (cleanup.d) reruns in every build, so it is no parent.
+        # stored reruns in every build, so it is no parent.
         meta = {"parent": self._last_key, "step": step, "inputs": dict(inputs), "build": build,
                 "output": output or key}
-        entry = self.store.publish(key, layer, meta, extra=staging_delta)
+        entry = self.store.publish(key, layer, meta, extras=extras)
         self._last_key = key
         return entry.layer
 

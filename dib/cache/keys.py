@@ -20,6 +20,9 @@ VOLATILE_VARS = {"DIB_ARGS", "DIB_ENV", "DIB_DEBUG_TRACE", "DIB_RUN_PARTS_EVENTS
                  "DIB_HOOK_TIMEOUT", "DIB_CHECKSUM", "DIB_IMAGE_SIZE", "DIB_IMAGE_EXTRA_SIZE",
                  "DIB_IMAGE_CACHE", "DIB_PYTHON_EXEC", "DIB_BLOCK_DEVICE_CONFIG",
                  "DIB_BLOCK_DEVICE_PARAMS_YAML", "DIB_MIN_TMPFS", "DIB_NO_TMPFS"}
+# Volatile for most hooks, but the manifests element writes them into the
+# image and beside it: they count for a phase whose hooks name them.
+RECORDED_VARS = ("DIB_ARGS", "DIB_ENV")
 # Non-DIB_ variables that hooks commonly read.
 TREE_VARS = ("ARCH", "DISTRO_NAME", "DIB_RELEASE", "FS_TYPE",
              "DIB_INIT_SYSTEM", "LANG")

@@ -160,8 +160,9 @@ class CacheStore:
             os.close(fd)
 
     def publish(self, key: str, layer: Path, meta: dict[str, Any],
-                extra: Path | None = None) -> Entry:
-        """Move ``layer`` into the cache under ``key``; returns the entry to use.
+                extras: Mapping[str, Path] | None = None) -> Entry:
+        """Move ``layer`` (and each of ``extras`` under its name) into the cache
+        under ``key``; returns the entry to use.
 
         If another build published the same key first, ours is discarded and
         theirs returned (same key, same inputs: the same tree)."""
@@ -177,8 +178,8 @@ class CacheStore:
                           created=time.time())
             _write_synced(staging / "meta.json", json.dumps(record, indent=1, sort_keys=True))
             (staging / "used").touch()
-            if extra is not None:
-                _move(extra, staging / "hooks-delta")
+            for name, path in (extras or {}).items():
+                _move(path, staging / name)
             try:
                 os.rename(staging, self.entries_dir / key)
             except OSError:

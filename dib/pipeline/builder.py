@@ -9,12 +9,11 @@ from __future__ import annotations
 import json
 import logging
 import time
-import uuid
 from pathlib import Path
 from typing import Callable
 
 from dib import bootloader
-from dib.cache import CacheStore, Checkpoints, keys, prune, snapshot_hooks
+from dib.cache import CacheStore, Checkpoints, keys, products, prune, snapshot_hooks
 from dib.cache.disks import DiskBases
 from dib.cache.outputs import OutputCache
 from dib.elements import element_paths, shipped_hooks_dir
@@ -122,8 +121,9 @@ class Builder:
             self._current.hooks = [h.__dict__ for h in run.hooks]
         inputs = self.checkpoints.phase_inputs(self.ws.hooks, phase.name)
         if phase.name == "cleanup":
-            # cleanup.d may write beside the image (manifests), so it always runs.
-            inputs["uncacheable"] = f"cleanup.d always runs|{uuid.uuid4()}"
+            # cleanup.d writes beside the image (manifests, a ramdisk's kernel
+            # and initramfs): where is part of what it does.
+            inputs["image-path"] = self.config.image_name
         self._step(phase.name, inputs, action, host_side=not phase.in_chroot)
 
     def _internal_step(self, name: str, values: dict[str, str],
@@ -152,6 +152,7 @@ class Builder:
     def _make(self, name: str, key: str, inputs: dict[str, str],
               action: Callable[[Path], None], host_side: bool) -> None:
         before = snapshot_hooks(self.ws.hooks) if host_side else None
+        beside = products.snapshot(Path(self.config.image_name)) if host_side else None
         tree = self.tree.open_layer(name)
         try:
             action(tree)
@@ -160,7 +161,8 @@ class Builder:
             raise
         layer = self.tree.close_layer()
         stored = self.checkpoints.store_layer(key, name, inputs, layer, before,
-                                              self.ws.hooks, build=self.ws.root.name)
+                                              self.ws.hooks, build=self.ws.root.name,
+                                              beside_before=beside)
         if stored is not None:
             self.tree.replace_top(stored)
 

@@ -61,6 +61,11 @@ def base_environment(config: Any, *, workspace: Workspace, resolution: Resolutio
         "INSTALL_PACKAGES": " ".join(config.packages),
         "LC_ALL": "C",
     })
+    if config.ramdisk:
+        # ramdisk-image-create exports these, as DIB's ramdisk-defaults does.
+        env.update({"RAMDISK_ELEMENT": config.ramdisk_element,
+                    "DIB_NO_TMPFS": env.get("DIB_NO_TMPFS", "1"),
+                    "DIB_MIN_TMPFS": env.get("DIB_MIN_TMPFS", "1")})
     env.update(extra)
     env["DIB_ENV"] = dib_env_text(env)
     return env

@@ -114,4 +114,31 @@ def test_two_builds_at_once_make_a_step_once_and_share_it(builds):
     # Named as one of the two: manifests carry the image name.
     third = builds.run("-t", "tar", "together", name="a")
     assert third.returncode == 0, third.output[-3000:]
-    assert all(step["cached"] for step in third.report["steps"] if step["name"] != "cleanup")
+    assert all(step["cached"] for step in third.report["steps"])
+
+
+def test_what_cleanup_wrote_beside_the_image_comes_back_from_the_cache(builds):
+    def beside(text: str) -> None:
+        builds.element("beside", {
+            "README.rst": "x\n", "element-deps": "debian-minimal\n",
+            "cleanup.d/90-beside": (f"#!/bin/bash\n# run {RUN}\nset -eu\n"
+                                    f"echo {text} > \"$IMAGE_NAME.extra\"\n"
+                                    "mkdir -p \"$IMAGE_NAME.more\"\n"
+                                    "echo inside > \"$IMAGE_NAME.more/file\"\n")})
+    beside("first")
+    one = builds.run("-t", "tar", "beside", name="p")
+    assert one.returncode == 0, one.output[-3000:]
+    extra = one.image.with_suffix(".extra")
+    assert extra.read_text() == "first\n"
+    extra.unlink()
+    (one.image.parent / "p.more" / "file").unlink()
+    two = builds.run("-t", "tar", "beside", name="p")
+    assert two.returncode == 0, two.output[-3000:]
+    assert two.step("cleanup")["cached"]
+    assert extra.read_text() == "first\n", "the product was not restored from the cache"
+    assert (one.image.parent / "p.more" / "file").read_text() == "inside\n"
+    beside("second")
+    three = builds.run("-t", "tar", "beside", name="p")
+    assert three.returncode == 0, three.output[-3000:]
+    assert not three.step("cleanup")["cached"]
+    assert extra.read_text() == "second\n"
