@@ -12,6 +12,7 @@ from typing import Any, Iterator, Mapping
 
 from dib.cache import keys, products
 from dib.cache.store import CacheStore, Entry
+from dib.config.build import BuildConfig
 
 LOG = logging.getLogger("dib.cache")
 HOOKS_DELTA = "hooks-delta"
@@ -39,7 +40,7 @@ class Checkpoints:
         self.image = Path("image")
         self.recorded: dict[str, str] = {}
 
-    def start(self, env: Mapping[str, str], config: Any,
+    def start(self, env: Mapping[str, str], config: BuildConfig,
               elements: list[tuple[str, Path]]) -> None:
         self.image = Path(config.image_name)
         self.settings = keys.settings_inputs(env, image_name=config.image_name)

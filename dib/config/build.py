@@ -24,23 +24,57 @@ def host_arch() -> str:
     return _ARCH_FROM_MACHINE.get(machine, machine)
 
 
-def _fields() -> list[tuple[str, Any, dataclasses.Field]]:
-    out = [(s.name, Any, dataclasses.field(default=None)) for s in SETTINGS]
-    out += [
-        ("elements", tuple, dataclasses.field(default=())),
-        ("ramdisk", bool, dataclasses.field(default=False)),
-        ("argv", tuple, dataclasses.field(default=())),
-        ("environ", Mapping, dataclasses.field(default_factory=dict)),
-    ]
-    return out
+@dataclasses.dataclass(frozen=True)
+class BuildConfig:
+    """Every setting of one build (one field per entry of
+    ``dib.config.settings.SETTINGS``, same name; a unit test keeps the two
+    in step), plus the requested elements, the raw argv and the caller's
+    environment."""
+    image_name: str = "image"
+    image_types: tuple[str, ...] = ("qcow2",)
+    arch: str = ""
+    debug_trace: int = 0
+    uncompressed: bool = False
+    clear_env: bool = False
+    skip_base: bool = False
+    packages: tuple[str, ...] = ()
+    checksum: tuple[str, ...] = ()
+    image_size: float | None = None
+    image_extra_size: int | None = None
+    image_cache: str = ""
+    max_online_resize: int | None = None
+    min_tmpfs: float = 2.0
+    mkfs_journal_size: int | None = None
+    mkfs_options: str = ""
+    no_tmpfs: bool = False
+    offline: bool = False
+    qemu_img_options: str = ""
+    root_label: str = "cloudimg-rootfs"
+    fs_type: str = "ext4"
+    ramdisk_element: str = "ramdisk"
+    install_type: str = "source"
+    docker_target: str | None = None
+    logfile: str | None = None
+    block_device_config: str | None = None
+    break_points: tuple[str, ...] = ()
+    workdir: str = "/var/tmp"
+    keep_workspace: bool = False
+    dry_run: bool = False
+    json_report: str | None = None
+    cache_dir: str = ""
+    no_cache: bool = False
+    explain_cache: bool = False
+    host_ca_bundle: str = ""
+    hook_timeout: int = 0
+    # not settings: what the build was asked for, and how
+    elements: tuple[str, ...] = ()
+    ramdisk: bool = False
+    argv: tuple[str, ...] = ()
+    environ: Mapping[str, str] = dataclasses.field(default_factory=dict)
 
 
-BuildConfig = dataclasses.make_dataclass(
-    "BuildConfig", _fields(), frozen=True,
-)
-BuildConfig.__module__ = __name__
-BuildConfig.__doc__ = ("Every setting of one build (see dib.config.settings), plus the "
-                       "requested elements, the raw argv and the caller's environment.")
+#: BuildConfig's fields that are not entries of the settings registry
+NOT_SETTINGS = ("elements", "ramdisk", "argv", "environ")
 
 
 def parse_value(setting: Setting, text: str, source: str) -> Any:
@@ -56,7 +90,7 @@ def parse_value(setting: Setting, text: str, source: str) -> Any:
 
 def load_build_config(cli_values: Mapping[str, Any], *, elements: list[str] | tuple[str, ...],
                       environ: Mapping[str, str], argv: list[str] | tuple[str, ...] = (),
-                      ramdisk: bool = False) -> Any:
+                      ramdisk: bool = False) -> BuildConfig:
     """Merge CLI values (already parsed) over the environment over defaults."""
     values: dict[str, Any] = {}
     for setting in SETTINGS:
@@ -96,5 +130,5 @@ def _normalise(values: dict[str, Any], environ: Mapping[str, str]) -> None:
         values["debug_trace"] = 0
 
 
-def with_changes(config: Any, **changes: Any) -> Any:
+def with_changes(config: BuildConfig, **changes: Any) -> BuildConfig:
     return dataclasses.replace(config, **changes)

@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 from typing import Any, Mapping, Sequence
 
-from dib.config.build import load_build_config, parse_value
+from dib.config.build import BuildConfig, load_build_config, parse_value
 from dib.config.settings import APPEND, COUNT, SETTINGS, SWITCH, Setting
 from dib.errors import ConfigError
 
@@ -63,7 +63,7 @@ def build_parser(prog: str, description: str) -> ArgumentParser:
 
 
 def config_from_args(args: argparse.Namespace, *, environ: Mapping[str, str],
-                     argv: Sequence[str], ramdisk: bool = False) -> Any:
+                     argv: Sequence[str], ramdisk: bool = False) -> BuildConfig:
     cli_values = {s.name: getattr(args, s.name, None) for s in SETTINGS}
     return load_build_config(cli_values, elements=list(args.elements), environ=environ,
                              argv=list(argv), ramdisk=ramdisk)

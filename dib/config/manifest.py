@@ -19,7 +19,7 @@ import jsonschema
 import yaml
 
 from dib.config import types
-from dib.config.build import KNOWN_ARCHES, load_build_config, parse_value
+from dib.config.build import KNOWN_ARCHES, BuildConfig, load_build_config, parse_value
 from dib.config.settings import APPEND, COUNT, SETTINGS, SWITCH, Setting
 from dib.errors import ConfigError
 
@@ -265,7 +265,7 @@ def equivalent_argv(entry: Mapping[str, Any]) -> list[str]:
 
 
 def entry_to_config(entry: Mapping[str, Any], *, environ: Mapping[str, str],
-                    source: str = "manifest") -> Any:
+                    source: str = "manifest") -> BuildConfig:
     name = entry.get(IMAGENAME_KEY, DEFAULT_IMAGENAME)
     cli_values: dict[str, Any] = {}
     for key, value in entry.items():

@@ -13,6 +13,7 @@ from typing import Any, Mapping, Optional
 from dib import blockdev, bootloader, outputs
 from dib.cache import keys
 from dib.cache.disks import DiskBases
+from dib.config.build import BuildConfig
 from dib.config.hostapt import host_mirrors
 from dib.errors import BlockDeviceError
 from dib.pipeline.prepare import Prepared
@@ -126,14 +127,14 @@ class DiskArtifacts:
         blockdev.write_fstab(self.config, tree)
 
 
-def _seed(config: Any, prepared: Prepared) -> str:
+def _seed(config: BuildConfig, prepared: Prepared) -> str:
     """UUIDs are derived from the image name and elements: the same build
     gives the same filesystem UUIDs (DIB_BLOCK_DEVICE_SEED overrides)."""
     return config.environ.get("DIB_BLOCK_DEVICE_SEED") or \
         f"{os.path.basename(config.image_name)}:{' '.join(prepared.resolution.names)}"
 
 
-def output_inputs(config: Any, disk: DiskArtifacts, tree_id: str | None,
+def output_inputs(config: BuildConfig, disk: DiskArtifacts, tree_id: str | None,
                   env: Mapping[str, str]) -> dict[str, str]:
     """Everything the finished files depend on besides the tree itself."""
     values = {"tree": str(tree_id), "types": ",".join(config.image_types),
@@ -187,7 +188,7 @@ def produce(prepared: Prepared, workspace: Workspace, tree: Path, disk: DiskArti
     return produced
 
 
-def disk_slot(config: Any, disk: DiskArtifacts, env: Mapping[str, str]) -> str:
+def disk_slot(config: BuildConfig, disk: DiskArtifacts, env: Mapping[str, str]) -> str:
     """What a kept disk must share with this build to be updated in place:
     everything the disk depends on except the tree and the output formats."""
     values = output_inputs(config, disk, None, env)
@@ -200,7 +201,7 @@ def _raw_path(workspace: Workspace) -> Path:
     return workspace.image_dir / "image0.raw"
 
 
-def _build_disk(config: Any, workspace: Workspace, tree: Path, disk: DiskArtifacts,
+def _build_disk(config: BuildConfig, workspace: Workspace, tree: Path, disk: DiskArtifacts,
                 env: Mapping[str, str], layers: Layers,
                 kept: dict[str, Any] | None) -> tuple[Path, dict[str, Any]]:
     """The raw disk: the kept disk of an earlier build updated in place when

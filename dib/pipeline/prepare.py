@@ -3,21 +3,21 @@ from __future__ import annotations
 
 import sys
 from dataclasses import dataclass
-from typing import Any
 
+from dib.config.build import BuildConfig
 from dib.elements import ElementIndex, Resolution, discover, resolve, with_build_defaults
 from dib.plan import Plan, describe, make_plan
 
 
 @dataclass
 class Prepared:
-    config: Any
+    config: BuildConfig
     index: ElementIndex
     resolution: Resolution
     plan: Plan
 
 
-def prepare(config: Any) -> Prepared:
+def prepare(config: BuildConfig) -> Prepared:
     index = discover(config.environ)
     names = with_build_defaults(config.elements, arch=config.arch, skip_base=config.skip_base,
                                 ramdisk_element=config.ramdisk_element if config.ramdisk
@@ -29,7 +29,7 @@ def prepare(config: Any) -> Prepared:
     return Prepared(config, index, resolution, plan)
 
 
-def run_build(config: Any) -> int:
+def run_build(config: BuildConfig) -> int:
     prepared = prepare(config)
     if config.dry_run:
         sys.stdout.write(describe(prepared.plan))

@@ -4,9 +4,10 @@ from __future__ import annotations
 import os
 import shlex
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Mapping
 
 from dib import runner
+from dib.config.build import BuildConfig
 from dib.config.settings import recorded_argv
 from dib.elements.envinfo import element_array_body, image_element_vars
 from dib.elements.formats import sort_n_key
@@ -30,7 +31,7 @@ def dib_env_text(environ: Mapping[str, str]) -> str:
     return "\n".join(lines)
 
 
-def base_environment(config: Any, *, workspace: Workspace, resolution: Resolution,
+def base_environment(config: BuildConfig, *, workspace: Workspace, resolution: Resolution,
                      elements_path: list[Path], extra: Mapping[str, str]) -> dict[str, str]:
     if config.clear_env:
         env = {k: v for k, v in config.environ.items()

@@ -1,13 +1,14 @@
 """The settings registry, its parsers and BuildConfig."""
 from __future__ import annotations
 
+import dataclasses
 import os
 from pathlib import Path
 
 import pytest
 
 from dib.config import settings as settings_mod
-from dib.config.build import load_build_config, with_changes
+from dib.config.build import NOT_SETTINGS, BuildConfig, load_build_config, with_changes
 from dib.config.cli import build_parser, config_from_args
 from dib.config.docs import REGENERATE, settings_markdown
 from dib.config.settings import APPEND, COUNT, SETTINGS, SWITCH, VALUE
@@ -28,6 +29,28 @@ def test_every_setting_has_help():
     for setting in SETTINGS:
         assert setting.help.strip(), setting.name
         assert setting.help.strip()[-1] in ".)", f"{setting.name}: help is not a sentence"
+
+
+def test_build_config_has_a_field_for_exactly_each_setting():
+    fields = [f.name for f in dataclasses.fields(BuildConfig)]
+    settings = [f for f in fields if f not in NOT_SETTINGS]
+    assert settings == [s.name for s in SETTINGS], "BuildConfig and SETTINGS differ"
+    assert set(NOT_SETTINGS) <= set(fields)
+
+
+def test_every_default_fits_its_field_type():
+    config = load_build_config({}, elements=("debian-minimal",), environ={})
+    hints = {f.name: f.type for f in dataclasses.fields(BuildConfig)}
+    for setting in SETTINGS:
+        value = getattr(config, setting.name)
+        expected = hints[setting.name]
+        kinds = {"str": str, "int": int, "bool": bool, "float": (int, float),
+                 "tuple[str, ...]": tuple}
+        base = expected.split(" | ")[0]
+        if value is None:
+            assert "None" in expected, f"{setting.name} defaults to None but is {expected}"
+        else:
+            assert isinstance(value, kinds[base]), f"{setting.name}={value!r} is not {expected}"
 
 
 def test_names_unique():
