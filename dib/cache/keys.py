@@ -12,14 +12,14 @@ from typing import Iterable, Mapping
 
 from dib import __version__
 from dib.cache.store import walk_sorted
+from dib.config.settings import SETTINGS
 from dib.runtime.hooktree import is_merged
 
-# Variables that never change what a step writes into the tree.
-VOLATILE_VARS = {"DIB_ARGS", "DIB_ENV", "DIB_DEBUG_TRACE", "DIB_RUN_PARTS_EVENTS",
-                 "DIB_LOCKFILES", "DIB_CACHE_DIR", "DIB_NO_CACHE", "DIB_KEEP_WORKSPACE",
-                 "DIB_HOOK_TIMEOUT", "DIB_CHECKSUM", "DIB_IMAGE_SIZE", "DIB_IMAGE_EXTRA_SIZE",
-                 "DIB_IMAGE_CACHE", "DIB_PYTHON_EXEC", "DIB_BLOCK_DEVICE_CONFIG",
-                 "DIB_BLOCK_DEVICE_PARAMS_YAML", "DIB_MIN_TMPFS", "DIB_NO_TMPFS"}
+# Variables that never change what a step writes into the tree: those of
+# the settings that say so, and what the build itself sets for its hooks.
+VOLATILE_VARS = {s.env for s in SETTINGS if s.env and not s.affects_tree} | {
+    "DIB_ARGS", "DIB_ENV", "DIB_RUN_PARTS_EVENTS", "DIB_LOCKFILES", "DIB_PYTHON_EXEC",
+    "DIB_BLOCK_DEVICE_PARAMS_YAML"}
 # Volatile for most hooks, but the manifests element writes them into the
 # image and beside it: they count for a phase whose hooks name them.
 RECORDED_VARS = ("DIB_ARGS", "DIB_ENV")

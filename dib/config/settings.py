@@ -37,6 +37,10 @@ class Setting:
     # (where logs and reports go, the cache): their flags are left out of the
     # dib_arguments manifest, so they do not make two equal images differ.
     recorded: bool = True
+    # False for settings that never change what a hook writes into the tree
+    # (the disk's size, checksums, where caches live): the phase cache does
+    # not key on their variables.
+    affects_tree: bool = True
 
     def default_value(self) -> Any:
         return self.default() if callable(self.default) else self.default
@@ -72,7 +76,7 @@ SETTINGS: tuple[Setting, ...] = (
             str, default=None, flags=("-a",), env="ARCH", yaml_key="arch"),
     Setting("debug_trace", "Trace hooks with set -x; repeat for more detail.",
             types.non_negative_int, default=0, flags=("-x",), env="DIB_DEBUG_TRACE",
-            yaml_key="debug-trace", kind=COUNT, recorded=False),
+            yaml_key="debug-trace", kind=COUNT, recorded=False, affects_tree=False),
     Setting("uncompressed", "Do not compress qcow2 output.", types.boolean, default=False,
             flags=("-u",), yaml_key="uncompressed", kind=SWITCH),
     Setting("clear_env", "Run hooks with a cleared environment (only DIB_* and the "
@@ -85,25 +89,25 @@ SETTINGS: tuple[Setting, ...] = (
             yaml_key="packages", kind=APPEND, metavar="PKGS"),
     Setting("checksum", "Write .md5 and .sha256 files beside each image.",
             types.checksum_kinds, default=(), flags=("--checksum",), env="DIB_CHECKSUM",
-            yaml_key="checksum", kind=SWITCH),
+            yaml_key="checksum", kind=SWITCH, affects_tree=False),
     Setting("image_size", "Size of the disk image in GB (fractions allowed); default: "
             "computed from the tree.", types.positive_float, default=None,
             flags=("--image-size",), env="DIB_IMAGE_SIZE", yaml_key="image-size",
-            metavar="GB"),
+            metavar="GB", affects_tree=False),
     Setting("image_extra_size", "Free space to add to the computed image size, in MB.",
             types.non_negative_int, default=None, flags=("--image-extra-size",),
-            env="DIB_IMAGE_EXTRA_SIZE", yaml_key="image-extra-size", metavar="MB"),
+            env="DIB_IMAGE_EXTRA_SIZE", yaml_key="image-extra-size", metavar="MB", affects_tree=False),
     Setting("image_cache", "Directory for downloads that elements cache.", types.path,
             default=lambda: os.path.join(_cache_home(), "image-create"),
             flags=("--image-cache",), env="DIB_IMAGE_CACHE", yaml_key="image-cache",
-            metavar="DIR"),
+            metavar="DIR", affects_tree=False),
     Setting("max_online_resize", "Largest size (in blocks) an ext4 root may be resized "
             "to online.", types.non_negative_int, default=None,
             flags=("--max-online-resize",), env="MAX_ONLINE_RESIZE",
             yaml_key="max-online-resize", metavar="BLOCKS"),
     Setting("min_tmpfs", "Accepted for compatibility; builds never use a tmpfs.",
             types.positive_float, default=2.0, flags=("--min-tmpfs",), env="DIB_MIN_TMPFS",
-            yaml_key="min-tmpfs", metavar="GB"),
+            yaml_key="min-tmpfs", metavar="GB", affects_tree=False),
     Setting("mkfs_journal_size", "ext4 journal size in MB.", types.non_negative_int,
             default=None, flags=("--mkfs-journal-size",), env="DIB_JOURNAL_SIZE",
             yaml_key="mkfs-journal-size", metavar="MB"),
@@ -112,7 +116,7 @@ SETTINGS: tuple[Setting, ...] = (
             metavar="OPTS"),
     Setting("no_tmpfs", "Accepted for compatibility; builds never use a tmpfs.",
             types.boolean, default=False, flags=("--no-tmpfs",), env="DIB_NO_TMPFS",
-            yaml_key="no-tmpfs", kind=SWITCH),
+            yaml_key="no-tmpfs", kind=SWITCH, affects_tree=False),
     Setting("offline", "Do not fetch what a cache already holds.", types.boolean,
             default=False, flags=("--offline",), env="DIB_OFFLINE", yaml_key="offline",
             kind=SWITCH),
@@ -135,39 +139,39 @@ SETTINGS: tuple[Setting, ...] = (
             metavar="REPO:TAG"),
     Setting("logfile", "Write the build log (with timestamps) to this file.", types.path,
             default=None, flags=("--logfile",), env="LOGFILE", yaml_key="logfile",
-            metavar="FILE", recorded=False),
+            metavar="FILE", recorded=False, affects_tree=False),
     Setting("block_device_config", "Block-device YAML, inline or file://PATH.", str,
-            default=None, env="DIB_BLOCK_DEVICE_CONFIG", yaml_key="block-device-config"),
+            default=None, env="DIB_BLOCK_DEVICE_CONFIG", yaml_key="block-device-config", affects_tree=False),
     Setting("break_points", "Open a shell at these points: before-PHASE, after-PHASE, "
             "after-error (comma list).", types.comma_list, default=(), env="break",
             flags=("--break",), yaml_key="break", metavar="POINTS"),
     Setting("workdir", "Directory for build workspaces.", types.path, default="/var/tmp",
-            flags=("--workdir",), env="TMP_DIR", yaml_key="workdir", metavar="DIR", recorded=False),
+            flags=("--workdir",), env="TMP_DIR", yaml_key="workdir", metavar="DIR", recorded=False, affects_tree=False),
     Setting("keep_workspace", "Keep the workspace of a failed build for inspection.",
             types.boolean, default=False, flags=("--keep-workspace",),
-            env="DIB_KEEP_WORKSPACE", yaml_key="keep-workspace", kind=SWITCH, recorded=False),
+            env="DIB_KEEP_WORKSPACE", yaml_key="keep-workspace", kind=SWITCH, recorded=False, affects_tree=False),
     Setting("dry_run", "Print the build plan and stop.", types.boolean, default=False,
-            flags=("--dry-run",), yaml_key="dry-run", kind=SWITCH, recorded=False),
+            flags=("--dry-run",), yaml_key="dry-run", kind=SWITCH, recorded=False, affects_tree=False),
     Setting("json_report", "Write a JSON report of the build (phases, hooks, cache) here.",
             types.path, default=None, flags=("--json-report",), yaml_key="json-report",
-            metavar="FILE", recorded=False),
+            metavar="FILE", recorded=False, affects_tree=False),
     Setting("cache_dir", "Directory of the phase cache.", types.path,
             default=lambda: os.path.join(_cache_home(), "dib"), flags=("--cache-dir",),
-            env="DIB_CACHE_DIR", yaml_key="cache-dir", metavar="DIR", recorded=False),
+            env="DIB_CACHE_DIR", yaml_key="cache-dir", metavar="DIR", recorded=False, affects_tree=False),
     Setting("no_cache", "Build from scratch without reading or writing the phase cache.",
             types.boolean, default=False, flags=("--no-cache",), env="DIB_NO_CACHE",
-            yaml_key="no-cache", kind=SWITCH, recorded=False),
+            yaml_key="no-cache", kind=SWITCH, recorded=False, affects_tree=False),
     Setting("explain_cache", "Say for each phase whether it was reused and why not.",
             types.boolean, default=False, flags=("--explain-cache",), yaml_key="explain-cache",
-            kind=SWITCH, recorded=False),
+            kind=SWITCH, recorded=False, affects_tree=False),
     Setting("host_ca_bundle", "CA bundle trusted inside the chroot while hooks run (pip, git, "
             "curl behind a TLS-intercepting proxy); never left in the image. Default: the "
             "host's system bundle; 'none' turns it off.", types.optional_path,
             default=_host_ca_bundle, flags=("--host-ca-bundle",), env="DIB_HOST_CA_BUNDLE",
-            yaml_key="host-ca-bundle", metavar="FILE", recorded=False),
+            yaml_key="host-ca-bundle", metavar="FILE", recorded=False, affects_tree=False),
     Setting("hook_timeout", "Stop a hook that runs longer than this many seconds "
             "(0: no limit).", types.non_negative_int, default=0, flags=("--hook-timeout",),
-            env="DIB_HOOK_TIMEOUT", yaml_key="hook-timeout", metavar="S", recorded=False),
+            env="DIB_HOOK_TIMEOUT", yaml_key="hook-timeout", metavar="S", recorded=False, affects_tree=False),
 )
 
 _BY_NAME = {s.name: s for s in SETTINGS}

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from dib.cache import CacheStore, Checkpoints, keys, prune
 from dib.cache.prune import prune_order
+from dib.config.settings import SETTINGS
 
 
 def make_hooks(root: Path) -> Path:
@@ -363,3 +364,16 @@ def test_a_rerun_step_that_writes_the_same_files_lets_later_steps_be_reused(tmp_
     third, _ = build("v3", "different")     # now the output changed too
     assert second == first
     assert third != first
+
+
+def test_settings_that_do_not_shape_the_tree_do_not_key_it():
+    env = {"DIB_RELEASE": "bookworm"}
+    base = keys.settings_inputs(env, image_name="/out/img")
+    for setting in SETTINGS:
+        if not setting.env or not setting.env.startswith("DIB_"):
+            continue
+        changed = keys.settings_inputs(dict(env, **{setting.env: "42"}), image_name="/out/img")
+        if setting.affects_tree:
+            assert changed != base, f"{setting.env} shapes the tree but does not key it"
+        else:
+            assert changed == base, f"{setting.env} does not shape the tree but keys it"
