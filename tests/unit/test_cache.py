@@ -9,7 +9,7 @@ from pathlib import Path
 
 from dib.cache import CacheStore, Checkpoints, keys, prune
 from dib.cache.prune import prune_order
-from dib.config.settings import SETTINGS
+from dib.config.settings import SETTINGS as REGISTRY
 
 
 def make_hooks(root: Path) -> Path:
@@ -369,7 +369,7 @@ def test_a_rerun_step_that_writes_the_same_files_lets_later_steps_be_reused(tmp_
 def test_settings_that_do_not_shape_the_tree_do_not_key_it():
     env = {"DIB_RELEASE": "bookworm"}
     base = keys.settings_inputs(env, image_name="/out/img")
-    for setting in SETTINGS:
+    for setting in REGISTRY:
         if not setting.env or not setting.env.startswith("DIB_"):
             continue
         changed = keys.settings_inputs(dict(env, **{setting.env: "42"}), image_name="/out/img")
