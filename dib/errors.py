@@ -80,10 +80,6 @@ class OutputError(DibError):
     """An output type could not be produced."""
 
 
-class CacheError(DibError):
-    """The build cache is unusable (permissions, corrupt index)."""
-
-
 class BootCheckError(DibError):
     """A boot check did not reach its marker."""
 

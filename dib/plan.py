@@ -72,10 +72,6 @@ class Plan:
     def steps_of(self, phase_name: str) -> list[Step]:
         return [s for s in self.steps if s.phase == phase_name]
 
-    def phases_with_work(self) -> list[Phase]:
-        return [p for p in PHASES if self.steps_of(p.name)
-                or (p.name == "packages" and self.packages)]
-
 
 def merge_hooks(elements: Iterable[Element], phase_name: str) -> tuple[list[HookFile],
                                                                        list[HookFile]]:

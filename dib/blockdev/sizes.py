@@ -68,7 +68,8 @@ def parse_size(spec: str | int | float, *, available: int | None = None,
 
 
 def parse_image_size_gb(value: str | int | float) -> int:
-    """DIB_IMAGE_SIZE (GiB, may be fractional) → bytes, rounded up to 64 KiB."""
+    """DIB_IMAGE_SIZE → bytes. DIB's --image-size says "GB" but multiplies by
+    1024 * 1024 KiB, then rounds up to 64 KiB: GiB, fractions allowed."""
     try:
         gb = float(value)
     except (TypeError, ValueError):

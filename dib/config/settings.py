@@ -90,7 +90,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("checksum", "Write .md5 and .sha256 files beside each image.",
             types.checksum_kinds, default=(), flags=("--checksum",), env="DIB_CHECKSUM",
             yaml_key="checksum", kind=SWITCH, affects_tree=False),
-    Setting("image_size", "Size of the disk image in GB (fractions allowed); default: "
+    Setting("image_size", "Size of the disk image in GiB, as DIB counts it (fractions allowed); default: "
             "computed from the tree.", types.positive_float, default=None,
             flags=("--image-size",), env="DIB_IMAGE_SIZE", yaml_key="image-size",
             metavar="GB", affects_tree=False),

@@ -49,7 +49,7 @@ class Tgz(Output):
     extension = "tgz"
 
     def _gzip(self, ctx: OutputContext) -> str:
-        return ctx.env.get("DIB_GZIP_BIN") or os.environ.get("DIB_GZIP_BIN") or "gzip"
+        return ctx.env.get("DIB_GZIP_BIN") or "gzip"
 
     def tools(self):
         return [("tar", "tar"), ("gzip", "gzip")]

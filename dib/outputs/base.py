@@ -3,10 +3,9 @@ from __future__ import annotations
 
 import concurrent.futures
 import hashlib
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, Mapping
 
 from dib.blockdev.registry import PluginRegistry
 from dib.errors import ConfigError, OutputError
@@ -30,11 +29,14 @@ class OutputContext:
     env: dict[str, str] = field(default_factory=dict)
 
     @classmethod
-    def from_env(cls, image_name: Path, **kwargs) -> "OutputContext":
-        epoch = os.environ.get("SOURCE_DATE_EPOCH")
+    def from_env(cls, image_name: Path, env: Mapping[str, str], **kwargs) -> "OutputContext":
+        """A context for the hooks' environment (the caller's, with every
+        element's environment.d sourced): an element may set DIB_GZIP_BIN or
+        SOURCE_DATE_EPOCH there."""
+        epoch = env.get("SOURCE_DATE_EPOCH")
         if epoch and epoch.isdigit() and "source_date_epoch" not in kwargs:
             kwargs["source_date_epoch"] = int(epoch)
-        return cls(image_name=Path(image_name), **kwargs)
+        return cls(image_name=Path(image_name), env=dict(env), **kwargs)
 
     def path_for(self, extension: str) -> Path:
         return Path(f"{self.image_name}.{extension}")

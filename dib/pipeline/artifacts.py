@@ -172,7 +172,7 @@ def produce(prepared: Prepared, workspace: Workspace, tree: Path, disk: DiskArti
         raw, record = _build_disk(config, workspace, tree, disk, env, layers or [],
                                   bases.take(slot, _raw_path(workspace)) if bases else None)
     context = outputs.OutputContext.from_env(
-        Path(config.image_name), tree=tree, raw=raw, compress=not config.uncompressed,
+        Path(config.image_name), env, tree=tree, raw=raw, compress=not config.uncompressed,
         qemu_img_options=config.qemu_img_options or None,
         docker_target=config.docker_target, move_raw=True, arch=config.arch)
     produced: list[Path] = []
@@ -197,6 +197,14 @@ def disk_slot(config: BuildConfig, disk: DiskArtifacts, env: Mapping[str, str]) 
     return keys.key_for(None, "disk", values)
 
 
+def requested_sizes(config: BuildConfig) -> tuple[int | None, int | None]:
+    """--image-size and --image-extra-size in bytes, as DIB reads them:
+    GiB (rounded up to 64 KiB) and MiB."""
+    size = blockdev.parse_image_size_gb(config.image_size) if config.image_size else None
+    extra = config.image_extra_size * MiB if config.image_extra_size is not None else None
+    return size, extra
+
+
 def _raw_path(workspace: Workspace) -> Path:
     return workspace.image_dir / "image0.raw"
 
@@ -207,8 +215,7 @@ def _build_disk(config: BuildConfig, workspace: Workspace, tree: Path, disk: Dis
     """The raw disk: the kept disk of an earlier build updated in place when
     that is possible, else made from the tree. Returns it and its record."""
     started = time.monotonic()
-    size = int(config.image_size * 1000 ** 3) if config.image_size else None
-    extra = config.image_extra_size * MiB if config.image_extra_size is not None else None
+    size, extra = requested_sizes(config)
     tree_bytes = blockdev.tree_size(tree)
     plan = blockdev.plan_disk(disk.config, tree_bytes=tree_bytes, image_size=size,
                               extra_size=extra)

@@ -40,10 +40,6 @@ class Workspace:
         """TMP_IMAGE_DIR: disk images being assembled."""
         return self.root / "image"
 
-    @property
-    def events(self) -> Path:
-        return self.root / "events.jsonl"
-
     @classmethod
     def create(cls, workdir: str | Path) -> "Workspace":
         workdir = Path(workdir)

@@ -1,7 +1,9 @@
 import pytest
 
 from dib.blockdev import sizes
+from dib.config.build import BuildConfig
 from dib.errors import BlockDeviceError
+from dib.pipeline.artifacts import requested_sizes
 
 
 @pytest.mark.parametrize("spec,expected", [
@@ -45,3 +47,12 @@ def test_align():
     assert sizes.align_up(1, 512) == 512
     assert sizes.align_up(1024, 512) == 1024
     assert sizes.align_down(1023, 512) == 512
+
+
+def test_the_build_reads_image_size_as_dib_does():
+    assert requested_sizes(BuildConfig(image_size=2)) == (2 * 1024 ** 3, None)
+    assert requested_sizes(BuildConfig(image_size=0.5, image_extra_size=100)) == \
+        (512 * 1024 ** 2, 100 * 1024 ** 2)
+    size, _ = requested_sizes(BuildConfig(image_size=1.00001))
+    assert size % (64 * 1024) == 0 and size > 1024 ** 3
+    assert requested_sizes(BuildConfig()) == (None, None)

@@ -151,3 +151,19 @@ def test_qcow2_and_vhd_real(tmp_path):
     assert q.read_bytes()[:4] == b"QFI\xfb"
     (v,) = images.Vhd().produce(ctx)
     assert v.read_bytes()[-512:-504] == b"conectix"
+
+
+def test_tgz_compresses_with_the_gzip_an_element_names(tmp_path):
+    # DIB_GZIP_BIN set in an element's environment.d reaches the outputs
+    # through the hooks' environment, not through the caller's.
+    marker = tmp_path / "used"
+    wrapper = tmp_path / "my-gzip"
+    wrapper.write_text(f"#!/bin/sh\ntouch {marker}\nexec gzip \"$@\"\n")
+    wrapper.chmod(0o755)
+    ctx = outputs.OutputContext.from_env(tmp_path / "img", {"DIB_GZIP_BIN": str(wrapper),
+                                                            "SOURCE_DATE_EPOCH": "7"},
+                                         tree=_tree(tmp_path))
+    assert ctx.source_date_epoch == 7
+    (tgz,) = archives.Tgz().produce(ctx)
+    assert marker.exists(), "the element's gzip was not used"
+    assert "./etc/hostname" in tarfile.open(tgz).getnames()
