@@ -769,3 +769,57 @@ class TestInitFunctions(LibraryTestCase):
         result = self.run_init_func('troubleshoot < /dev/null\necho "AFTER=1"')
         self.assertIn("press t to launch shell", result.output)
         self.assertEqual(self.values(result)["AFTER"], "1")
+
+
+class TestInitFunctionsOnTheRunningSystem(LibraryTestCase):
+    """The init-func functions that read /proc, run on this machine's."""
+
+    stub_commands = {"udevadm": None, "setsid": None, "cttyhack": None, "bash": None}
+
+    def run_init_func(self, body: str) -> HookResult:
+        return self.run_lib('source "$_LIB/scripts/d/init-func"\n' + body, libs=())
+
+    def test_get_kernel_parameter_reads_proc_cmdline(self):
+        words = Path("/proc/cmdline").read_text().split()
+        named = [w.split("=", 1) for w in words if "=" in w]
+        if not named:
+            self.skipTest("this kernel's command line has no NAME=VALUE word")
+        name, value = named[0]
+        result = self.run_init_func(f'echo "GOT=$(get_kernel_parameter {name})"\n'
+                                    'get_kernel_parameter no_such_param_dib || echo "NONE=$?"')
+        got = self.values(result)
+        self.assertEqual(got["GOT"], value)
+        self.assertEqual(got["NONE"], "1")
+
+    def test_partition_exists_and_find_disk(self):
+        lines = Path("/proc/partitions").read_text().splitlines()[2:]
+        names = [line.split()[3] for line in lines if line.split()]
+        disks = [n for n in names if re.match(r"^(sd|vd|hd|xvd)[a-z]+$", n)]
+        if not disks:
+            self.skipTest("no sd/vd/hd/xvd disk on this machine")
+        disk = disks[0]
+        body = (f'partition_exists {disk} && echo "EXISTS=1"\n'
+                'partition_exists nosuchdisk9 || echo "MISSING=1"\n'
+                f'echo "FOUND=$(find_disk nosuchdisk,{disk}1,{disk})"\n'
+                'find_disk nosuchdisk || echo "NOTFOUND=1"\n')
+        got = self.values(self.run_init_func(body))
+        self.assertEqual(got, {"EXISTS": "1", "MISSING": "1", "FOUND": f"/dev/{disk}",
+                               "NOTFOUND": "1"})
+
+    def test_load_modules_by_udev(self):
+        self.assertHookSucceeded(self.run_init_func("load_modules_by_udev"))
+        self.assertEqual([c.args for c in self.stubs.calls("udevadm")],
+                         [["trigger", "--action=add"], ["settle"]])
+
+    def test_start_shell(self):
+        self.assertHookSucceeded(self.run_init_func("start_shell"))
+        call = self.stubs.calls("setsid")[0]
+        self.assertEqual(call.args, ["cttyhack", "bash", "-i"])
+        self.assertEqual(call.env.get("PS1"), "dib-ramdisk:\\w# ")
+
+    def test_check_tgtd_socket(self):
+        result = self.run_init_func('check_tgtd_socket || echo "STATUS=$?"')
+        if Path("/var/run/tgtd.ipc_abstract_namespace.0").exists():
+            self.skipTest("this machine runs tgtd")
+        self.assertEqual(self.values(result)["STATUS"], "1")
+        self.assertIn("waiting for tgtd socket...not found", result.output)
