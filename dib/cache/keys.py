@@ -13,6 +13,7 @@ from typing import Iterable, Mapping
 from dib import __version__
 from dib.cache.store import walk_sorted
 from dib.config.settings import SETTINGS
+from dib.elements.model import PHASES
 from dib.runtime.hooktree import is_merged
 
 # Variables that never change what a step writes into the tree: those of
@@ -40,6 +41,11 @@ READS_ELEMENT_DIRS = ("extra-data.d",)
 # Host-side phases whose hooks may also change TMP_HOOKS_PATH (extra-data.d
 # adds install-type links there, for instance).
 ROOT_ONLY_DIRS = ("root.d",)
+# Hooks directories and what is keyed on its own; every other entry of the
+# hooks tree is element data that hooks read, ".d" directories included
+# (init.d, binary-deps.d, udev.d: a ramdisk builder reads them).
+PHASE_DIRS = {f"{phase}.d" for phase in PHASES}
+NOT_DATA = {"bin", "environment.d"}
 
 
 def key_for(parent: str | None, step: str, inputs: Mapping[str, str]) -> str:
@@ -188,7 +194,7 @@ def phase_inputs(hooks_dir: Path, phase_dir: str, settings: Mapping[str, str],
     """
     data = [] if phase_dir in ROOT_ONLY_DIRS else [
         entry for entry in sorted(hooks_dir.iterdir())
-        if not entry.name.endswith(".d") and entry.name != "bin"]
+        if entry.name not in NOT_DATA and entry.name not in PHASE_DIRS]
     named = variables_named_in(hooks_dir / phase_dir, hooks_dir / "environment.d",
                                hooks_dir / "bin", *data)
     inputs = {k: v for k, v in settings.items()

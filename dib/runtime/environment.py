@@ -54,6 +54,9 @@ def base_environment(config: BuildConfig, *, workspace: Workspace, resolution: R
         "DIB_DEBUG_TRACE": str(config.debug_trace),
         "DIB_OFFLINE": "1" if config.offline else "",
         "DIB_IMAGE_CACHE": config.image_cache,
+        # Always set, as DIB does: hooks that write their own outputs
+        # (ramdisk-base, ironic-python-agent-ramdisk) read it under set -u.
+        "DIB_CHECKSUM": ",".join(config.checksum) or "0",
         "DIB_DEFAULT_INSTALLTYPE": config.install_type,
         "DIB_LOCKFILES": os.path.join(config.cache_dir, "lockfiles"),
         "DIB_PYTHON_EXEC": "/usr/bin/python3",

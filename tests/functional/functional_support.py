@@ -75,16 +75,20 @@ class Builds:
         self.elements.mkdir(exist_ok=True)
 
     def run(self, *args: str, name: str = "image", env: dict | None = None,
-            cache: bool = True, timeout: float = 900) -> BuildResult:
-        return self.start(*args, name=name, env=env, cache=cache).finish(timeout)
+            cache: bool = True, timeout: float = 900, ramdisk: bool = False) -> BuildResult:
+        return self.start(*args, name=name, env=env, cache=cache,
+                          ramdisk=ramdisk).finish(timeout)
 
     def start(self, *args: str, name: str = "image", env: dict | None = None,
-              cache: bool = True) -> "RunningBuild":
-        """A build running in the background; ``finish()`` waits for it."""
+              cache: bool = True, ramdisk: bool = False) -> "RunningBuild":
+        """A build running in the background; ``finish()`` waits for it.
+        With ``ramdisk``, as ramdisk-image-create."""
         image = self.scratch / name
         report = self.scratch / f"{name}.report.json"
         report.unlink(missing_ok=True)
-        argv = [sys.executable, "-m", "dib.cli.dic", "-o", str(image),
+        program = ["-c", "import sys; from dib.cli.dic import ramdisk_image_create; "
+                         "sys.exit(ramdisk_image_create())"] if ramdisk else ["-m", "dib.cli.dic"]
+        argv = [sys.executable, *program, "-o", str(image),
                 "--workdir", str(self.workdir), "--json-report", str(report),
                 "--cache-dir", str(CACHE_DIR), *([] if cache else ["--no-cache"]), *args]
         full_env = dict(os.environ, ELEMENTS_PATH=str(self.elements),

@@ -101,6 +101,20 @@ def test_element_data_does_not_change_the_bootstrap_key(tmp_path):
     assert after["install.d"] != before["install.d"]
 
 
+def test_non_phase_d_directories_are_element_data(tmp_path):
+    # A ramdisk builder (post-install.d) reads the elements' init.d,
+    # binary-deps.d and udev.d: a change there must rebuild the ramdisk.
+    hooks = make_hooks(tmp_path)
+    (hooks / "init.d").mkdir()
+    (hooks / "init.d" / "10-fragment").write_text("echo one\n")
+    before = chain_keys(hooks)
+    (hooks / "init.d" / "10-fragment").write_text("echo two\n")
+    after = chain_keys(hooks)
+    assert after["root.d"] == before["root.d"]
+    assert after["install.d"] != before["install.d"]
+    assert after["finalise.d"] != before["finalise.d"]
+
+
 def test_settings_change_keys_and_volatile_variables_do_not():
     env = {"DIB_RELEASE": "bookworm", "ARCH": "amd64", "DIB_DEBUG_TRACE": "0",
            "DIB_ARGS": "-o a", "HOME": "/root", "DIB_IMAGE_SIZE": "2"}

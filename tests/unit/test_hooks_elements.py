@@ -21,7 +21,8 @@ MINE = ("base", "dpkg", "debootstrap", "debian-minimal", "debian", "package-inst
         "pkg-map", "svc-map", "install-static", "install-bin", "install-types",
         "source-repositories", "manifests", "cache-url", "dib-init-system", "dib-python",
         "sysprep", "openssh-server", "vm", "bootloader", "block-device-mbr",
-        "block-device-gpt", "block-device-efi")
+        "block-device-gpt", "block-device-efi", "ramdisk-base", "ramdisk", "dracut-ramdisk",
+        "baremetal", "select-boot-kernel-initrd", "no-final-image")
 
 
 def element_dirs():

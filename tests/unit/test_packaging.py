@@ -66,8 +66,10 @@ def test_data_packages_mapped_to_top_level_dirs():
     assert package_dirs() == {"dib_elements": "elements", "dib_hooks": "hooks"}
     data = setup_cfg()["options.package_data"]
     assert data["dib_elements"].strip() == "**/*"
-    # the helpers, and DIB's shell library ($_LIB) under lib/
-    assert [g.strip() for g in data["dib_hooks"].split(",")] == ["*", "lib/*"]
+    # the helpers, and DIB's shell library ($_LIB) under lib/ with the
+    # ramdisk's init scripts
+    assert [g.strip() for g in data["dib_hooks"].split(",")] == [
+        "*", "lib/*", "lib/scripts/*", "lib/scripts/d/*"]
 
 
 def test_build_backend_handles_recursive_globs():
@@ -231,8 +233,11 @@ def test_installed_hooks(installed):
     for name in (p.name for p in (REPO / "hooks").iterdir()
                  if p.is_file() and os.access(p, os.X_OK)):
         assert os.access(hooks / name, os.X_OK), name
-    shipped_lib = sorted(p.name for p in (REPO / "hooks" / "lib").iterdir() if p.is_file())
-    assert shipped_lib and all((hooks / "lib" / name).is_file() for name in shipped_lib)
+    library = REPO / "hooks" / "lib"
+    shipped_lib = sorted(str(p.relative_to(library)) for p in library.rglob("*")
+                         if p.is_file() and "__pycache__" not in p.parts)
+    assert "scripts/d/init-func" in shipped_lib
+    assert all((hooks / "lib" / name).is_file() for name in shipped_lib)
     code = "from dib.elements import shipped_hooks_dir; print(shipped_hooks_dir())"
     assert run_installed(installed, "python", "-c", code).stdout.strip() == str(hooks)
 
