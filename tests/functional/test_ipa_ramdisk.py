@@ -15,7 +15,9 @@ from functional_support import CACHE_DIR, ROOT, needs_build_host
 pytestmark = [pytest.mark.functional, needs_build_host]
 
 INPUTS = CACHE_DIR.parent / "ipa-inputs"
-AGENT_STARTED = "Started ironic-python-agent.service"
+# The agent's own first log line; journald forwards it to the serial console.
+AGENT_STARTED = "Starting ironic-python-agent version"
+KERNEL_ARGS = "console=ttyS0 systemd.journald.forward_to_console=1"
 
 
 @pytest.fixture(scope="module")
@@ -58,7 +60,8 @@ def test_deploy_ramdisk_builds_unchanged_elements_and_the_agent_starts(builds, i
 
     boot = subprocess.run(
         [sys.executable, "-m", "dib.cli.main", "boot", "--kernel", str(kernel),
-         "--initrd", str(initramfs), "--memory", "3072", "--timeout", "420",
+         "--initrd", str(initramfs), "--append", KERNEL_ARGS, "--memory", "3072",
+         "--timeout", "420",
          "--expect", AGENT_STARTED, "--log", str(builds.scratch / "ipa-console.log")],
         capture_output=True, text=True, env=dict(os.environ, PYTHONPATH=str(ROOT)))
     console = (builds.scratch / "ipa-console.log").read_text(errors="replace") \
