@@ -104,6 +104,8 @@ def main(args: argparse.Namespace) -> int:
         print(json.dumps(report.to_dict(), indent=2))
     else:
         print_report(report)
+    if not report.ok:
+        print(f"dib boot: {describe_failure(report)}", file=sys.stderr)
     return 0 if report.ok else 1
 
 
@@ -133,7 +135,6 @@ def print_report(report: BootReport) -> None:
         _print_exec(report)
     print(f"  total {report.seconds:.1f} s")
     if not report.ok:
-        print(f"dib boot: {describe_failure(report)}", file=sys.stderr)
         if report.tail and (not report.reached or report.exec_error):
             print("  last console output:", file=sys.stderr)
             for line in report.tail.splitlines()[-15:]:
