@@ -7,9 +7,11 @@ tail of the command's output so the user sees why.
 from __future__ import annotations
 
 import collections
+import ctypes
 import logging
 import os
 import shutil
+import signal
 import subprocess
 import threading
 import time
@@ -121,6 +123,93 @@ def stream(argv: Sequence[str], *, on_line: Callable[[str], None] | None = None,
     if check and returncode != 0:
         raise CommandError(argv, returncode, text, what=what)
     return result
+
+
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:
+    """In the child before exec: SIGKILL when the parent goes, however it goes
+    (a SIGKILLed parent runs no cleanup of its own)."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+
+
+class Spawned:
+    """A command started in a process group of its own.
+
+    ``kill()`` ends the whole group and reaps the command; leaving a ``with``
+    block does the same, so an exception or Ctrl-C leaves nothing running.
+    """
+
+    def __init__(self, argv: list[str], proc: subprocess.Popen, what: str | None) -> None:
+        self.argv = argv
+        self.proc = proc
+        self.what = what or argv[0]
+        self.started = time.monotonic()
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    @property
+    def stdin(self):
+        return self.proc.stdin
+
+    @property
+    def stdout(self):
+        return self.proc.stdout
+
+    def poll(self) -> int | None:
+        return self.proc.poll()
+
+    def kill(self) -> int:
+        """SIGKILL the process group (if still there), reap, close the pipes."""
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+        try:
+            returncode = self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:  # pragma: no cover - a D-state process
+            self.proc.kill()
+            returncode = self.proc.wait()
+        for pipe in (self.proc.stdin, self.proc.stdout, self.proc.stderr):
+            if pipe is not None:
+                try:
+                    pipe.close()
+                except OSError:
+                    pass
+        LOG.debug("ended %s (status %s) after %.2fs", self.what, returncode,
+                  time.monotonic() - self.started)
+        return returncode
+
+    def __enter__(self) -> "Spawned":
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.kill()
+
+
+def spawn(argv: Sequence[str], *, stdin: int | None = subprocess.DEVNULL,
+          stdout: int | None = subprocess.PIPE, stderr: int | None = subprocess.STDOUT,
+          env: Mapping[str, str] | None = None, cwd: str | os.PathLike | None = None,
+          what: str | None = None) -> Spawned:
+    """Start a long-running command (a VM) that the caller talks to and ends.
+
+    It runs in its own session, so ``Spawned.kill`` reaches everything it
+    started and a Ctrl-C on the terminal reaches only us (we then kill it);
+    and it dies with this process even if this process is SIGKILLed.
+    """
+    argv = [os.fspath(a) for a in argv]
+    LOG.debug("spawn: %s", " ".join(argv))
+    try:
+        proc = subprocess.Popen(argv, env=dict(env) if env is not None else None, cwd=cwd,
+                                stdin=stdin, stdout=stdout, stderr=stderr,
+                                start_new_session=True, preexec_fn=_die_with_parent)
+    except FileNotFoundError as exc:
+        raise CommandError(argv, 127, f"command not found: {argv[0]}", what=what) from exc
+    return Spawned(argv, proc, what)
 
 
 def which(tool: str) -> str | None:

@@ -27,8 +27,9 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--unit", action="store_true",
                         help="run each element's tests/ with pytest instead of building")
     parser.add_argument("--boot", action="store_true",
-                        help="also build a qcow2 (adding 'vm') and boot it in qemu, waiting "
-                             "for expect.yaml's boot.marker (default 'login:')")
+                        help="also build a qcow2 (adding 'vm') and boot it in qemu as "
+                             "expect.yaml's boot: says: wait for its marker (default "
+                             "'login:'), run its exec checks in the guest")
     parser.add_argument("--junit", metavar="FILE", help="write JUnit XML results here")
     parser.add_argument("--json", metavar="FILE", dest="json_file",
                         help="write JSON results here ('-' for stdout)")

@@ -18,7 +18,9 @@ the harness:
    had ``/tmp/dib-test-should-fail`` when it failed; a build that succeeds
    but still ships the sentinel fails;
 4. checks ``expect.yaml`` against the produced tree and, with ``--boot``,
-   boots the image in qemu waiting for the case's marker.
+   boots the image in qemu as its ``boot:`` key says (``dib.testing.boot``):
+   waits for the marker, runs the ``exec`` commands in the guest and
+   compares their exit status and output (``dib.testing.expect.check_boot``).
 
 How the sentinel is found after a failure: the case is built with
 ``keep_workspace`` and a JSON report. The report lists the build's steps with
@@ -509,7 +511,7 @@ def _keep_log(case: Case, options: Options, log_path: Path) -> str:
 
 def _run_case(case: Case, options: Options, work: Path, log_path: Path) -> CaseResult:
     from dib.config.build import load_build_config
-    from dib.testing.expect import boot_expectation
+    from dib.testing.expect import boot_plan, check_boot
 
     environ = case_environ(case, options.environ)
     index = discover(environ)
@@ -574,15 +576,16 @@ def _run_case(case: Case, options: Options, work: Path, log_path: Path) -> CaseR
             result.details = "\n".join(failures)
             return result
     if boot:
-        marker, timeout = boot_expectation(spec) or ("login:", 300.0)
-        from dib.testing.boot import boot_check
-        report = boot_check(out_dir / "image.qcow2", timeout=timeout, expect=marker,
-                            log_path=work / "boot.log")
+        from dib.testing.boot import boot as boot_image
+        plan = boot_plan(spec, case.path)
+        report = boot_image(plan.spec(out_dir / "image.qcow2", log_path=work / "boot.log"))
         result.boot = report.to_dict()
-        if not report.reached:
-            result.reason = (f"boot: '{marker}' not seen on the console within "
-                             f"{timeout:g} s ({report.exit_reason})")
-            result.details = report.tail
+        failures = check_boot(report, plan)
+        if failures:
+            result.reason = f"boot: {failures[0]}"
+            tail = "\n".join(report.tail.splitlines()[-15:])
+            result.details = "\n".join(failures) + (f"\nlast console output:\n{tail}"
+                                                    if tail else "")
             return result
     result.status = PASS
     return result

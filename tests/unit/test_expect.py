@@ -5,9 +5,11 @@ from pathlib import Path
 
 import pytest
 
-from dib.testing.expect import (SCHEMA, ExpectationError, boot_expectation,
-                                check_expectations, installed_packages, load_expectations,
-                                validate)
+from dib.testing.boot import BootReport
+from dib.testing.expect import (SCHEMA, ExecCheck, ExpectationError, boot_expectation,
+                                boot_plan, check_boot, check_expectations, installed_packages,
+                                load_expectations, validate)
+from dib.testing.guest import ExecResult
 
 STATUS = """Package: figlet
 Status: install ok installed
@@ -94,7 +96,7 @@ def test_missing_tree(tmp_path):
     {"files_present": "/etc/motd"},
     {"modes": {"/etc/motd": "644x"}},
     {"modes": {"/etc/motd": 644}},
-    {"boot": {"timeout": 5}},
+    {"boot": {"markr": "x"}},
     {"boot": {"marker": "x", "timeout": 0}},
     {"packages_installed": ["bad name"]},
     ["files_present"],
@@ -126,3 +128,115 @@ def test_empty_file_means_no_expectations(tmp_path):
     (tmp_path / "expect.yaml").write_text("")
     assert load_expectations(tmp_path / "expect.yaml") == {}
     assert boot_expectation({}) is None
+
+
+# -- boot: how to boot, what to check in the guest ----------------------------------
+
+
+BOOT_YAML = """\
+boot:
+  marker: "Reached target"
+  timeout: 200
+  firmware: uefi
+  memory: 2G
+  nics: 2
+  grow: 4
+  login: serial
+  seed:
+    user-data: seed/user-data
+  exec:
+    - test -d /var/lib/apt
+    - run: systemctl is-active ssh
+      output: active
+    - run: systemctl is-enabled nothing
+      status: 1
+      contains: [disabled, nothing]
+"""
+
+
+def _case(tmp_path: Path, text: str) -> Path:
+    case = tmp_path / "case"
+    (case / "seed").mkdir(parents=True)
+    (case / "seed/user-data").write_text("#cloud-config\n")
+    (case / "expect.yaml").write_text(text)
+    return case
+
+
+def test_boot_plan_reads_every_key(tmp_path):
+    case = _case(tmp_path, BOOT_YAML)
+    plan = boot_plan(load_expectations(case), case)
+    assert (plan.marker, plan.timeout, plan.firmware) == ("Reached target", 200.0, "uefi")
+    assert (plan.memory_mb, plan.nics, plan.grow) == (2048, 2, 4 * 1024 ** 3)
+    assert plan.seed == {"user-data": case / "seed/user-data"}
+    assert plan.checks == [ExecCheck("test -d /var/lib/apt"),
+                           ExecCheck("systemctl is-active ssh", "active"),
+                           ExecCheck("systemctl is-enabled nothing", None,
+                                     ("disabled", "nothing"), 1)]
+    spec = plan.spec(tmp_path / "image.qcow2", log_path=tmp_path / "boot.log")
+    assert list(spec.exec) == [c.run for c in plan.checks]
+    assert (spec.expect, spec.grow, spec.nics, spec.login) == ("Reached target", 4 * 1024 ** 3,
+                                                               2, "serial")
+
+
+def test_boot_plan_defaults(tmp_path):
+    plan = boot_plan({})
+    assert (plan.marker, plan.timeout, plan.checks, plan.seed) == ("login:", 300.0, [], None)
+    assert boot_plan({"boot": {"exec": ["true"]}}).marker == "login:"
+
+
+@pytest.mark.parametrize("text, where", [
+    ("boot:\n  exec: [{run: x, outptu: y}]\n", "boot/exec/0: .*'outptu' was unexpected"),
+    ("boot:\n  exec: [{output: y}]\n", "boot/exec/0: 'run' is a required property"),
+    ("boot:\n  exec: [{run: x, contains: []}]\n", "boot/exec/0"),
+    ("boot:\n  exec: []\n", "boot/exec"),
+    ("boot:\n  nics: 12\n", "boot/nics"),
+    ("boot:\n  grow: lots\n", "boot/grow"),
+    ("boot:\n  login: telnet\n", "boot/login"),
+    ("boot:\n  seed: {meta-data: m}\n", "boot/seed"),
+    ("boot:\n  seed: {user-data: seed/user-data, vendor-data: v}\n", "boot/seed"),
+    ("boot:\n  seed: {user-data: seed/missing}\n", "boot/seed/user-data: .*seed/missing "
+                                                    "does not exist"),
+    ("boot:\n  memory: 2X\n", "boot/memory"),
+])
+def test_bad_boot_expectations_name_the_file_and_key(tmp_path, text, where):
+    case = _case(tmp_path, text)
+    with pytest.raises(ExpectationError, match=f"{case / 'expect.yaml'}: {where}") as info:
+        load_expectations(case)
+    assert "Traceback" not in str(info.value)
+
+
+def _boot_report(results, **changes) -> BootReport:
+    fields = dict(image=Path("i.qcow2"), firmware="bios", expect="login:", reached=True,
+                  seconds=30.0, login="serial", exec_results=results)
+    fields.update(changes)
+    return BootReport(**fields)
+
+
+def test_check_boot_compares_status_and_output():
+    plan = boot_plan({"boot": {"exec": [
+        "true", {"run": "systemctl is-active ssh", "output": "active"},
+        {"run": "grep x /nope", "status": 2}, {"run": "uname -r", "contains": ["6.1", "amd64"]},
+        {"run": "sleep 999"}]}})
+    good = [ExecResult("true", 0, ""), ExecResult("systemctl is-active ssh", 0, "active\n"),
+            ExecResult("grep x /nope", 2, "grep: /nope: No such file\n"),
+            ExecResult("uname -r", 0, "6.1.0-56-amd64\n"), ExecResult("sleep 999", 0, "")]
+    assert check_boot(_boot_report(good), plan) == []
+    bad = [ExecResult("true", 1, "oops"), ExecResult("systemctl is-active ssh", 3, "inactive\n"),
+           ExecResult("grep x /nope", 0, ""), ExecResult("uname -r", 0, "6.1.0-56-arm64\n"),
+           ExecResult("sleep 999", None, "")]
+    assert check_boot(_boot_report(bad), plan) == [
+        "exec 'true': exit status 1, expected 0 (output: 'oops')",
+        "exec 'systemctl is-active ssh': exit status 3, expected 0 (output: 'inactive')",
+        # a whole-output match: 'inactive' contains 'active' but is not it
+        "exec 'systemctl is-active ssh': output is 'inactive', expected 'active'",
+        "exec 'grep x /nope': exit status 0, expected 2 (output: '')",
+        "exec 'uname -r': output does not contain 'amd64' (output: '6.1.0-56-arm64')",
+        "exec 'sleep 999': did not finish"]
+
+
+def test_check_boot_reports_a_missing_marker_or_login_first():
+    plan = boot_plan({"boot": {"marker": "ready", "timeout": 60, "exec": ["true"]}})
+    assert check_boot(_boot_report([], reached=False, exit_reason="timeout"), plan) == [
+        "'ready' not seen on the console within 60 s (timeout)"]
+    assert check_boot(_boot_report([], exec_error="no login: prompt"), plan) == [
+        "exec: no login: prompt"]

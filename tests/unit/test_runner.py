@@ -1,0 +1,84 @@
+"""dib.runner.spawn: long-running commands that never outlive their owner."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+
+from dib import runner
+from dib.errors import CommandError
+
+
+def _gone(pid: int, within: float = 5.0) -> bool:
+    """True once ``pid`` no longer exists (or is a zombie nobody reaps yet)."""
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        try:
+            with open(f"/proc/{pid}/stat") as handle:
+                if handle.read().rsplit(")", 1)[1].split()[0] == "Z":
+                    return True
+        except FileNotFoundError:
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def _group_members(pgid: int) -> list[int]:
+    members = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as handle:
+                fields = handle.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == pgid and fields[0] != "Z":
+            members.append(int(entry))
+    return members
+
+
+def test_kill_ends_the_whole_process_group():
+    spawned = runner.spawn(["sh", "-c", "sleep 300 & sleep 300 & echo started; wait"])
+    assert spawned.stdout.readline() == b"started\n"
+    assert len(_group_members(spawned.pid)) == 3
+    assert spawned.kill() == -9
+    assert _group_members(spawned.pid) == []
+
+
+def test_leaving_the_with_block_on_an_error_kills_it():
+    with pytest.raises(RuntimeError):
+        with runner.spawn(["sleep", "300"]) as spawned:
+            pid = spawned.pid
+            raise RuntimeError("boom")
+    assert _gone(pid)
+
+
+def test_child_dies_when_its_owner_is_sigkilled():
+    owner = subprocess.run(
+        [sys.executable, "-c",
+         "import os, signal\n"
+         "from dib import runner\n"
+         "s = runner.spawn(['sleep', '300'])\n"
+         "print(s.pid, flush=True)\n"
+         "os.kill(os.getpid(), signal.SIGKILL)\n"],
+        capture_output=True, text=True, timeout=30)
+    assert owner.returncode == -9
+    assert _gone(int(owner.stdout.strip()))
+
+
+def test_own_session_and_stdin_pipe():
+    with runner.spawn(["sh", "-c", "ps -o sid= -p $$; read line; echo got $line"],
+                      stdin=subprocess.PIPE) as spawned:
+        assert int(spawned.stdout.readline()) == spawned.pid
+        spawned.stdin.write(b"hello\n")
+        spawned.stdin.flush()
+        assert spawned.stdout.readline() == b"got hello\n"
+
+
+def test_missing_command_is_a_command_error():
+    with pytest.raises(CommandError, match="command not found: no-such-tool-here"):
+        runner.spawn(["no-such-tool-here"])
