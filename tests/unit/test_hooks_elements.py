@@ -22,7 +22,9 @@ MINE = ("base", "dpkg", "debootstrap", "debian-minimal", "debian", "package-inst
         "source-repositories", "manifests", "cache-url", "dib-init-system", "dib-python",
         "sysprep", "openssh-server", "vm", "bootloader", "block-device-mbr",
         "block-device-gpt", "block-device-efi", "ramdisk-base", "ramdisk", "dracut-ramdisk",
-        "baremetal", "select-boot-kernel-initrd", "no-final-image")
+        "baremetal", "select-boot-kernel-initrd", "no-final-image", "dhcp-all-interfaces",
+        "ibft-interfaces", "ensure-venv", "simple-init", "epel", "selinux-permissive",
+        "runtime-ssh-host-keys", "dynamic-login", "modprobe")
 
 
 def element_dirs():

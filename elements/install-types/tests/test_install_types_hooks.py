@@ -52,6 +52,23 @@ class TestEnableInstallTypes(HookTestCase):
         self.assertHookSucceeded()
         self.assertEqual(self.link("74-my-app"), "my-app-source-install/74-my-app")
 
+    def test_an_install_type_of_the_elements_own(self):
+        # simple-init offers a "repo" type beside source and package.
+        self.root.write(f"{HOOKS_DIR}/install.d/my-app-repo-install/74-my-app", "repo\n",
+                        mode=0o755)
+        self.run_hook(*HOOK, env=dict(self.env, DIB_INSTALLTYPE_my_app="repo"))
+        self.assertHookSucceeded()
+        self.assertEqual(self.link("74-my-app"), "my-app-repo-install/74-my-app")
+
+    def test_directories_without_a_type_or_a_usable_prefix_are_skipped(self):
+        self.root.write(f"{HOOKS_DIR}/install.d/plain-install/20-plain", "x\n", mode=0o755)
+        self.root.write(f"{HOOKS_DIR}/install.d/odd.name-source-install/30-odd", "x\n",
+                        mode=0o755)
+        self.run_hook(*HOOK, env=dict(self.env, DIB_INSTALLTYPE_plain="plain"))
+        self.assertHookSucceeded()
+        self.assertFileAbsent(f"{HOOKS_DIR}/install.d/20-plain")
+        self.assertFileAbsent(f"{HOOKS_DIR}/install.d/30-odd")
+
     def test_no_install_d_is_fine(self):
         self.run_hook(*HOOK, env={"TMP_HOOKS_PATH": str(self.root.join("/srv/empty"))})
         self.assertHookSucceeded()

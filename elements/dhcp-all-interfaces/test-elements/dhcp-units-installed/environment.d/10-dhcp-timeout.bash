@@ -1,0 +1,1 @@
+export DIB_DHCP_TIMEOUT=20

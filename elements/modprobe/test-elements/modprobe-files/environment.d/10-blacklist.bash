@@ -1,0 +1,1 @@
+export DIB_MODPROBE_BLACKLIST="floppy pcspkr"
