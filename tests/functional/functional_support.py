@@ -91,8 +91,8 @@ class Builds:
         argv = [sys.executable, *program, "-o", str(image),
                 "--workdir", str(self.workdir), "--json-report", str(report),
                 "--cache-dir", str(CACHE_DIR), *([] if cache else ["--no-cache"]), *args]
-        full_env = dict(os.environ, ELEMENTS_PATH=str(self.elements),
-                        PYTHONPATH=str(ROOT), **(env or {}))
+        full_env = dict(os.environ, ELEMENTS_PATH=str(self.elements), PYTHONPATH=str(ROOT))
+        full_env.update(env or {})
         proc = subprocess.Popen(argv, env=full_env, stdout=subprocess.PIPE,
                                 stderr=subprocess.STDOUT, text=True, cwd=self.scratch,
                                 start_new_session=True)
