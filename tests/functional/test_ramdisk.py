@@ -33,7 +33,8 @@ def boot_ramdisk(kernel: Path, initrd: Path, log: Path,
     and wait for its answer. Returns the seconds to the prompt, to the
     answer, and the console output.
 
-    # dib boot --kernel: use it here once dib boot takes --kernel/--initrd.
+    qemu is driven directly, not through ``dib boot --kernel``: the test types
+    into the busybox shell, which has no login for ``dib boot --exec``.
     """
     argv = ["qemu-system-x86_64", "-accel", "tcg", "-m", "1024", "-nographic", "-no-reboot",
             "-nic", "none", "-kernel", str(kernel), "-initrd", str(initrd),
