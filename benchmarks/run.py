@@ -134,6 +134,10 @@ class Bench:
         script = self.dib_bench / ("shimrun.sh" if shim else "build.sh")
         secs, rc, logf = self.timed(f"dib-{name}", ["bash", str(script), name, *args],
                                     env=dict(os.environ, **env) if env else None)
+        # build.sh exits 0 whatever DIB did; its summary line has DIB's status.
+        found = re.search(r"^rc=(\d+) ", logf.read_text(errors="replace"), re.M)
+        if found and rc == 0:
+            rc = int(found.group(1))
         return secs, rc, logf
 
     def ours_build(self, name: str, args: list[str], cache: Path | None,
