@@ -22,8 +22,9 @@ from pathlib import Path
 
 from dib import runner
 from dib.blockdev import sizes
-from dib.blockdev.config import (BIOS_BOOT_GUID, ESP_GUID, BlockDeviceConfig, LocalLoop,
-                                 Partition, Partitioning, preflight)
+from dib.blockdev.checks import preflight
+from dib.blockdev.config import BlockDeviceConfig
+from dib.blockdev.nodes import BIOS_BOOT_GUID, ESP_GUID, LocalLoop, Partition, Partitioning
 from dib.blockdev.patch import update_ext_fs, zero_range
 from dib.errors import BlockDeviceError
 

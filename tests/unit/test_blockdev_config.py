@@ -1,6 +1,11 @@
+import configparser
+import importlib
+from pathlib import Path
+
 import pytest
 
-from dib.blockdev import config as c
+from dib.blockdev import checks, nodes
+from dib.blockdev.graph import load_config
 from dib.errors import BlockDeviceError, PreflightError
 
 EFI = """
@@ -60,7 +65,7 @@ GRAPH = """
 
 
 def test_default_config_is_dibs():
-    cfg = c.load_config()
+    cfg = load_config()
     assert [n.name for n in cfg.loops] == ["image0"]
     assert cfg.root_fs.name == "mkfs_root"
     assert cfg.root_label == "cloudimg-rootfs"
@@ -70,13 +75,13 @@ def test_default_config_is_dibs():
 
 
 def test_tree_names_and_lifting():
-    cfg = c.load_config(EFI)
+    cfg = load_config(EFI)
     assert set(cfg.nodes) >= {"image0", "partitioning_image0", "ESP", "BSP", "root",
                               "mkfs_ESP", "mkfs_root", "mount_mkfs_root",
                               "fstab_mount_mkfs_root"}
     assert cfg.nodes["mkfs_root"].base == "root"
     assert cfg.nodes["root"].number == 3
-    assert cfg.nodes["ESP"].type == c.ESP_GUID
+    assert cfg.nodes["ESP"].type == nodes.ESP_GUID
     assert cfg.nodes["mkfs_ESP"].label == "MKFS_ESP"   # vfat labels are upper-cased
     assert cfg.mount_points() == ["/", "/boot/efi"]
     assert cfg.esp.name == "ESP" and cfg.bios_boot.name == "BSP"
@@ -85,7 +90,7 @@ def test_tree_names_and_lifting():
 
 
 def test_graph_and_tree_give_same_shape():
-    cfg = c.load_config(GRAPH)
+    cfg = load_config(GRAPH)
     assert cfg.root_fs.name == "mkfs_root"
     assert cfg.nodes["root"].bootable and cfg.nodes["root"].primary
     assert cfg.hook_environment() == {"DIB_ROOT_LABEL": "cloudimg-rootfs",
@@ -94,18 +99,18 @@ def test_graph_and_tree_give_same_shape():
 
 
 def test_overrides_patch_mkfs_root_only_where_unset():
-    cfg = c.load_config(None, root_label="myroot", fs_type="ext3", mkfs_options="-i 4096")
+    cfg = load_config(None, root_label="myroot", fs_type="ext3", mkfs_options="-i 4096")
     assert (cfg.root_label, cfg.root_fs_type, cfg.root_fs.opts) == ("myroot", "ext3", "-i 4096")
-    explicit = c.load_config(GRAPH, root_label="other", fs_type="ext3")
+    explicit = load_config(GRAPH, root_label="other", fs_type="ext3")
     assert explicit.root_fs_type == "ext4"      # YAML wins, like DIB
     assert explicit.root_label == "other"      # label not in the YAML: the param fills it
-    xfs = c.load_config(None, fs_type="xfs")
+    xfs = load_config(None, fs_type="xfs")
     assert xfs.root_label == "img-rootfs"
 
 
 def _err(text, match):
     with pytest.raises(BlockDeviceError, match=match) as exc:
-        c.load_config(text)
+        load_config(text)
     assert exc.value.hint or "expected" in exc.value.message
     return exc.value
 
@@ -190,38 +195,38 @@ def test_lvm_validates_but_preflight_refuses_without_device_mapper():
     lvs: [{name: lv_root, base: vg, size: 1GiB}]
 - mkfs: {name: mkfs_root, base: lv_root, type: ext4, mount: {mount_point: /}}
 """
-    cfg = c.load_config(text)
+    cfg = load_config(text)
     assert cfg.lvms and cfg.root_fs.base == "lv_root"
     with pytest.raises(PreflightError, match="device-mapper"):
-        c.preflight(cfg, dm_available=False)
-    c.preflight(cfg, dm_available=True)
+        checks.preflight(cfg, dm_available=False)
+    checks.preflight(cfg, dm_available=True)
 
 
 def test_device_mapper_probe(tmp_path):
     misc = tmp_path / "misc"
     misc.write_text(" 236 device-mapper\n")
-    assert not c.device_mapper_available(str(misc), str(tmp_path / "nope"))
+    assert not checks.device_mapper_available(str(misc), str(tmp_path / "nope"))
     ctl = tmp_path / "control"
     ctl.write_text("")
-    assert c.device_mapper_available(str(misc), str(ctl))
+    assert checks.device_mapper_available(str(misc), str(ctl))
 
 
 def test_ids_are_stable_and_seed_dependent():
-    a = c.load_config(EFI).assign_ids("seed-1")
-    b = c.load_config(EFI).assign_ids("seed-1")
-    d = c.load_config(EFI).assign_ids("seed-2")
+    a = load_config(EFI).assign_ids("seed-1")
+    b = load_config(EFI).assign_ids("seed-1")
+    d = load_config(EFI).assign_ids("seed-2")
     ids = lambda cfg: ([fs.uuid for fs in cfg.filesystems],
                        [p.partuuid for p in cfg.partitions], cfg.partition_table.disk_id)
     assert ids(a) == ids(b)
     assert ids(a) != ids(d)
     assert len(set(ids(a)[0] + ids(a)[1])) == 5
     assert a.nodes["mkfs_ESP"].fs_uuid.count("-") == 1     # FAT volume id XXXX-XXXX
-    mbr = c.load_config(GRAPH).assign_ids("x")
+    mbr = load_config(GRAPH).assign_ids("x")
     assert mbr.partition_table.disk_id.startswith("0x") and len(mbr.partition_table.disk_id) == 10
 
 
 def test_given_uuid_is_kept():
-    cfg = c.load_config(GRAPH.replace("type: ext4",
+    cfg = load_config(GRAPH.replace("type: ext4",
                                       "type: ext4\n    uuid: 12345678-1234-1234-1234-123456789abc"))
     cfg.assign_ids("s")
     assert cfg.root_fs.uuid == "12345678-1234-1234-1234-123456789abc"
@@ -229,4 +234,20 @@ def test_given_uuid_is_kept():
 
 def test_registry_falls_back_to_builtins():
     assert {"local_loop", "partitioning", "mkfs", "mount", "fstab", "lvm"} <= \
-        set(c.plugin_names())
+        set(nodes.plugin_names())
+
+
+def test_setup_cfg_entry_points_name_the_node_classes():
+    """Installed, the plugins come from these entry points: each must import
+    and be the node class of the plugin it is registered as."""
+    parser = configparser.ConfigParser(interpolation=None)
+    parser.read(Path(__file__).resolve().parents[2] / "setup.cfg")
+    lines = [line.strip() for line in
+             parser["options.entry_points"]["dib.block_device"].splitlines() if line.strip()]
+    assert len(lines) == 6
+    for line in lines:
+        name, target = (part.strip() for part in line.split("="))
+        module, attr = target.split(":")
+        cls = getattr(importlib.import_module(module), attr)
+        assert issubclass(cls, nodes.Node) and cls.plugin == name
+        assert f"{cls.__module__}:{cls.__qualname__}" == target, "name where it is defined"

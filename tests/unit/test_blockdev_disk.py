@@ -4,7 +4,7 @@ import subprocess
 
 import pytest
 
-from dib.blockdev import config as c
+from dib.blockdev.graph import load_config
 from dib.blockdev import disk, fstab
 from dib.errors import BlockDeviceError
 
@@ -49,7 +49,7 @@ LOGICAL = """
 
 
 def test_gpt_efi_plan_offsets_and_alignment():
-    cfg = c.load_config(EFI).assign_ids("t")
+    cfg = load_config(EFI).assign_ids("t")
     plan = disk.plan_disk(cfg, tree_bytes=0, image_size=2 * GiB)
     parts = {p.name: p for p in plan.partitions}
     assert parts["ESP"].start == 1 * MiB and parts["ESP"].size == 550 * MiB
@@ -66,7 +66,7 @@ def test_gpt_efi_plan_offsets_and_alignment():
 
 def test_percent_is_of_remaining_space():
     text = VAR.replace("      - name: swap\n        size: 0%\n", "")
-    cfg = c.load_config(text).assign_ids("t")
+    cfg = load_config(text).assign_ids("t")
     plan = disk.plan_disk(cfg, tree_bytes=0, image_size=2 * GiB)
     root, var = plan.partition("root"), plan.partition("var")
     free_after_bsp = 2 * GiB - 33 * 512 - root.start
@@ -77,29 +77,29 @@ def test_percent_is_of_remaining_space():
 
 def test_zero_percent_partition_is_refused():
     with pytest.raises(BlockDeviceError, match="'0%'"):
-        c.load_config(VAR)
+        load_config(VAR)
 
 
 def test_too_small_disk_names_partition():
-    cfg = c.load_config(EFI).assign_ids("t")
+    cfg = load_config(EFI).assign_ids("t")
     with pytest.raises(BlockDeviceError, match="'BSP'|'root'") as exc:
         disk.plan_disk(cfg, tree_bytes=0, image_size=555 * MiB)
     assert "DIB_IMAGE_SIZE" in str(exc.value)
 
 
 def test_default_size_follows_dib():
-    cfg = c.load_config(None).assign_ids("t")
+    cfg = load_config(None).assign_ids("t")
     plan = disk.plan_disk(cfg, tree_bytes=600 * MiB)
     assert plan.size >= 1000 * MiB and plan.size % (64 * 1024) == 0
     extra = disk.plan_disk(cfg, tree_bytes=600 * MiB, extra_size=100 * MiB)
     assert 700 * MiB <= extra.size < 1000 * MiB
     assert plan.label is None and plan.root_fs.offset == 0 and plan.root_fs.size == plan.size
-    efi = disk.plan_disk(c.load_config(EFI).assign_ids("t"), tree_bytes=300 * MiB)
+    efi = disk.plan_disk(load_config(EFI).assign_ids("t"), tree_bytes=300 * MiB)
     assert efi.size > 300 * MiB / 0.6 + 558 * MiB
 
 
 def test_sfdisk_script_gpt():
-    cfg = c.load_config(EFI).assign_ids("t")
+    cfg = load_config(EFI).assign_ids("t")
     plan = disk.plan_disk(cfg, tree_bytes=0, image_size=2 * GiB)
     script = disk.sfdisk_script(plan)
     lines = script.splitlines()
@@ -111,7 +111,7 @@ def test_sfdisk_script_gpt():
 
 
 def test_sfdisk_script_mbr_with_logicals():
-    cfg = c.load_config(LOGICAL).assign_ids("t")
+    cfg = load_config(LOGICAL).assign_ids("t")
     plan = disk.plan_disk(cfg, tree_bytes=0, image_size=3 * GiB)
     script = disk.sfdisk_script(plan)
     assert "label: dos" in script and "label-id: 0x" in script
@@ -138,7 +138,7 @@ needs_sfdisk = pytest.mark.skipif(not (shutil.which("sfdisk") or
 @needs_sfdisk
 def test_real_gpt_table_round_trips(tmp_path):
     from dib import runner
-    cfg = c.load_config(EFI).assign_ids("t")
+    cfg = load_config(EFI).assign_ids("t")
     plan = disk.plan_disk(cfg, tree_bytes=0, image_size=2 * GiB)
     raw = tmp_path / "d.raw"
     raw.write_bytes(b"")
@@ -156,7 +156,7 @@ def test_real_gpt_table_round_trips(tmp_path):
 @needs_sfdisk
 def test_real_mbr_table_round_trips(tmp_path):
     from dib import runner
-    cfg = c.load_config(LOGICAL).assign_ids("t")
+    cfg = load_config(LOGICAL).assign_ids("t")
     plan = disk.plan_disk(cfg, tree_bytes=0, image_size=3 * GiB)
     raw = tmp_path / "d.raw"
     with open(raw, "wb") as fh:
@@ -172,7 +172,7 @@ def test_real_mbr_table_round_trips(tmp_path):
 
 
 def test_fstab_text_like_dib():
-    cfg = c.load_config(EFI).assign_ids("t")
+    cfg = load_config(EFI).assign_ids("t")
     assert fstab.fstab_text(cfg) == ("LABEL=cloudimg-rootfs / ext4 defaults 0 1\n"
                                     "LABEL=MKFS_ESP /boot/efi vfat defaults 0 2\n")
     by_uuid = fstab.fstab_text(cfg, by="uuid")
@@ -181,23 +181,23 @@ def test_fstab_text_like_dib():
 
 
 def test_fstab_swap_and_mount_without_fstab():
-    cfg = c.load_config(LOGICAL)
+    cfg = load_config(LOGICAL)
     text = fstab.fstab_text(cfg)
     assert text.splitlines() == ["LABEL=cloudimg-rootfs / ext4 defaults 0 2",
                                  "LABEL=mkfs_data /srv ext4 defaults 0 2",
                                  "LABEL=mkfs_swap none swap sw 0 0"]
-    graph = c.load_config(GRAPH.replace("- fstab:\n    name: fstab_root\n    base: mount_root\n",
+    graph = load_config(GRAPH.replace("- fstab:\n    name: fstab_root\n    base: mount_root\n",
                                         ""))
     assert fstab.fstab_text(graph) == ""
 
 
 def test_required_tools():
-    names = dict(disk.required_tools(c.load_config(VAR.replace(
+    names = dict(disk.required_tools(load_config(VAR.replace(
         "      - name: swap\n        size: 0%\n", ""))))
     assert names["sfdisk"] == "fdisk" and names["mkfs.ext4"] == "e2fsprogs"
     assert names["mkfs.fat"] == "dosfstools" and names["mcopy"] == "mtools"
     assert names["unshare"] == "util-linux"          # nested /var and /boot/efi
-    assert "unshare" not in dict(disk.required_tools(c.load_config(None)))
+    assert "unshare" not in dict(disk.required_tools(load_config(None)))
 
 
 @pytest.mark.skipif(not shutil.which("mkfs.ext4", path="/usr/sbin:/sbin:/usr/bin"),
@@ -206,7 +206,7 @@ def test_build_small_disk_without_nested_mounts(tmp_path):
     tree = tmp_path / "tree"
     (tree / "etc").mkdir(parents=True)
     (tree / "etc" / "hello").write_text("hi\n")
-    cfg = c.load_config(GRAPH).assign_ids("small")
+    cfg = load_config(GRAPH).assign_ids("small")
     plan = disk.plan_disk(cfg, tree_bytes=0, image_size=64 * MiB)
     result = disk.build_disk(plan, tree, tmp_path / "d.raw")
     table = _sfdisk_json(result.raw)

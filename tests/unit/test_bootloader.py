@@ -3,7 +3,7 @@ import struct
 import pytest
 
 from dib import bootloader
-from dib.blockdev import config as c
+from dib.blockdev.graph import load_config
 from dib.blockdev import disk
 from dib.bootloader import bios
 from dib.errors import BlockDeviceError, PreflightError
@@ -88,7 +88,7 @@ def _tree(tmp_path):
 
 def test_prepare_tree_writes_grub_cfg(tmp_path):
     tree = _tree(tmp_path)
-    cfg = c.load_config(EFI).assign_ids("s")
+    cfg = load_config(EFI).assign_ids("s")
     setup = bootloader.prepare_tree(tree, cfg, "quiet", options=bootloader.BootOptions())
     text = setup.grub_cfg.read_text()
     assert setup.kernel_version == "6.1.0-10-amd64"           # newest, not lexical
@@ -114,7 +114,7 @@ def test_boot_options_from_env():
 
 def test_separate_boot_uses_its_own_paths(tmp_path):
     tree = _tree(tmp_path)
-    cfg = c.load_config("""
+    cfg = load_config("""
 - local_loop: {name: image0}
 - partitioning:
     base: image0
@@ -134,7 +134,7 @@ def test_separate_boot_uses_its_own_paths(tmp_path):
 
 
 def test_prepare_tree_needs_kernel_and_ids(tmp_path):
-    cfg = c.load_config(EFI)
+    cfg = load_config(EFI)
     with pytest.raises(BlockDeviceError, match="assign_ids"):
         bootloader.prepare_tree(_tree(tmp_path), cfg)
     cfg.assign_ids("s")
@@ -145,7 +145,7 @@ def test_prepare_tree_needs_kernel_and_ids(tmp_path):
 
 
 def test_firmware_support_by_layout():
-    plan = lambda text: disk.plan_disk(c.load_config(text).assign_ids("s"), tree_bytes=0,
+    plan = lambda text: disk.plan_disk(load_config(text).assign_ids("s"), tree_bytes=0,
                                        image_size=2 * 1024 ** 3)
     assert bootloader.firmware_support(plan(EFI)) == (True, True)
     assert bootloader.firmware_support(plan(GRAPH)) == (True, False)
@@ -157,7 +157,7 @@ def test_firmware_support_by_layout():
 
 
 def test_preflight_names_missing_grub_package(tmp_path):
-    plan = disk.plan_disk(c.load_config(EFI).assign_ids("s"), tree_bytes=0,
+    plan = disk.plan_disk(load_config(EFI).assign_ids("s"), tree_bytes=0,
                           image_size=2 * 1024 ** 3)
     with pytest.raises(PreflightError, match="grub-pc-bin") as exc:
         bootloader.preflight(plan, grub_lib=tmp_path)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from dib.blockdev import config as c
+from dib.blockdev.graph import load_config
 from dib.blockdev import disk
 from dib.blockdev.patch import CannotPatch, update_ext_fs
 from dib.cache.disks import DiskBases
@@ -158,7 +158,7 @@ def test_a_changed_layer_too_big_to_list_means_no_patch(tmp_path):
 
 
 def test_paths_go_to_the_filesystem_that_holds_them():
-    cfg = c.load_config(VAR.replace("      - name: swap\n        size: 0%\n", ""))
+    cfg = load_config(VAR.replace("      - name: swap\n        size: 0%\n", ""))
     plan = disk.plan_disk(cfg.assign_ids("v"), tree_bytes=0, image_size=2 * 1024 * MiB)
     root, var = plan.fs_at("/"), plan.fs_at("/var")
     paths = ["etc/motd", "var", "var/log/x", "boot/efi/EFI/a", "variable"]
@@ -209,7 +209,7 @@ def test_malformed_record_is_not_used(tmp_path):
 
 
 def test_small_tree_growth_keeps_the_disk_size():
-    cfg = c.load_config(GRAPH).assign_ids("g")
+    cfg = load_config(GRAPH).assign_ids("g")
     first = disk.plan_disk(cfg, tree_bytes=900 * MiB)
     grown = disk.plan_disk(cfg, tree_bytes=900 * MiB + 4096)
     artifacts = DiskArtifacts(cfg, "test", False)
