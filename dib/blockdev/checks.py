@@ -11,109 +11,121 @@ import difflib
 import graphlib
 import os
 
-from dib.blockdev import sizes
 from dib.blockdev.config import BlockDeviceConfig
-from dib.blockdev.nodes import (Fstab, LocalLoop, LogicalVolume, Lvm, Mkfs, Mount, Partition,
-                                Partitioning, _fail)
-from dib.errors import BlockDeviceError, PreflightError
+from dib.blockdev.nodes import (Fstab, LocalLoop, LogicalVolume, Lvm, Mkfs, Mount, Node,
+                                Partition, Partitioning)
+from dib.blockdev.problems import NodeProblems, Problems
+from dib.errors import PreflightError
 
 
-def check_graph(config: BlockDeviceConfig) -> BlockDeviceConfig:
-    """Check what involves more than one node; return the config."""
-    for node in config.nodes.values():
-        for edge in node.edges():
-            if edge not in config.nodes:
-                close = difflib.get_close_matches(edge, list(config.nodes), 1)
-                raise _fail(node.name, node.plugin, f"base '{edge}' is not defined",
-                            f"did you mean '{close[0]}'?" if close else
-                            f"defined names: {', '.join(config.nodes)}")
-    allowed = {Partitioning: (LocalLoop,), Mkfs: (Partition, LocalLoop, LogicalVolume),
-               Mount: (Mkfs,), Fstab: (Mount,), Lvm: (Partition,)}
-    for node in config.nodes.values():
-        kinds = allowed.get(type(node))
-        if not kinds:
-            continue
-        for edge in node.edges():
-            target = config.nodes[edge]
-            if not isinstance(target, kinds):
-                names = " or ".join(k.plugin for k in kinds)
-                raise _fail(node.name, node.plugin, f"base '{edge}' is a "
-                            f"{target.plugin}, not a {names}",
-                            f"point base: at a {names}")
-    if not config.loops:
-        raise BlockDeviceError("block-device config has no local_loop",
-                               hint="add '- local_loop: {name: image0}' first")
-    if len(config.loops) > 1:
-        raise BlockDeviceError(
-            "block-device config: more than one local_loop "
-            f"({', '.join(n.name for n in config.loops)}) is not supported",
-            hint="build one disk per image")
-    seen_tables: dict[str, str] = {}
-    for table in config.partitionings:
-        if table.base in seen_tables:
-            raise _fail(table.name, table.plugin, f"'{table.base}' already has the "
-                        f"partition table '{seen_tables[table.base]}'",
-                        "a disk holds one partition table; merge the partitions lists")
-        seen_tables[table.base] = table.name
-    users: dict[str, str] = {}
-    for fs in config.filesystems:
-        fs.finish()
-        if fs.base in users:
-            raise _fail(fs.name, fs.plugin, f"'{fs.base}' already holds filesystem "
-                        f"'{users[fs.base]}'", "give each filesystem its own partition")
-        if fs.base in seen_tables:
-            raise _fail(fs.name, fs.plugin, f"'{fs.base}' is partitioned "
-                        f"('{seen_tables[fs.base]}')", "put the mkfs on a partition")
-        users[fs.base] = fs.name
-    labels: dict[str, str] = {}
-    for fs in config.filesystems:
-        if fs.label in labels:
-            raise _fail(fs.name, fs.plugin, f"label {fs.label!r} is already used by "
-                        f"'{labels[fs.label]}'", "filesystem labels must be unique; "
-                        "set a different label:")
-        labels[fs.label] = fs.name
-    mounted: dict[str, str] = {}
-    points: dict[str, str] = {}
-    for mount in config.mounts:
-        fs = config.nodes[mount.base]
-        if mount.base in mounted:
-            raise _fail(mount.name, mount.plugin, f"filesystem '{mount.base}' is "
-                        f"already mounted by '{mounted[mount.base]}'",
-                        "mount each filesystem once")
-        mounted[mount.base] = mount.name
-        if mount.mount_point == "none":
-            if fs.type != "swap":  # type: ignore[attr-defined]
-                raise _fail(mount.name, mount.plugin, "mount_point none is for swap",
-                            "give an absolute mount point")
-            continue
-        if fs.type == "swap":  # type: ignore[attr-defined]
-            raise _fail(mount.name, mount.plugin, "swap cannot be mounted at "
-                        f"{mount.mount_point}", "use mount_point: none for swap")
-        if mount.mount_point in points:
-            raise _fail(mount.name, mount.plugin, f"mount point {mount.mount_point} is "
-                        f"already used by '{points[mount.mount_point]}'",
-                        "each mount point appears once")
-        points[mount.mount_point] = mount.name
-    if config.filesystems and "/" not in points:
-        raise BlockDeviceError("block-device config: no filesystem is mounted at /",
-                               hint="add 'mount: {mount_point: /}' under the root mkfs "
-                                    "(usually mkfs_root)")
-    for fstab in config.fstabs:
-        pass  # base kind checked above
-    for table in config.partitionings:
-        _check_percentages(config, table)
+#: what each kind of node may be based on
+_BASES: dict[type[Node], tuple[type[Node], ...]] = {
+    Partitioning: (LocalLoop,), Mkfs: (Partition, LocalLoop, LogicalVolume),
+    Mount: (Mkfs,), Fstab: (Mount,), Lvm: (Partition,)}
+
+
+def check_graph(config: BlockDeviceConfig, problems: Problems) -> None:
+    """Record in ``problems`` what is wrong across nodes.  Nodes that already
+    have a problem are left out where they would only repeat it."""
+    _check_bases(config, problems)
+    _check_disks(config, problems)
+    tables = {t.base: t.name for t in config.partitionings}
+    _check_filesystems(config, tables, problems)
+    _check_mounts(config, problems)
     try:
         config.order()
     except graphlib.CycleError as exc:
-        raise BlockDeviceError(f"block-device config has a cycle: {exc.args[1]}",
-                               hint="check the base: references") from None
-    return config
+        problems.whole(f"the nodes form a cycle: {' -> '.join(exc.args[1])}",
+                       "check the base: references")
 
 
-def _check_percentages(config: BlockDeviceConfig, table: Partitioning) -> None:
-    for part in table.ordered_partitions(config):
-        if sizes.is_relative(part.size):
-            pass  # range checked when parsed
+def _report(problems: Problems, node: Node) -> NodeProblems:
+    return problems.about(node.name, node.plugin, node.position)
+
+
+def _check_bases(config: BlockDeviceConfig, problems: Problems) -> None:
+    for node in config.nodes.values():
+        kinds = _BASES.get(type(node), ())
+        for edge in node.edges():
+            target = config.nodes.get(edge)
+            if target is None:
+                if edge not in problems.broken:
+                    close = difflib.get_close_matches(edge, list(config.nodes), 1)
+                    _report(problems, node)(f"base '{edge}' is not defined",
+                                            f"did you mean '{close[0]}'?" if close else
+                                            f"defined names: {', '.join(config.nodes)}",
+                                            key="base")
+            elif kinds and not isinstance(target, kinds):
+                names = " or ".join(k.plugin for k in kinds)
+                _report(problems, node)(f"base '{edge}' is a {target.plugin}, not a {names}",
+                                        f"point base: at a {names}", key="base")
+
+
+def _check_disks(config: BlockDeviceConfig, problems: Problems) -> None:
+    if not config.loops:
+        problems.whole("there is no local_loop", "add '- local_loop: {name: image0}' first")
+    for extra in config.loops[1:]:
+        _report(problems, extra)(f"a second local_loop (after '{config.loops[0].name}') is "
+                                 "not supported", "build one disk per image")
+    seen: dict[str | None, str] = {}
+    for table in config.partitionings:
+        if table.base in seen:
+            _report(problems, table)(f"'{table.base}' already has the partition table "
+                                     f"'{seen[table.base]}'", "a disk holds one partition "
+                                     "table; merge the partitions lists", key="base")
+        seen.setdefault(table.base, table.name)
+
+
+def _check_filesystems(config: BlockDeviceConfig, tables: dict[str | None, str],
+                       problems: Problems) -> None:
+    users: dict[str | None, str] = {}
+    labels: dict[str, str] = {}
+    for fs in config.filesystems:
+        fs.finish(problems)
+        report = _report(problems, fs)
+        if fs.base in users:
+            report(f"'{fs.base}' already holds filesystem '{users[fs.base]}'",
+                   "give each filesystem its own partition", key="base")
+        elif fs.base in tables:
+            report(f"'{fs.base}' is partitioned ('{tables[fs.base]}')",
+                   "put the mkfs on a partition", key="base")
+        users.setdefault(fs.base, fs.name)
+        if fs.label in labels:
+            report(f"label {fs.label!r} is already used by '{labels[fs.label]}'",
+                   "filesystem labels must be unique; set a different label:", key="label")
+        labels.setdefault(str(fs.label), fs.name)
+
+
+def _check_mounts(config: BlockDeviceConfig, problems: Problems) -> None:
+    mounted: dict[str | None, str] = {}
+    points: dict[str, str] = {}
+    for mount in config.mounts:
+        report = _report(problems, mount)
+        if mount.base in mounted:
+            report(f"filesystem '{mount.base}' is already mounted by '{mounted[mount.base]}'",
+                   "mount each filesystem once", key="base")
+        mounted.setdefault(mount.base, mount.name)
+        fs = config.nodes.get(mount.base or "")
+        swap = isinstance(fs, Mkfs) and fs.type == "swap"
+        if not mount.mount_point:
+            continue
+        if mount.mount_point == "none":
+            if isinstance(fs, Mkfs) and not swap:
+                report("mount_point none is for swap", "give an absolute mount point",
+                       key="mount_point")
+            continue
+        if swap:
+            report(f"swap cannot be mounted at {mount.mount_point}",
+                   "use mount_point: none for swap", key="mount_point")
+        if mount.mount_point in points:
+            report(f"mount point {mount.mount_point} is already used by "
+                   f"'{points[mount.mount_point]}'", "each mount point appears once",
+                   key="mount_point")
+        points.setdefault(mount.mount_point, mount.name)
+    # A mount with a problem of its own may be the root one.
+    if config.filesystems and "/" not in points and "mount" not in problems.broken.values():
+        problems.whole("no filesystem is mounted at /",
+                       "add 'mount: {mount_point: /}' under the root mkfs (usually mkfs_root)")
 
 
 def device_mapper_available(proc_misc: str = "/proc/misc",

@@ -12,7 +12,6 @@ from typing import Any
 
 from dib.blockdev.nodes import (BIOS_BOOT_GUID, ESP_GUID, Fstab, LocalLoop, Lvm, Mkfs, Mount,
                                 Node, Partition, Partitioning)
-from dib.errors import BlockDeviceError
 
 _NS = uuidlib.UUID("5d1b0c6e-4f0a-4bd2-9c36-7a3e2f1b6a90")
 
@@ -22,14 +21,9 @@ class BlockDeviceConfig:
 
     def __init__(self, nodes: list[Node], raw: Any = None) -> None:
         self.raw = raw
-        self.nodes: dict[str, Node] = {}
-        for node in nodes:
-            if node.name in self.nodes:
-                other = self.nodes[node.name]
-                raise BlockDeviceError(
-                    f"block-device config: duplicate name '{node.name}' ({other.plugin} and "
-                    f"{node.plugin})", hint="give one of them a different name:")
-            self.nodes[node.name] = node
+        self.nodes: dict[str, Node] = {node.name: node for node in nodes}
+        if len(self.nodes) != len(nodes):
+            raise ValueError("node names must be unique (graph.build_nodes sees to it)")
         self.seed: str | None = None
 
     # -- typed views

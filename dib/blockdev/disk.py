@@ -227,14 +227,6 @@ def _layout(config: BlockDeviceConfig, table: Partitioning, total: int, sector: 
     else:
         end = total
     ordered = table.ordered_partitions(config)
-    if table.label == "mbr":
-        seen_logical = False
-        for part in [config.nodes[n] for n in table.partitions]:
-            if part.primary and seen_logical:  # type: ignore[attr-defined]
-                raise BlockDeviceError(
-                    f"block-device config: primary partition '{part.name}' comes after a "
-                    "logical one", hint="list the primary partitions first")
-            seen_logical |= not part.primary  # type: ignore[attr-defined]
     cursor = align
     plans: list[PartitionPlan] = []
     ext_start = None

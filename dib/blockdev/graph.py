@@ -6,6 +6,9 @@ child's ``base`` is its parent's name and a missing ``name`` becomes
 ``<plugin>_<base>``); graph notation gives ``name``/``base`` explicitly; both
 may be mixed.  ``partitions:`` under ``partitioning`` is a list of partitions
 whose own plugin children are lifted out as nodes based on the partition.
+
+Nodes are read in document order and a mistake does not stop the reading:
+``load_config`` reports every problem of the file in one error.
 """
 from __future__ import annotations
 
@@ -16,7 +19,8 @@ import yaml
 
 from dib.blockdev.checks import check_graph
 from dib.blockdev.config import BlockDeviceConfig
-from dib.blockdev.nodes import PLUGINS, Node, Partition
+from dib.blockdev.nodes import PLUGINS, Entry, Node, Partition
+from dib.blockdev.problems import Problem, Problems
 from dib.errors import BlockDeviceError
 
 #: the config DIB uses when no element supplies one: no partition table
@@ -34,69 +38,121 @@ DEFAULT_CONFIG_YAML = """\
 """
 
 
-def _flatten(key: str, values: Any, parent: str | None, out: list[tuple[str, str, str | None,
-                                                                        dict]]) -> None:
-    if values is None:
-        values = {}
-    if not isinstance(values, dict):
-        raise BlockDeviceError(f"block-device config: the value of '{key}' must be a map, "
-                               f"not {type(values).__name__}",
-                               hint="write e.g. 'mkfs:' followed by indented options")
-    base = values.get("base", parent)
-    name = values.get("name") or f"{key}_{base}"
-    own: dict[str, Any] = {}
-    for k, v in values.items():
-        if k in ("name", "base"):
-            continue
-        if k == "partitions" and key == "partitioning" and isinstance(v, list):
+class _Reader:
+    """Walks the YAML in document order, numbering each node as it comes."""
+
+    def __init__(self, problems: Problems) -> None:
+        self.problems = problems
+        self.entries: list[Entry] = []
+        self.position = 0
+
+    def _next(self) -> int:
+        self.position += 1
+        return self.position
+
+    def top(self, data: list[Any]) -> list[Entry]:
+        for index, item in enumerate(data, start=1):
+            position = self._next()
+            key = next(iter(item)) if isinstance(item, dict) and len(item) == 1 else None
+            if key in PLUGINS:
+                self.node(key, item[key], None, position)
+            else:
+                text, hint = _unreadable(item)
+                self.problems.add(Problem(text, hint, f"entry #{index}", position=position))
+        return self.entries
+
+    def node(self, plugin: str, values: Any, parent: str | None, position: int) -> None:
+        """Add the entry for ``plugin`` and, after it, the plugins nested in it."""
+        values = {} if values is None else values
+        if not isinstance(values, dict):
+            name = f"{plugin}_{parent}"
+            self.problems.add(Problem(f"the value of '{plugin}' must be a map, not "
+                                      f"{type(values).__name__}",
+                                      f"write e.g. '{plugin}:' followed by indented options",
+                                      f"node '{name}' ({plugin})", position=position),
+                              (name, plugin))
+            return
+        base = values.get("base", parent)
+        name = values.get("name") or f"{plugin}_{base}"
+        entry = Entry(plugin, name, base, {}, position)
+        self.entries.append(entry)
+        nested = []
+        for key, value in values.items():
+            if key == "partitions" and plugin == "partitioning" and isinstance(value, list):
+                nested.append((key, value))
+            elif key in PLUGINS:
+                nested.append((key, value))
+            elif key not in ("name", "base"):
+                entry.values[key] = value
+        for key, value in nested:
+            if key == "partitions":
+                self.partitions(entry, value)
+            else:
+                self.node(key, value, name, self._next())
+
+    def partitions(self, table: Entry, items: list[Any]) -> None:
+        for index, item in enumerate(items, start=1):
+            position = self._next()
+            if not isinstance(item, dict):
+                self.problems.add(Problem(
+                    "is not a map", "each partitions: entry is a map with name: and size:",
+                    f"partition #{index} of node '{table.name}' (partitioning)",
+                    position=position))
+                continue
+            name = item.get("name")
+            part = Entry("partition", name, table.name, {}, position)
+            table.partitions.append(part)
             lifted = []
-            for part in v:
-                if isinstance(part, dict):
-                    pname = part.get("name")
-                    kept = {}
-                    for pk, pv in part.items():
-                        if pk in PLUGINS and pk not in Partition.options:
-                            _flatten(pk, pv, pname, out)
-                        else:
-                            kept[pk] = pv
-                    lifted.append(kept)
+            for key, value in item.items():
+                if key in PLUGINS and key not in Partition.options:
+                    lifted.append((key, value))
                 else:
-                    lifted.append(part)
-            own[k] = lifted
-        elif k in PLUGINS:
-            _flatten(k, v, name, out)
-        else:
-            own[k] = v
-    out.append((key, name, base, own))
+                    part.values[key] = value
+            for key, value in lifted:
+                self.node(key, value, name, self._next())
 
 
-def config_to_graph(data: Any) -> list[tuple[str, str, str | None, dict]]:
-    """Flatten tree notation into (plugin, name, base, options) entries."""
+def _unreadable(item: Any) -> tuple[str, str]:
+    """Why a top-level list item names no plugin, and what to do."""
+    if not isinstance(item, dict):
+        return f"{item!r} is not a map", "each list item is '- PLUGIN: {...}'"
+    if len(item) != 1:
+        return (f"has {len(item)} top-level keys ({', '.join(map(str, item))})",
+                "each list item must have exactly one key, the plugin; indent options "
+                "under it or start a new '- ' item")
+    key = next(iter(item))
+    return (f"unknown plugin '{key}'{PLUGINS.suggest(key)}",
+            f"known plugins: {', '.join(PLUGINS.names())}")
+
+
+def read_entries(data: Any, problems: Problems) -> list[Entry]:
+    """The YAML's nodes in document order, tree notation flattened: each
+    nested plugin becomes an entry whose base is its parent."""
     if data is None:
         data = []
     if not isinstance(data, list):
-        raise BlockDeviceError("block-device config must be a YAML list of single-key maps",
-                               hint="start each top-level entry with '- local_loop:', "
-                                    "'- partitioning:', '- mkfs:' ...")
-    out: list[tuple[str, str, str | None, dict]] = []
-    for position, entry in enumerate(data, start=1):
-        if not isinstance(entry, dict):
-            raise BlockDeviceError(f"block-device config: entry #{position} ({entry!r}) is "
-                                   "not a map", hint="each list item is '- PLUGIN: {...}'")
-        if len(entry) != 1:
-            raise BlockDeviceError(
-                f"block-device config: entry #{position} has {len(entry)} top-level keys "
-                f"({', '.join(map(str, entry))})",
-                hint="each list item must have exactly one key, the plugin; indent "
-                     "options under it or start a new '- ' item")
-        key = next(iter(entry))
-        if key not in PLUGINS:
-            raise BlockDeviceError(
-                f"block-device config: entry #{position}: unknown plugin '{key}'"
-                f"{PLUGINS.suggest(key)}",
-                hint=f"known plugins: {', '.join(PLUGINS.names())}")
-        _flatten(key, entry[key], None, out)
-    return out
+        problems.whole("the config must be a YAML list of single-key maps",
+                       "start each top-level entry with '- local_loop:', '- partitioning:', "
+                       "'- mkfs:' ...")
+        return []
+    return _Reader(problems).top(data)
+
+
+def build_nodes(entries: list[Entry], problems: Problems) -> list[Node]:
+    """Each entry's nodes; a name used twice is a problem of the second node."""
+    seen: dict[str, Node] = {}
+    for entry in entries:
+        cls = PLUGINS.get(entry.plugin)
+        assert cls is not None
+        for node in cls.from_config(entry, problems):
+            if node.name in seen:
+                other = seen[node.name]
+                problems.about(node.name, node.plugin, node.position)(
+                    f"the name is already used by a {other.plugin} node",
+                    "give one of them a different name:", key="name")
+                continue
+            seen[node.name] = node
+    return list(seen.values())
 
 
 def parse_yaml(text: str, *, source: str = "block-device config") -> Any:
@@ -107,36 +163,43 @@ def parse_yaml(text: str, *, source: str = "block-device config") -> Any:
 
 
 def load_config(source: Any = None, *, root_label: str | None = None,
-                fs_type: str | None = "ext4", mkfs_options: str | None = None
-                ) -> BlockDeviceConfig:
-    """Parse and validate a block-device config.
+                fs_type: str | None = "ext4", mkfs_options: str | None = None,
+                origin: str | None = None) -> BlockDeviceConfig:
+    """Parse and check a block-device config; every mistake in it is reported
+    at once, in one ``ConfigProblems`` error.
 
     ``source`` is a parsed list, YAML text, ``file://PATH`` (DIB's
     DIB_BLOCK_DEVICE_CONFIG form), a Path, or None for DIB's default config.
-    The legacy params (root label, root fs type, mkfs options) are applied to
-    ``mkfs_root`` before validation, as DIB does.
+    ``origin`` says where it came from in messages.  The legacy params (root
+    label, root fs type, mkfs options) are applied to ``mkfs_root`` before
+    the checks, as DIB does.
     """
-    if source is None:
-        data = parse_yaml(DEFAULT_CONFIG_YAML)
-    elif isinstance(source, Path):
-        data = parse_yaml(_read(source), source=str(source))
-    elif isinstance(source, str):
-        if source.startswith("file://"):
-            path = Path(source[len("file://"):])
-            data = parse_yaml(_read(path), source=str(path))
-        else:
-            data = parse_yaml(source)
-    else:
-        data = source
-    entries = config_to_graph(data)
-    nodes: list[Node] = []
-    for key, name, base, values in entries:
-        cls = PLUGINS.get(key)
-        assert cls is not None
-        nodes.extend(cls.from_config(name, base, values))
-    config = BlockDeviceConfig(nodes, raw=data)
+    text, described = _text(source)
+    origin = origin or described
+    data = source if text is None else parse_yaml(text, source=origin)
+    problems = Problems()
+    entries = read_entries(data, problems)
+    if not entries:
+        problems.raise_if_any(origin)   # nothing could be read: no graph to check
+    config = BlockDeviceConfig(build_nodes(entries, problems), raw=data)
     config.apply_overrides(root_label=root_label, fs_type=fs_type, mkfs_options=mkfs_options)
-    return check_graph(config)
+    check_graph(config, problems)
+    problems.raise_if_any(origin)
+    return config
+
+
+def _text(source: Any) -> tuple[str | None, str]:
+    """The YAML text of ``source`` (None when it is parsed already) and what
+    to call it in messages."""
+    if source is None:
+        return DEFAULT_CONFIG_YAML, "the built-in block-device config"
+    if isinstance(source, str) and source.startswith("file://"):
+        source = Path(source[len("file://"):])
+    if isinstance(source, Path):
+        return _read(source), f"block-device config {source}"
+    if isinstance(source, str):
+        return source, "block-device config"
+    return None, "block-device config"
 
 
 def _read(path: Path) -> str:

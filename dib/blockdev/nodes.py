@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from dib.blockdev import sizes
 from dib.blockdev.registry import PluginRegistry
-from dib.errors import BlockDeviceError
+from dib.blockdev.problems import NodeProblems, Problem, Problems
 
 if TYPE_CHECKING:
     from dib.blockdev.config import BlockDeviceConfig
@@ -50,8 +50,22 @@ _GUID_RE = re.compile(r"^[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f
                       r"[0-9A-Fa-f]{12}$")
 
 
-def _fail(node: str, plugin: str, problem: str, fix: str) -> BlockDeviceError:
-    return BlockDeviceError(f"block-device config: {plugin} '{node}': {problem}", hint=fix)
+_FAT_UUID_RE = re.compile(r"^[0-9A-Fa-f]{4}-?[0-9A-Fa-f]{4}$")
+_SIZE_HINT = ("set size: to an absolute size (e.g. 8MiB) or a percentage of the "
+              "remaining space (e.g. 100%)")
+
+
+@dataclass
+class Entry:
+    """One node as the YAML gives it, and where it stands in the document."""
+
+    plugin: str
+    name: str | None
+    base: str | None
+    values: dict[str, Any]
+    position: int
+    #: a partitioning's partitions, each without the plugins nested in it
+    partitions: list["Entry"] = field(default_factory=list)
 
 
 @dataclass
@@ -62,19 +76,29 @@ class Node:
     options: ClassVar[tuple[str, ...]] = ()
     name: str
     base: str | None
+    position: int = field(default=0, compare=False, repr=False)
 
     @classmethod
-    def from_config(cls, name: str, base: str | None, values: dict[str, Any]) -> list["Node"]:
+    def from_config(cls, entry: Entry, problems: Problems) -> list["Node"]:
+        """The node(s) this entry makes, recording each mistake in ``problems``."""
         raise NotImplementedError
 
     @classmethod
-    def _check_options(cls, name: str, values: dict[str, Any]) -> None:
-        for key in values:
+    def _reader(cls, entry: Entry, problems: Problems) -> NodeProblems:
+        """Problems about this entry's node, after checking its option names."""
+        report = problems.about(str(entry.name), cls.plugin, entry.position)
+        for key in entry.values:
             if key not in cls.options:
-                close = difflib.get_close_matches(key, list(cls.options) + PLUGINS.names(), 1)
-                fix = (f"did you mean '{close[0]}'?" if close
-                       else f"valid options: {', '.join(cls.options) or 'none'}")
-                raise _fail(name, cls.plugin, f"unknown option or plugin '{key}'", fix)
+                close = difflib.get_close_matches(str(key), list(cls.options) + PLUGINS.names(),
+                                                  1)
+                report("unknown option or plugin", f"did you mean '{close[0]}'?" if close
+                       else f"valid options: {', '.join(cls.options) or 'none'}", key=str(key))
+        return report
+
+    @staticmethod
+    def _needs_base(entry: Entry, report: NodeProblems, what: str) -> None:
+        if not entry.base:
+            report("has no base", f"set base: to {what}", key="base")
 
     def edges(self) -> list[str]:
         """Names of the nodes this one depends on."""
@@ -90,17 +114,19 @@ class LocalLoop(Node):
     block_size: int = 512
 
     @classmethod
-    def from_config(cls, name, base, values):
-        cls._check_options(name, values)
+    def from_config(cls, entry, problems):
+        report = cls._reader(entry, problems)
+        values = entry.values
         block_size = values.get("block_size", 512)
         if block_size not in (512, 4096):
-            raise _fail(name, cls.plugin, f"block_size {block_size!r} is not supported",
-                        "use 512 or 4096")
+            report(f"block_size {block_size!r} is not supported", "use 512 or 4096",
+                   key="block_size")
+            block_size = 512
         size = values.get("size")
         if size is not None:
-            sizes.parse_size(size, what=f"size of local_loop '{name}'")
-        return [cls(name=name, base=None, size=size, directory=values.get("directory"),
-                    block_size=int(block_size))]
+            report.size("size", size)
+        return [cls(name=str(entry.name), base=None, position=entry.position, size=size,
+                    directory=values.get("directory"), block_size=int(block_size))]
 
 
 @dataclass
@@ -123,6 +149,87 @@ class Partition(Node):
     def primary(self) -> bool:
         return "primary" in self.flags
 
+    @classmethod
+    def from_table(cls, entry: Entry, index: int, table: "Partitioning",
+                   problems: Problems) -> "Partition | None":
+        """Partition ``index`` of ``table``, or None when it has no usable name."""
+        if not entry.name or not isinstance(entry.name, str):
+            problems.add(Problem("has no name", "give every partition a name: (e.g. root)",
+                                 f"partition #{index} of node '{table.name}' (partitioning)",
+                                 "name", entry.position))
+            return None
+        report = cls._reader(entry, problems)
+        values = entry.values
+        size = values.get("size", "")
+        if "size" not in values:
+            report("has no size", _SIZE_HINT, key="size")
+        else:
+            report.size("size", size, available=100 if sizes.is_relative(size) else None)
+        flags = values.get("flags") or []
+        flags = [flags] if isinstance(flags, str) else list(flags)
+        for flag in flags:
+            if flag not in ("boot", "primary"):
+                report(f"unknown flag {flag!r}", "valid flags are boot and primary",
+                       key="flags")
+        if table.label == "gpt" and "primary" in flags:
+            report("the primary flag only applies to mbr tables",
+                   "remove 'primary' from flags: (every gpt partition is primary)", key="flags")
+        part = cls(name=entry.name, base=table.name, position=entry.position, size=size,
+                   flags=tuple(flags), table=table.name, gpt_name=values.get("label", entry.name))
+        part.type = _partition_type(table.label, values.get("type"), report)
+        part.partuuid = _partuuid(table.label, values.get("uuid"), report)
+        return part
+
+
+def _partition_type(label: str, value: Any, report: NodeProblems) -> str:
+    if label == "gpt":
+        return _gpt_type(value, report)
+    if label == "mbr":
+        return _mbr_type(value, report)
+    return ""    # the table's own label is wrong: nothing to check the type against
+
+
+def _partuuid(label: str, value: Any, report: NodeProblems) -> str | None:
+    if value is None:
+        return None
+    if label != "gpt" or not _GUID_RE.match(str(value)):
+        report(f"uuid {value!r} is not usable",
+               "give a GUID (gpt only), or leave it out for a fixed derived one", key="uuid")
+        return None
+    return str(value).lower()
+
+
+def _gpt_type(value: Any, report: NodeProblems) -> str:
+    if value is None:
+        return GPT_TYPES["8300"]
+    text = (f"{value:04X}" if isinstance(value, int) and not isinstance(value, bool)
+            else str(value)).strip()
+    if text.lower().startswith("0x"):
+        text = text[2:]
+    if text.upper() in GPT_TYPES:
+        return GPT_TYPES[text.upper()]
+    if _GUID_RE.match(text):
+        return text.upper()
+    report(f"gpt type {value!r} is not known",
+           f"use a type GUID or one of {', '.join(sorted(GPT_TYPES))}", key="type")
+    return GPT_TYPES["8300"]
+
+
+def _mbr_type(value: Any, report: NodeProblems) -> str:
+    if value is None:
+        return "83"
+    try:
+        number = value if isinstance(value, int) and not isinstance(value, bool) \
+            else int(str(value), 16)
+    except ValueError:
+        number = -1
+    if not 0 < number <= 0xFF or number in (0x05, 0x0F, 0x85):
+        report(f"mbr type {value!r} is not usable",
+               "give a hex byte such as 0x83 (Linux), 0x82 (swap), 0xef (ESP), 0x8e (LVM); "
+               "extended partitions are made automatically", key="type")
+        return "83"
+    return f"{number:02x}"
+
 
 @dataclass
 class Partitioning(Node):
@@ -134,132 +241,74 @@ class Partitioning(Node):
     disk_id: str | None = None
 
     @classmethod
-    def from_config(cls, name, base, values):
-        cls._check_options(name, values)
-        if not base:
-            raise _fail(name, cls.plugin, "has no base", "set base: to a local_loop name, "
-                        "e.g. image0, or nest it under the local_loop")
+    def from_config(cls, entry, problems):
+        report = cls._reader(entry, problems)
+        cls._needs_base(entry, report, "a local_loop name, e.g. image0, or nest it under "
+                                       "the local_loop")
+        values = entry.values
         label = values.get("label")
         if label not in ("mbr", "gpt"):
-            raise _fail(name, cls.plugin, f"label {label!r} is not a partition table type",
-                        "set label: mbr or label: gpt")
-        align = sizes.MiB
-        if "align" in values:
-            if label == "gpt":
-                raise _fail(name, cls.plugin, "align is only supported for mbr",
-                            "remove align: (gpt partitions are aligned to 1MiB)")
-            align = sizes.parse_size(values["align"], what=f"align of '{name}'")
-            if align < 512 or align % 512:
-                raise _fail(name, cls.plugin, f"align {values['align']!r} is not a "
-                            "multiple of 512 bytes", "use e.g. 1MiB")
-        parts = values.get("partitions")
-        if not isinstance(parts, list) or not parts:
-            raise _fail(name, cls.plugin, "has no partitions",
-                        "add a partitions: list with at least one {name, size} entry")
-        node = cls(name=name, base=base, label=label, align=align)
-        out: list[Node] = [node]
-        for index, pvals in enumerate(parts, start=1):
-            out.append(_make_partition(node, index, pvals))
-        node.partitions = [p.name for p in out[1:]]
-        if label == "mbr":
-            primaries = [p for p in out[1:] if p.primary]
-            logicals = [p for p in out[1:] if not p.primary]
+            report(f"label {label!r} is not a partition table type",
+                   "set label: mbr or label: gpt", key="label")
+            label = ""
+        table = cls(name=str(entry.name), base=entry.base, position=entry.position,
+                    label=label, align=cls._align(label, values, report))
+        if "partitions" in values:
+            report("partitions: is not a list", "give a list of {name, size} maps",
+                   key="partitions")
+        elif not entry.partitions:
+            report("has no partitions",
+                   "add a partitions: list with at least one {name, size} entry",
+                   key="partitions")
+        parts = [Partition.from_table(p, index, table, problems)
+                 for index, p in enumerate(entry.partitions, start=1)]
+        made = [p for p in parts if p is not None]
+        table.partitions = [p.name for p in made]
+        table._number(made, report)
+        return [table, *made]
+
+    @staticmethod
+    def _align(label: str, values: dict[str, Any], report: NodeProblems) -> int:
+        if "align" not in values:
+            return sizes.MiB
+        if label == "gpt":
+            report("align is only supported for mbr",
+                   "remove align: (gpt partitions are aligned to 1MiB)", key="align")
+            return sizes.MiB
+        align = report.size("align", values["align"])
+        if align is not None and (align < 512 or align % 512):
+            report(f"align {values['align']!r} is not a multiple of 512 bytes",
+                   "use e.g. 1MiB", key="align")
+            align = None
+        return sizes.MiB if align is None else align
+
+    def _number(self, parts: list[Partition], report: NodeProblems) -> None:
+        """Partition numbers: mbr primaries 1-4 then logicals from 5; gpt in order."""
+        if self.label == "mbr":
+            primaries = [p for p in parts if p.primary]
+            logicals = [p for p in parts if not p.primary]
             if len(primaries) + (1 if logicals else 0) > 4:
-                raise _fail(name, cls.plugin, "an MBR holds at most 4 primary partitions "
-                            "(3 when there are logical ones)",
-                            "remove the primary flag from some partitions")
-            number = 1
-            for p in primaries:
-                p.number, number = number, number + 1
-            for number, p in enumerate(logicals, start=5):
-                p.number = number
+                report("an MBR holds at most 4 primary partitions (3 when there are "
+                       "logical ones)", "remove the primary flag from some partitions",
+                       key="partitions")
+            late = [p.name for p in parts[parts.index(logicals[0]):] if p.primary] \
+                if logicals else []
+            if late:
+                report(f"primary partition '{late[0]}' comes after a logical one",
+                       "list the primary partitions first", key="partitions")
+            parts = primaries + logicals
+            numbers = [*range(1, len(primaries) + 1), *range(5, 5 + len(logicals))]
         else:
-            if len(out) - 1 > 128:
-                raise _fail(name, cls.plugin, "more than 128 GPT partitions", "use fewer")
-            for number, p in enumerate(out[1:], start=1):
-                p.number = number
-        return out
+            if len(parts) > 128:
+                report("more than 128 GPT partitions", "use fewer", key="partitions")
+            numbers = list(range(1, len(parts) + 1))
+        for part, number in zip(parts, numbers):
+            part.number = number
 
     def ordered_partitions(self, config: "BlockDeviceConfig") -> list[Partition]:
         """Partitions in on-disk order (mbr: primaries first, then logicals)."""
         parts = [config.nodes[n] for n in self.partitions]
         return sorted(parts, key=lambda p: p.number)  # type: ignore[arg-type, return-value]
-
-
-def _make_partition(table: Partitioning, index: int, pvals: Any) -> Partition:
-    where = f"partition #{index} of partitioning '{table.name}'"
-    if not isinstance(pvals, dict):
-        raise BlockDeviceError(f"block-device config: {where} is not a map",
-                               hint="each partitions: entry is a map with name: and size:")
-    name = pvals.get("name")
-    if not name or not isinstance(name, str):
-        raise BlockDeviceError(f"block-device config: {where} has no name",
-                               hint="give every partition a name: (e.g. root)")
-    Partition._check_options(name, {k: v for k, v in pvals.items() if k != "_children"})
-    if "size" not in pvals:
-        raise _fail(name, "partition", "has no size",
-                    "set size: to an absolute size (e.g. 8MiB) or a percentage "
-                    "of the remaining space (e.g. 100%)")
-    size = pvals["size"]
-    if not sizes.is_relative(size):
-        sizes.parse_size(size, what=f"size of partition '{name}'")
-    else:
-        sizes.parse_size(size, available=100, what=f"size of partition '{name}'")
-    flags = pvals.get("flags") or []
-    if isinstance(flags, str):
-        flags = [flags]
-    for flag in flags:
-        if flag not in ("boot", "primary"):
-            raise _fail(name, "partition", f"unknown flag {flag!r}",
-                        "valid flags are boot and primary")
-    if table.label == "gpt" and "primary" in flags:
-        raise _fail(name, "partition", "the primary flag only applies to mbr tables",
-                    "remove 'primary' from flags: (every gpt partition is primary)")
-    ptype = pvals.get("type")
-    if table.label == "gpt":
-        gtype = _gpt_type(name, ptype)
-        ptype_s = gtype
-    else:
-        ptype_s = _mbr_type(name, ptype)
-    partuuid = pvals.get("uuid")
-    if partuuid is not None:
-        if table.label != "gpt" or not _GUID_RE.match(str(partuuid)):
-            raise _fail(name, "partition", f"uuid {partuuid!r} is not usable",
-                        "give a GUID (gpt only), or leave it out for a fixed derived one")
-        partuuid = str(partuuid).lower()
-    return Partition(name=name, base=table.name, size=size, flags=tuple(flags),
-                     type=ptype_s, table=table.name, partuuid=partuuid,
-                     gpt_name=pvals.get("label", name))
-
-
-def _gpt_type(name: str, value: Any) -> str:
-    if value is None:
-        return GPT_TYPES["8300"]
-    text = (f"{value:04X}" if isinstance(value, int) and not isinstance(value, bool)
-            else str(value)).strip()
-    if text.lower().startswith("0x"):
-        text = text[2:]
-    if text.upper() in GPT_TYPES:
-        return GPT_TYPES[text.upper()]
-    if _GUID_RE.match(text):
-        return text.upper()
-    raise _fail(name, "partition", f"gpt type {value!r} is not known",
-                f"use a type GUID or one of {', '.join(sorted(GPT_TYPES))}")
-
-
-def _mbr_type(name: str, value: Any) -> str:
-    if value is None:
-        return "83"
-    try:
-        number = value if isinstance(value, int) and not isinstance(value, bool) \
-            else int(str(value), 16)
-    except ValueError:
-        number = -1
-    if not 0 < number <= 0xFF or number in (0x05, 0x0F, 0x85):
-        raise _fail(name, "partition", f"mbr type {value!r} is not usable",
-                    "give a hex byte such as 0x83 (Linux), 0x82 (swap), 0xef (ESP), "
-                    "0x8e (LVM); extended partitions are made automatically")
-    return f"{number:02x}"
 
 
 @dataclass
@@ -273,59 +322,64 @@ class Mkfs(Node):
     label_given: bool = False
 
     @classmethod
-    def from_config(cls, name, base, values):
-        cls._check_options(name, values)
-        if not base:
-            raise _fail(name, cls.plugin, "has no base",
-                        "set base: to a partition, local_loop or logical volume name")
-        opts = values.get("opts")
-        return [cls(name=name, base=base, type=values.get("type"), label=values.get("label"),
+    def from_config(cls, entry, problems):
+        report = cls._reader(entry, problems)
+        cls._needs_base(entry, report, "a partition, local_loop or logical volume name")
+        values = entry.values
+        opts, uuid = values.get("opts"), values.get("uuid")
+        return [cls(name=str(entry.name), base=entry.base, position=entry.position,
+                    type=values.get("type"), label=values.get("label"),
                     opts=None if opts is None else str(opts),
-                    uuid=None if values.get("uuid") is None else str(values["uuid"]),
-                    label_given="label" in values)]
+                    uuid=None if uuid is None else str(uuid), label_given="label" in values)]
 
     @property
     def fat(self) -> bool:
         return self.type in ("vfat", "fat")
 
-    def finish(self) -> None:
-        """Check type and label once overrides are in."""
-        if not self.type:
-            raise _fail(self.name, self.plugin, "has no type",
-                        f"set type: to one of {', '.join(FS_TYPES)}")
-        if self.type not in FS_TYPES:
-            close = difflib.get_close_matches(self.type, FS_TYPES, 1)
-            raise _fail(self.name, self.plugin, f"unknown filesystem type {self.type!r}",
-                        f"did you mean {close[0]!r}?" if close
-                        else f"use one of {', '.join(FS_TYPES)}")
+    def finish(self, problems: Problems) -> None:
+        """Check type, label and uuid once DIB's overrides of mkfs_root are in."""
+        report = problems.about(self.name, self.plugin, self.position)
+        known = self._check_type(report)
         if self.label is None:
             self.label = self.name
-        self.label = str(self.label)
-        if self.fat:
-            self.label = self.label.upper()
+        self.label = str(self.label).upper() if self.fat else str(self.label)
         pattern = _FAT_LABEL_RE if self.fat else _LABEL_RE
         if not pattern.match(self.label):
             allowed = "A-Z 0-9 _ -" if self.fat else "letters, digits and . _ @ : + -"
-            raise _fail(self.name, self.plugin, f"label {self.label!r} has characters that "
-                        f"cannot be used here", f"use only {allowed}")
-        limit = LABEL_MAX[self.type]
+            report(f"label {self.label!r} has characters that cannot be used here",
+                   f"use only {allowed}", key="label")
+        limit = LABEL_MAX[str(self.type)] if known else len(self.label)
         if len(self.label) > limit:
-            raise _fail(self.name, self.plugin,
-                        f"label {self.label!r} is {len(self.label)} characters, more than "
-                        f"{self.type} allows ({limit})",
-                        f"shorten it to {limit} characters or fewer")
+            report(f"label {self.label!r} is {len(self.label)} characters, more than "
+                   f"{self.type} allows ({limit})", f"shorten it to {limit} characters or fewer",
+                   key="label")
         if self.uuid is not None:
-            if self.fat:
-                if not re.match(r"^[0-9A-Fa-f]{4}-?[0-9A-Fa-f]{4}$", self.uuid):
-                    raise _fail(self.name, self.plugin, f"uuid {self.uuid!r} is not a FAT "
-                                "volume id", "use 8 hex digits, e.g. 1234-ABCD")
-            else:
-                try:
-                    self.uuid = str(uuidlib.UUID(self.uuid))
-                except ValueError:
-                    raise _fail(self.name, self.plugin, f"uuid {self.uuid!r} is not a UUID",
-                                "give a UUID or leave it out for a fixed derived one") \
-                        from None
+            self._check_uuid(report)
+
+    def _check_type(self, report: NodeProblems) -> bool:
+        if not self.type:
+            report("has no type", f"set type: to one of {', '.join(FS_TYPES)}", key="type")
+            return False
+        if self.type not in FS_TYPES:
+            close = difflib.get_close_matches(str(self.type), FS_TYPES, 1)
+            report(f"unknown filesystem type {self.type!r}",
+                   f"did you mean {close[0]!r}?" if close else f"use one of {', '.join(FS_TYPES)}",
+                   key="type")
+            return False
+        return True
+
+    def _check_uuid(self, report: NodeProblems) -> None:
+        uuid = str(self.uuid)
+        if self.fat:
+            if not _FAT_UUID_RE.match(uuid):
+                report(f"uuid {uuid!r} is not a FAT volume id", "use 8 hex digits, e.g. 1234-ABCD",
+                       key="uuid")
+            return
+        try:
+            self.uuid = str(uuidlib.UUID(uuid))
+        except ValueError:
+            report(f"uuid {uuid!r} is not a UUID",
+                   "give a UUID or leave it out for a fixed derived one", key="uuid")
 
     @property
     def fs_uuid(self) -> str | None:
@@ -342,24 +396,31 @@ class Mkfs(Node):
 class Mount(Node):
     plugin: ClassVar[str] = "mount"
     options: ClassVar[tuple[str, ...]] = ("mount_point",)
-    mount_point: str = ""
+    mount_point: str = ""     # "" when the YAML's is unusable (already reported)
 
     @classmethod
-    def from_config(cls, name, base, values):
-        cls._check_options(name, values)
-        if not base:
-            raise _fail(name, cls.plugin, "has no base", "set base: to a mkfs name")
-        mp = values.get("mount_point")
-        if not isinstance(mp, str) or not (mp == "none" or mp.startswith("/")):
-            raise _fail(name, cls.plugin, f"mount_point {mp!r} is not an absolute path",
-                        "set mount_point: to a path such as / or /boot/efi "
-                        "(or none for swap)")
-        if mp != "/" and mp != "none":
-            mp = "/" + mp.strip("/")
-            if any(part in ("", ".", "..") for part in mp.split("/")[1:]):
-                raise _fail(name, cls.plugin, f"mount_point {values['mount_point']!r} "
-                            "is not a clean path", "write it like /var/lib")
-        return [cls(name=name, base=base, mount_point=mp)]
+    def from_config(cls, entry, problems):
+        report = cls._reader(entry, problems)
+        cls._needs_base(entry, report, "a mkfs name")
+        given = entry.values.get("mount_point")
+        return [cls(name=str(entry.name), base=entry.base, position=entry.position,
+                    mount_point=_mount_point(given, report))]
+
+
+def _mount_point(given: Any, report: NodeProblems) -> str:
+    if not isinstance(given, str) or not (given == "none" or given.startswith("/")):
+        report(f"mount_point {given!r} is not an absolute path",
+               "set mount_point: to a path such as / or /boot/efi (or none for swap)",
+               key="mount_point")
+        return ""
+    if given in ("/", "none"):
+        return given
+    point = "/" + given.strip("/")
+    if any(part in ("", ".", "..") for part in point.split("/")[1:]):
+        report(f"mount_point {given!r} is not a clean path", "write it like /var/lib",
+               key="mount_point")
+        return ""
+    return point
 
 
 @dataclass
@@ -371,22 +432,26 @@ class Fstab(Node):
     fsck_passno: int = 2
 
     @classmethod
-    def from_config(cls, name, base, values):
-        cls._check_options(name, values)
-        if not base:
-            raise _fail(name, cls.plugin, "has no base", "set base: to a mount name")
-        try:
-            dump = int(values.get("dump-freq", 0))
-            passno = int(values.get("fsck-passno", 2))
-        except (TypeError, ValueError):
-            raise _fail(name, cls.plugin, "dump-freq and fsck-passno must be integers",
-                        "use e.g. dump-freq: 0 and fsck-passno: 2") from None
+    def from_config(cls, entry, problems):
+        report = cls._reader(entry, problems)
+        cls._needs_base(entry, report, "a mount name")
+        values = entry.values
         opts = str(values.get("options", "defaults"))
         if not opts or any(c.isspace() for c in opts):
-            raise _fail(name, cls.plugin, f"options {opts!r} are not valid",
-                        "give a comma-separated list without spaces, e.g. defaults,noatime")
-        return [cls(name=name, base=base, fs_options=opts, dump_freq=dump,
-                    fsck_passno=passno)]
+            report(f"options {opts!r} are not valid",
+                   "give a comma-separated list without spaces, e.g. defaults,noatime",
+                   key="options")
+        return [cls(name=str(entry.name), base=entry.base, position=entry.position,
+                    fs_options=opts, dump_freq=_whole(values, "dump-freq", 0, report),
+                    fsck_passno=_whole(values, "fsck-passno", 2, report))]
+
+
+def _whole(values: dict[str, Any], key: str, default: int, report: NodeProblems) -> int:
+    try:
+        return int(values.get(key, default))
+    except (TypeError, ValueError):
+        report(f"{values[key]!r} is not a whole number", f"use e.g. {key}: {default}", key=key)
+        return default
 
 
 @dataclass
@@ -406,49 +471,51 @@ class Lvm(Node):
     pv_bases: list[str] = field(default_factory=list)
 
     @classmethod
-    def from_config(cls, name, base, values):
-        cls._check_options(name, values)
-        pvs, vgs, lvs = (values.get(k) or [] for k in ("pvs", "vgs", "lvs"))
-        if not (isinstance(pvs, list) and isinstance(vgs, list) and isinstance(lvs, list)) \
-                or not pvs or not vgs or not lvs:
-            raise _fail(name, cls.plugin, "needs non-empty pvs:, vgs: and lvs: lists",
-                        "see DIB's lvm plugin documentation for the layout")
-        pv_bases, pv_names = [], set()
-        for pv in pvs:
-            if not isinstance(pv, dict) or "name" not in pv or "base" not in pv:
-                raise _fail(name, cls.plugin, f"pv {pv!r} needs name: and base:",
-                            "base: is the partition holding the physical volume")
-            pv_bases.append(pv["base"])
-            pv_names.add(pv["name"])
-        vg_names = set()
+    def from_config(cls, entry, problems):
+        report = cls._reader(entry, problems)
+        lists = {k: entry.values.get(k) or [] for k in ("pvs", "vgs", "lvs")}
+        for key, items in lists.items():
+            if not isinstance(items, list) or not items:
+                report(f"{key}: is not a non-empty list",
+                       "see DIB's lvm plugin documentation for the layout", key=key)
+                lists[key] = []
+        pvs = _named(lists["pvs"], "pv", "the partition holding the physical volume", report)
+        vgs = _named(lists["vgs"], "vg", "the pv names of the volume group", report)
+        lvs = _named(lists["lvs"], "lv", "the volume group name", report)
+        pv_names = {pv["name"] for pv in pvs}
+        vg_names = {vg["name"] for vg in vgs}
         for vg in vgs:
-            if not isinstance(vg, dict) or "name" not in vg or "base" not in vg:
-                raise _fail(name, cls.plugin, f"vg {vg!r} needs name: and base:",
-                            "base: lists the pv names of the volume group")
-            vbase = vg["base"] if isinstance(vg["base"], list) else [vg["base"]]
-            for pv in vbase:
+            for pv in vg["base"] if isinstance(vg["base"], list) else [vg["base"]]:
                 if pv not in pv_names:
-                    raise _fail(name, cls.plugin, f"vg '{vg['name']}' uses unknown pv "
-                                f"'{pv}'", f"known pvs: {', '.join(sorted(pv_names))}")
-            vg_names.add(vg["name"])
-        node = cls(name=name, base=None, pvs=pvs, vgs=vgs, lvs=lvs, pv_bases=pv_bases)
+                    report(f"vg '{vg['name']}' uses unknown pv '{pv}'",
+                           f"known pvs: {', '.join(sorted(pv_names))}", key="vgs")
+        node = cls(name=str(entry.name), base=None, position=entry.position, pvs=pvs, vgs=vgs,
+                   lvs=lvs, pv_bases=[pv["base"] for pv in pvs])
         out: list[Node] = [node]
         for lv in lvs:
-            if not isinstance(lv, dict) or "name" not in lv or "base" not in lv:
-                raise _fail(name, cls.plugin, f"lv {lv!r} needs name: and base:",
-                            "base: is the volume group name")
             if lv["base"] not in vg_names:
-                raise _fail(name, cls.plugin, f"lv '{lv['name']}' uses unknown vg "
-                            f"'{lv['base']}'", f"known vgs: {', '.join(sorted(vg_names))}")
+                report(f"lv '{lv['name']}' uses unknown vg '{lv['base']}'",
+                       f"known vgs: {', '.join(sorted(vg_names))}", key="lvs")
             if "size" not in lv and "extents" not in lv and lv.get("type") != "thin-pool":
-                raise _fail(name, cls.plugin, f"lv '{lv['name']}' has no size",
-                            "set size: (e.g. 2GiB) or extents: (e.g. 100%FREE)")
-            out.append(LogicalVolume(name=lv["name"], base=name, vg=lv["base"],
-                                     size=lv.get("size")))
+                report(f"lv '{lv['name']}' has no size",
+                       "set size: (e.g. 2GiB) or extents: (e.g. 100%FREE)", key="lvs")
+            out.append(LogicalVolume(name=lv["name"], base=node.name, position=entry.position,
+                                     vg=lv["base"], size=lv.get("size")))
         return out
 
     def edges(self) -> list[str]:
         return list(self.pv_bases)
+
+
+def _named(items: list[Any], kind: str, base: str, report: NodeProblems) -> list[dict]:
+    """The items that have a name and a base; each other one is reported."""
+    good = []
+    for item in items:
+        if isinstance(item, dict) and "name" in item and "base" in item:
+            good.append(item)
+        else:
+            report(f"{kind} {item!r} needs name: and base:", f"base: is {base}", key=f"{kind}s")
+    return good
 
 
 def _builtins() -> dict[str, type[Node]]:
@@ -460,4 +527,3 @@ PLUGINS: PluginRegistry[type[Node]] = PluginRegistry(GROUP, _builtins)
 
 def plugin_names() -> list[str]:
     return PLUGINS.names()
-

@@ -15,7 +15,6 @@ from dib.cache import keys
 from dib.cache.disks import DiskBases
 from dib.config.build import BuildConfig
 from dib.config.hostapt import host_mirrors
-from dib.errors import BlockDeviceError
 from dib.pipeline.prepare import Prepared
 from dib.runtime.tree import layer_paths
 from dib.runtime.workspace import Workspace
@@ -106,13 +105,10 @@ class DiskArtifacts:
         if not needs_disk(prepared):
             return cls(None, "", False)
         source, where = _block_device_source(prepared)
-        try:
-            layout = blockdev.load_config(source, root_label=config.root_label,
-                                          fs_type=config.fs_type,
-                                          mkfs_options=config.mkfs_options or None)
-        except BlockDeviceError as exc:
-            exc.message = f"block-device config from {where}: {exc.message}"
-            raise
+        layout = blockdev.load_config(source, root_label=config.root_label,
+                                      fs_type=config.fs_type,
+                                      mkfs_options=config.mkfs_options or None,
+                                      origin=f"block-device config from {where}")
         blockdev.preflight(layout)
         layout.assign_ids(_seed(config, prepared))
         return cls(layout, where, "bootloader" in prepared.resolution)

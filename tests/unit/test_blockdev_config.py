@@ -1,11 +1,13 @@
 import configparser
 import importlib
+import re
 from pathlib import Path
 
 import pytest
 
 from dib.blockdev import checks, nodes
 from dib.blockdev.graph import load_config
+from dib.blockdev.problems import ConfigProblems
 from dib.errors import BlockDeviceError, PreflightError
 
 EFI = """
@@ -109,10 +111,56 @@ def test_overrides_patch_mkfs_root_only_where_unset():
 
 
 def _err(text, match):
-    with pytest.raises(BlockDeviceError, match=match) as exc:
+    """The one problem a config with one mistake has (no follow-on problems)."""
+    with pytest.raises(ConfigProblems) as exc:
         load_config(text)
-    assert exc.value.hint or "expected" in exc.value.message
-    return exc.value
+    problems = exc.value.problems
+    assert len(problems) == 1, str(exc.value)
+    assert re.search(match, problems[0].line()), problems[0].line()
+    assert problems[0].hint or "expected" in problems[0].text
+    return problems[0]
+
+
+def test_every_mistake_is_reported_in_document_order():
+    text = EFI.replace("size: 550MiB", "size: 550 parsecs") \
+        .replace("type: vfat", "type: vfat\n          label: efipartition") \
+        .replace("mkfs:\n          mount:\n            mount_point: /\n",
+                 "mkfs:\n          type: ext5\n          mount:\n            mount_point: /\n")
+    with pytest.raises(ConfigProblems) as exc:
+        load_config(text, origin="block-device config from element 'x'")
+    lines = str(exc.value).splitlines()
+    assert lines[0] == "block-device config from element 'x': 3 problems"
+    assert lines[1].startswith("  node 'ESP' (partition): key 'size': invalid size "
+                               "'550 parsecs'")
+    assert lines[2] == ("  node 'mkfs_ESP' (mkfs): key 'label': label 'EFIPARTITION' is 12 "
+                        "characters, more than vfat allows (11)")
+    assert lines[3] == "    hint: shorten it to 11 characters or fewer"
+    assert lines[4] == "  node 'mkfs_root' (mkfs): key 'type': unknown filesystem type 'ext5'"
+    assert lines[5] == "    hint: did you mean 'ext4'?"
+    assert len(lines) == 6
+
+
+def test_a_whole_config_problem_comes_after_the_nodes_and_hides_none():
+    no_loop = GRAPH.replace("- local_loop:\n    name: image0\n", "") \
+        .replace("type: ext4", "type: ext5")
+    with pytest.raises(ConfigProblems) as exc:
+        load_config(no_loop)
+    lines = [p.line() for p in exc.value.problems]
+    assert lines[0].startswith("node 'mbr' (partitioning): key 'base': base 'image0' is not")
+    assert lines[1] == "node 'mkfs_root' (mkfs): key 'type': unknown filesystem type 'ext5'"
+    assert lines[2] == "there is no local_loop"
+
+
+def test_a_broken_root_mount_is_reported_as_itself():
+    """Not as 'nothing is mounted at /', which would send the user elsewhere."""
+    problem = _err(GRAPH.replace("mount_point: /", "mount_point: root"),
+                   "node 'mount_root' \\(mount\\): key 'mount_point': mount_point 'root'")
+    assert "absolute path" in problem.text
+
+
+def test_a_node_that_cannot_be_read_is_the_one_problem():
+    _err("- local_loop: {name: image0, mkfs: {name: mkfs_root, type: ext4, mount: /}}\n",
+         "node 'mount_mkfs_root' \\(mount\\): the value of 'mount' must be a map, not str")
 
 
 def test_two_keys_in_one_item():
@@ -121,7 +169,7 @@ def test_two_keys_in_one_item():
 
 def test_unknown_plugin_suggests():
     e = _err("- local_lop: {name: image0}\n", "unknown plugin 'local_lop'")
-    assert "local_loop" in str(e)
+    assert "did you mean 'local_loop'" in e.text
 
 
 def test_unknown_base():
@@ -133,7 +181,7 @@ def test_wrong_kind_of_base():
 
 
 def test_duplicate_name():
-    _err(GRAPH + "- mkfs: {name: mkfs_root, base: image0, type: ext4}\n", "duplicate name")
+    _err(GRAPH + "- mkfs: {name: mkfs_root, base: image0, type: ext4}\n", "node 'mkfs_root' \\(mkfs\\): key 'name': the name is already used")
 
 
 def test_duplicate_label():
@@ -155,7 +203,7 @@ def test_label_rules():
 def test_partition_rules():
     _err(EFI.replace("type: 'EF02'", "type: 'EF02'\n        flags: [primary]"),
          "primary flag only applies to mbr")
-    _err(EFI.replace("        size: 8MiB\n", ""), "'BSP': has no size")
+    _err(EFI.replace("        size: 8MiB\n", ""), "node 'BSP' \\(partition\\): key 'size': has no size")
     _err(EFI.replace("type: 'EF02'", "type: 'ZZ99'"), "gpt type 'ZZ99' is not known")
     _err(GRAPH.replace("flags: [boot, primary]", "flags: [boot, primary]\n        type: 0x05"),
          "mbr type")
@@ -165,7 +213,9 @@ def test_partition_rules():
 
 def test_mkfs_rules():
     _err(GRAPH.replace("type: ext4", "type: ext5"), "unknown filesystem type 'ext5'")
-    _err(GRAPH.replace("    type: ext4\n", "    type: ext4\n    lable: x\n"), "did you mean 'label'")
+    typo = _err(GRAPH.replace("    type: ext4\n", "    type: ext4\n    lable: x\n"),
+                "key 'lable': unknown option")
+    assert typo.hint == "did you mean 'label'?"
     _err(GRAPH.replace("mount_point: /", "mount_point: /srv"), "no filesystem is mounted at /")
     _err(GRAPH.replace("mount_point: /", "mount_point: relative"), "not an absolute path")
 
