@@ -11,6 +11,7 @@ import difflib
 import graphlib
 import os
 
+from dib.blockdev import sizes
 from dib.blockdev.config import BlockDeviceConfig
 from dib.blockdev.nodes import (Fstab, LocalLoop, LogicalVolume, Lvm, Mkfs, Mount, Node,
                                 Partition, Partitioning)
@@ -32,6 +33,9 @@ def check_graph(config: BlockDeviceConfig, problems: Problems) -> None:
     tables = {t.base: t.name for t in config.partitionings}
     _check_filesystems(config, tables, problems)
     _check_mounts(config, problems)
+    _check_fstabs(config, problems)
+    for table in config.partitionings:
+        _check_room_after_full(config, table, problems)
     try:
         config.order()
     except graphlib.CycleError as exc:
@@ -126,6 +130,34 @@ def _check_mounts(config: BlockDeviceConfig, problems: Problems) -> None:
     if config.filesystems and "/" not in points and "mount" not in problems.broken.values():
         problems.whole("no filesystem is mounted at /",
                        "add 'mount: {mount_point: /}' under the root mkfs (usually mkfs_root)")
+
+
+def _check_fstabs(config: BlockDeviceConfig, problems: Problems) -> None:
+    """/etc/fstab gets one line per mount: a second fstab node would be lost."""
+    owners: dict[str | None, str] = {}
+    for fstab in config.fstabs:
+        if fstab.base in owners:
+            _report(problems, fstab)(f"mount '{fstab.base}' already has the fstab entry "
+                                     f"'{owners[fstab.base]}'",
+                                     "give each mount one fstab: (merge their options)",
+                                     key="base")
+        owners.setdefault(fstab.base, fstab.name)
+
+
+def _check_room_after_full(config: BlockDeviceConfig, table: Partitioning,
+                           problems: Problems) -> None:
+    """A partition sized 100% takes all the space left: one after it on the
+    disk would be empty, found only when the disk is laid out at the end of
+    the build."""
+    ordered = table.ordered_partitions(config)
+    for index, part in enumerate(ordered[:-1]):
+        if part.name in problems.broken or sizes.percentage(part.size) != 100:
+            continue
+        later = ", ".join(f"'{p.name}'" for p in ordered[index + 1:])
+        _report(problems, part)(f"100% takes all the space left, so none remains for {later} "
+                                "after it on the disk",
+                                "give it a smaller share (e.g. 90%) or an absolute size, or "
+                                "make it the last partition", key="size")
 
 
 def device_mapper_available(proc_misc: str = "/proc/misc",

@@ -226,6 +226,27 @@ def test_two_tables_on_one_loop():
     _err(GRAPH + extra, "already has the partition table")
 
 
+def test_a_second_fstab_for_one_mount_is_refused():
+    """fstab_text writes one line per mount: the second entry would be dropped."""
+    second = GRAPH + "- fstab:\n    name: fstab_again\n    base: mount_root\n" \
+                     "    options: noatime\n"
+    _err(second, "node 'fstab_again' \\(fstab\\): key 'base': mount 'mount_root' already "
+                 "has the fstab entry 'fstab_root'")
+
+
+def test_nothing_can_follow_a_partition_of_100_percent():
+    """Found when the config is read, not when the disk is laid out after the build."""
+    text = EFI + "      - {name: swap, type: '8200', size: 1GiB}\n"
+    _err(text, "node 'root' \\(partition\\): key 'size': 100% takes all the space left, "
+               "so none remains for 'swap'")
+    mbr = GRAPH.replace("flags: [boot, primary]\n        size: 100%",
+                        "flags: [boot, primary]\n        size: 100 %\n"
+                        "      - name: data\n        size: 1GiB")
+    _err(mbr, "node 'root' \\(partition\\): key 'size': 100% takes all")
+    fine = EFI.replace("size: 100%", "size: 90%") + "      - {name: swap, size: 100%}\n"
+    assert load_config(fine).nodes["swap"].number == 4
+
+
 def test_not_a_list():
     _err("local_loop: {name: x}\n", "must be a YAML list")
 
