@@ -23,7 +23,8 @@ from typing import Mapping
 
 from dib import runner
 from dib.blockdev.config import BlockDeviceConfig
-from dib.blockdev.disk import DiskPlan, mtools_env
+from dib.blockdev.assemble import mtools_env
+from dib.blockdev.layout import DiskPlan
 from dib.bootloader import bios
 from dib.errors import BlockDeviceError, PreflightError
 

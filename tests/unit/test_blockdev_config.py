@@ -8,7 +8,7 @@ import pytest
 from dib.blockdev import checks, nodes
 from dib.blockdev.graph import load_config
 from dib.blockdev.problems import ConfigProblems
-from dib.errors import BlockDeviceError, PreflightError
+from dib.errors import PreflightError
 
 EFI = """
 - local_loop:

@@ -1,11 +1,11 @@
 import json
 import shutil
-import subprocess
 
 import pytest
 
+from dib import runner
+from dib.blockdev import assemble, fstab, layout
 from dib.blockdev.graph import load_config
-from dib.blockdev import disk, fstab
 from dib.errors import BlockDeviceError
 
 from tests.unit.test_blockdev_config import EFI, GRAPH
@@ -50,7 +50,7 @@ LOGICAL = """
 
 def test_gpt_efi_plan_offsets_and_alignment():
     cfg = load_config(EFI).assign_ids("t")
-    plan = disk.plan_disk(cfg, tree_bytes=0, image_size=2 * GiB)
+    plan = layout.plan_disk(cfg, tree_bytes=0, image_size=2 * GiB)
     parts = {p.name: p for p in plan.partitions}
     assert parts["ESP"].start == 1 * MiB and parts["ESP"].size == 550 * MiB
     assert parts["BSP"].start == 551 * MiB and parts["BSP"].size == 8 * MiB
@@ -67,7 +67,7 @@ def test_gpt_efi_plan_offsets_and_alignment():
 def test_percent_is_of_remaining_space():
     text = VAR.replace("      - name: swap\n        size: 0%\n", "")
     cfg = load_config(text).assign_ids("t")
-    plan = disk.plan_disk(cfg, tree_bytes=0, image_size=2 * GiB)
+    plan = layout.plan_disk(cfg, tree_bytes=0, image_size=2 * GiB)
     root, var = plan.partition("root"), plan.partition("var")
     free_after_bsp = 2 * GiB - 33 * 512 - root.start
     assert root.size == (int(free_after_bsp * 0.6) // MiB) * MiB
@@ -83,25 +83,25 @@ def test_zero_percent_partition_is_refused():
 def test_too_small_disk_names_partition():
     cfg = load_config(EFI).assign_ids("t")
     with pytest.raises(BlockDeviceError, match="'BSP'|'root'") as exc:
-        disk.plan_disk(cfg, tree_bytes=0, image_size=555 * MiB)
+        layout.plan_disk(cfg, tree_bytes=0, image_size=555 * MiB)
     assert "DIB_IMAGE_SIZE" in str(exc.value)
 
 
 def test_default_size_follows_dib():
     cfg = load_config(None).assign_ids("t")
-    plan = disk.plan_disk(cfg, tree_bytes=600 * MiB)
+    plan = layout.plan_disk(cfg, tree_bytes=600 * MiB)
     assert plan.size >= 1000 * MiB and plan.size % (64 * 1024) == 0
-    extra = disk.plan_disk(cfg, tree_bytes=600 * MiB, extra_size=100 * MiB)
+    extra = layout.plan_disk(cfg, tree_bytes=600 * MiB, extra_size=100 * MiB)
     assert 700 * MiB <= extra.size < 1000 * MiB
     assert plan.label is None and plan.root_fs.offset == 0 and plan.root_fs.size == plan.size
-    efi = disk.plan_disk(load_config(EFI).assign_ids("t"), tree_bytes=300 * MiB)
+    efi = layout.plan_disk(load_config(EFI).assign_ids("t"), tree_bytes=300 * MiB)
     assert efi.size > 300 * MiB / 0.6 + 558 * MiB
 
 
 def test_sfdisk_script_gpt():
     cfg = load_config(EFI).assign_ids("t")
-    plan = disk.plan_disk(cfg, tree_bytes=0, image_size=2 * GiB)
-    script = disk.sfdisk_script(plan)
+    plan = layout.plan_disk(cfg, tree_bytes=0, image_size=2 * GiB)
+    script = layout.sfdisk_script(plan)
     lines = script.splitlines()
     assert lines[0] == "label: gpt"
     assert lines[1] == f"label-id: {cfg.partition_table.disk_id}"
@@ -112,8 +112,8 @@ def test_sfdisk_script_gpt():
 
 def test_sfdisk_script_mbr_with_logicals():
     cfg = load_config(LOGICAL).assign_ids("t")
-    plan = disk.plan_disk(cfg, tree_bytes=0, image_size=3 * GiB)
-    script = disk.sfdisk_script(plan)
+    plan = layout.plan_disk(cfg, tree_bytes=0, image_size=3 * GiB)
+    script = layout.sfdisk_script(plan)
     assert "label: dos" in script and "label-id: 0x" in script
     body = [line for line in script.splitlines() if line.startswith("start=")]
     assert body[0].endswith("type=83, bootable")
@@ -125,8 +125,7 @@ def test_sfdisk_script_mbr_with_logicals():
 
 
 def _sfdisk_json(raw):
-    out = subprocess.run(["sfdisk", "--json", str(raw)], capture_output=True, text=True,
-                         check=True).stdout
+    out = runner.run(["sfdisk", "--json", str(raw)]).stdout
     return json.loads(out)["partitiontable"]
 
 
@@ -137,15 +136,14 @@ needs_sfdisk = pytest.mark.skipif(not (shutil.which("sfdisk") or
 
 @needs_sfdisk
 def test_real_gpt_table_round_trips(tmp_path):
-    from dib import runner
     cfg = load_config(EFI).assign_ids("t")
-    plan = disk.plan_disk(cfg, tree_bytes=0, image_size=2 * GiB)
+    plan = layout.plan_disk(cfg, tree_bytes=0, image_size=2 * GiB)
     raw = tmp_path / "d.raw"
     raw.write_bytes(b"")
     with open(raw, "wb") as fh:
         fh.truncate(plan.size)
     runner.run(["sfdisk", "--no-reread", "--no-tell-kernel", "-q", str(raw)],
-               input=disk.sfdisk_script(plan))
+               input=layout.sfdisk_script(plan))
     table = _sfdisk_json(raw)
     assert table["label"] == "gpt" and table["id"] == cfg.partition_table.disk_id
     got = [(p["start"] * 512, p["size"] * 512, p["uuid"].lower()) for p in table["partitions"]]
@@ -155,14 +153,13 @@ def test_real_gpt_table_round_trips(tmp_path):
 
 @needs_sfdisk
 def test_real_mbr_table_round_trips(tmp_path):
-    from dib import runner
     cfg = load_config(LOGICAL).assign_ids("t")
-    plan = disk.plan_disk(cfg, tree_bytes=0, image_size=3 * GiB)
+    plan = layout.plan_disk(cfg, tree_bytes=0, image_size=3 * GiB)
     raw = tmp_path / "d.raw"
     with open(raw, "wb") as fh:
         fh.truncate(plan.size)
     runner.run(["sfdisk", "--no-reread", "--no-tell-kernel", "-q", str(raw)],
-               input=disk.sfdisk_script(plan))
+               input=layout.sfdisk_script(plan))
     table = _sfdisk_json(raw)
     assert table["label"] == "dos" and table["id"] == cfg.partition_table.disk_id
     parts = table["partitions"]
@@ -192,12 +189,12 @@ def test_fstab_swap_and_mount_without_fstab():
 
 
 def test_required_tools():
-    names = dict(disk.required_tools(load_config(VAR.replace(
+    names = dict(assemble.required_tools(load_config(VAR.replace(
         "      - name: swap\n        size: 0%\n", ""))))
     assert names["sfdisk"] == "fdisk" and names["mkfs.ext4"] == "e2fsprogs"
     assert names["mkfs.fat"] == "dosfstools" and names["mcopy"] == "mtools"
     assert names["unshare"] == "util-linux"          # nested /var and /boot/efi
-    assert "unshare" not in dict(disk.required_tools(load_config(None)))
+    assert "unshare" not in dict(assemble.required_tools(load_config(None)))
 
 
 @pytest.mark.skipif(not shutil.which("mkfs.ext4", path="/usr/sbin:/sbin:/usr/bin"),
@@ -207,14 +204,13 @@ def test_build_small_disk_without_nested_mounts(tmp_path):
     (tree / "etc").mkdir(parents=True)
     (tree / "etc" / "hello").write_text("hi\n")
     cfg = load_config(GRAPH).assign_ids("small")
-    plan = disk.plan_disk(cfg, tree_bytes=0, image_size=64 * MiB)
-    result = disk.build_disk(plan, tree, tmp_path / "d.raw")
+    plan = layout.plan_disk(cfg, tree_bytes=0, image_size=64 * MiB)
+    result = assemble.build_disk(plan, tree, tmp_path / "d.raw")
     table = _sfdisk_json(result.raw)
     assert table["partitions"][0]["start"] == 2048
-    out = subprocess.run(["debugfs", "-R", "cat /etc/hello",
-                          f"{result.raw}?offset={plan.root_fs.offset}"],
-                         capture_output=True, text=True)
+    out = runner.run(["debugfs", "-R", "cat /etc/hello",
+                      f"{result.raw}?offset={plan.root_fs.offset}"])
     assert out.stdout == "hi\n"
-    blkid = subprocess.run(["blkid", "-p", "-O", str(plan.root_fs.offset), "-o", "export",
-                            str(result.raw)], capture_output=True, text=True).stdout
+    blkid = runner.run(["blkid", "-p", "-O", str(plan.root_fs.offset), "-o", "export",
+                        str(result.raw)]).stdout
     assert f"UUID={cfg.root_fs.uuid}" in blkid and "LABEL=cloudimg-rootfs" in blkid

@@ -3,8 +3,8 @@ import struct
 import pytest
 
 from dib import bootloader
+from dib.blockdev import layout
 from dib.blockdev.graph import load_config
-from dib.blockdev import disk
 from dib.bootloader import bios
 from dib.errors import BlockDeviceError, PreflightError
 
@@ -145,7 +145,7 @@ def test_prepare_tree_needs_kernel_and_ids(tmp_path):
 
 
 def test_firmware_support_by_layout():
-    plan = lambda text: disk.plan_disk(load_config(text).assign_ids("s"), tree_bytes=0,
+    plan = lambda text: layout.plan_disk(load_config(text).assign_ids("s"), tree_bytes=0,
                                        image_size=2 * 1024 ** 3)
     assert bootloader.firmware_support(plan(EFI)) == (True, True)
     assert bootloader.firmware_support(plan(GRAPH)) == (True, False)
@@ -157,7 +157,7 @@ def test_firmware_support_by_layout():
 
 
 def test_preflight_names_missing_grub_package(tmp_path):
-    plan = disk.plan_disk(load_config(EFI).assign_ids("s"), tree_bytes=0,
+    plan = layout.plan_disk(load_config(EFI).assign_ids("s"), tree_bytes=0,
                           image_size=2 * 1024 ** 3)
     with pytest.raises(PreflightError, match="grub-pc-bin") as exc:
         bootloader.preflight(plan, grub_lib=tmp_path)
