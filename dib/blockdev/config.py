@@ -1,5 +1,7 @@
 """The checked block-device graph: nodes by name, typed views, DIB's legacy
-overrides of ``mkfs_root``, fixed ids and what hooks are told about it.
+overrides of ``mkfs_root`` and fixed ids.  Which filesystem is the root,
+which holds /boot and which partition is the ESP is the layout's to say
+(``dib.blockdev.layout.DiskPlan``).
 
 ``dib.blockdev.graph.load_config`` makes one from YAML.
 """
@@ -10,8 +12,8 @@ import hashlib
 import uuid as uuidlib
 from typing import Any
 
-from dib.blockdev.nodes import (BIOS_BOOT_GUID, ESP_GUID, Fstab, LocalLoop, Lvm, Mkfs, Mount,
-                                Node, Partition, Partitioning)
+from dib.blockdev.nodes import (Fstab, LocalLoop, Lvm, Mkfs, Mount, Node, Partition,
+                                Partitioning)
 
 _NS = uuidlib.UUID("5d1b0c6e-4f0a-4bd2-9c36-7a3e2f1b6a90")
 
@@ -103,17 +105,7 @@ class BlockDeviceConfig:
                         part.partuuid = str(uuidlib.uuid5(_NS, f"{seed}\0part\0{part.name}"))
         return self
 
-    # -- accessors exported to hooks
-    def mount_for_point(self, point: str) -> Mount | None:
-        for mount in self.mounts:
-            if mount.mount_point == point:
-                return mount
-        return None
-
-    def mkfs_at(self, point: str) -> Mkfs | None:
-        mount = self.mount_for_point(point)
-        return self.nodes[mount.base] if mount else None  # type: ignore[return-value]
-
+    # -- lookups
     def mount_of(self, fs: Mkfs) -> Mount | None:
         for mount in self.mounts:
             if mount.base == fs.name:
@@ -126,59 +118,9 @@ class BlockDeviceConfig:
                 return fstab
         return None
 
-    @property
-    def root_fs(self) -> Mkfs | None:
-        return self.mkfs_at("/")
-
-    @property
-    def root_label(self) -> str | None:
-        return self.root_fs.label if self.root_fs else None
-
-    @property
-    def root_fs_type(self) -> str | None:
-        return self.root_fs.type if self.root_fs else None
-
-    @property
-    def boot_fs(self) -> Mkfs | None:
-        """The filesystem holding /boot: a /boot mount, else the root."""
-        return self.mkfs_at("/boot") or self.root_fs
-
-    @property
-    def boot_label(self) -> str | None:
-        return self.boot_fs.label if self.boot_fs else None
-
     def mount_points(self) -> list[str]:
         """Mount points in mount order (a parent before its children)."""
         return sorted(m.mount_point for m in self.mounts if m.mount_point != "none")
-
-    def hook_environment(self) -> dict[str, str]:
-        env = {}
-        if self.root_label:
-            env["DIB_ROOT_LABEL"] = self.root_label
-        if self.root_fs_type:
-            env["DIB_ROOT_FSTYPE"] = self.root_fs_type
-        if self.boot_label:
-            env["DIB_BOOT_LABEL"] = self.boot_label
-        return env
-
-    def partition_of(self, fs: Mkfs) -> Partition | None:
-        node = self.nodes.get(fs.base or "")
-        return node if isinstance(node, Partition) else None
-
-    @property
-    def esp(self) -> Partition | None:
-        for part in self.partitions:
-            if part.type in (ESP_GUID, "ef"):
-                return part
-        fs = self.mkfs_at("/boot/efi")
-        return self.partition_of(fs) if fs else None
-
-    @property
-    def bios_boot(self) -> Partition | None:
-        for part in self.partitions:
-            if part.type == BIOS_BOOT_GUID:
-                return part
-        return None
 
     @property
     def partition_table(self) -> Partitioning | None:

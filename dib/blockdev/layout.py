@@ -11,11 +11,13 @@ from __future__ import annotations
 import json
 import posixpath
 from dataclasses import asdict, dataclass, field
+from typing import Callable
 
 from dib.blockdev import sizes
 from dib.blockdev.checks import preflight
 from dib.blockdev.config import BlockDeviceConfig
-from dib.blockdev.nodes import BIOS_BOOT_GUID, ESP_GUID, LocalLoop, Partition, Partitioning
+from dib.blockdev.nodes import (BIOS_BOOT_GUID, ESP_GUID, LocalLoop, Mkfs, Node, Partition,
+                                Partitioning)
 from dib.errors import BlockDeviceError
 
 EXT_TYPES = ("ext2", "ext3", "ext4")
@@ -56,6 +58,10 @@ class FilesystemPlan:
 
 @dataclass
 class DiskPlan:
+    """Where everything goes on the disk (``size`` 0: not laid out yet, see
+    ``unsized_plan``), and the one place that says which filesystem is the
+    root, which holds /boot, and which partitions are the ESP and BIOS boot."""
+
     size: int
     sector_size: int
     label: str | None                     # "mbr", "gpt" or None (no table)
@@ -111,6 +117,16 @@ class DiskPlan:
                 return part
         return None
 
+    def hook_environment(self) -> dict[str, str]:
+        """What hooks are told about the layout, as DIB tells them."""
+        env = {}
+        if self.root_fs:
+            env["DIB_ROOT_LABEL"] = self.root_fs.label
+            env["DIB_ROOT_FSTYPE"] = self.root_fs.type
+        if self.boot_fs:
+            env["DIB_BOOT_LABEL"] = self.boot_fs.label
+        return env
+
     def bios_embed_area(self) -> tuple[int, int] | None:
         """(first LBA, bytes) where a BIOS GRUB core image can go, or None."""
         if self.sector_size != 512:
@@ -126,7 +142,6 @@ class DiskPlan:
         return None
 
 
-
 def plan_signature(plan: DiskPlan) -> str:
     """Everything about a plan that decides where bytes go on the disk."""
     return json.dumps({"size": plan.size, "sector": plan.sector_size, "label": plan.label,
@@ -134,7 +149,6 @@ def plan_signature(plan: DiskPlan) -> str:
                        "partitions": [asdict(p) for p in plan.partitions],
                        "filesystems": [asdict(f) for f in plan.filesystems]},
                       sort_keys=True)
-
 
 
 def default_image_size(config: BlockDeviceConfig, tree_bytes: int,
@@ -165,33 +179,57 @@ def plan_disk(config: BlockDeviceConfig, *, tree_bytes: int, image_size: int | N
         total = default_image_size(config, tree_bytes, extra_size)
     total = sizes.align_up(total, max(_ROUND, sector))
     table = config.partition_table
-    parts: list[PartitionPlan] = []
-    extended = None
-    disk_id = None
-    label = None
-    if table is not None:
-        label = table.label
-        disk_id = table.disk_id
-        parts, extended = _layout(config, table, total, sector)
+    parts, extended = _layout(config, table, total, sector) if table else ([], None)
+
+    def place(fs: Mkfs, base: Node) -> tuple[int, int]:
+        if isinstance(base, Partition):
+            part = next(p for p in parts if p.name == base.name)
+            return part.start, part.size
+        if isinstance(base, LocalLoop):
+            return 0, total
+        raise BlockDeviceError(f"mkfs '{fs.name}' is on '{fs.base}', which the offline "
+                               "disk builder cannot create")
+    return _plan(config, total, parts, extended, place)
+
+
+def unsized_plan(config: BlockDeviceConfig) -> DiskPlan:
+    """The plan before the disk's size is known, every size and offset 0:
+    it says what is where (root, /boot, the ESP; for grub.cfg and the hooks'
+    environment), not where bytes go.  ``plan_disk`` makes the real one."""
+    table = config.partition_table
+    parts = [_partition_plan(p, table, 0, 0) for p in table.ordered_partitions(config)] \
+        if table else []
+    return _plan(config, 0, parts, None, lambda _fs, _base: (0, 0))
+
+
+def _plan(config: BlockDeviceConfig, total: int, parts: list[PartitionPlan],
+          extended: tuple[int, int] | None,
+          place: Callable[[Mkfs, Node], tuple[int, int]]) -> DiskPlan:
+    table = config.partition_table
     filesystems = []
     for fs in config.filesystems:
-        base = config.nodes[fs.base]  # type: ignore[index]
-        if isinstance(base, Partition):
-            pp = next(p for p in parts if p.name == base.name)
-            offset, size = pp.start, pp.size
-        elif isinstance(base, LocalLoop):
-            offset, size = 0, total
-        else:
-            raise BlockDeviceError(f"mkfs '{fs.name}' is on '{fs.base}', which the offline "
-                                   "disk builder cannot create")
+        base = config.nodes[str(fs.base)]
+        offset, size = place(fs, base)
         mount = config.mount_of(fs)
         filesystems.append(FilesystemPlan(
             name=fs.name, type=str(fs.type), label=str(fs.label), uuid=fs.uuid,
             fs_uuid=fs.fs_uuid, opts=fs.opts, offset=offset, size=size, device=base.name,
             mount_point=mount.mount_point if mount else None))
-    return DiskPlan(size=total, sector_size=sector, label=label, disk_id=disk_id,
-                    partitions=parts, filesystems=filesystems, extended=extended,
-                    config=config)
+    return DiskPlan(size=total, sector_size=config.loops[0].block_size,
+                    label=table.label if table else None,
+                    disk_id=table.disk_id if table else None, partitions=parts,
+                    filesystems=filesystems, extended=extended, config=config)
+
+
+def _logical(part: Partition, table: Partitioning) -> bool:
+    return table.label == "mbr" and not part.primary
+
+
+def _partition_plan(part: Partition, table: Partitioning, start: int, size: int
+                    ) -> PartitionPlan:
+    return PartitionPlan(name=part.name, number=part.number, start=start, size=size,
+                         type=part.type, bootable=part.bootable, logical=_logical(part, table),
+                         partuuid=part.partuuid, gpt_name=part.gpt_name)
 
 
 def _layout(config: BlockDeviceConfig, table: Partitioning, total: int, sector: int
@@ -207,8 +245,7 @@ def _layout(config: BlockDeviceConfig, table: Partitioning, total: int, sector: 
     plans: list[PartitionPlan] = []
     ext_start = None
     for part in ordered:
-        logical = table.label == "mbr" and not part.primary
-        if logical:
+        if _logical(part, table):
             if ext_start is None:
                 ext_start = sizes.align_up(cursor, align)
                 cursor = ext_start
@@ -236,10 +273,7 @@ def _layout(config: BlockDeviceConfig, table: Partitioning, total: int, sector: 
                 f"block-device config: partition '{part.name}' needs {sizes.human(size)} "
                 f"but only {sizes.human(free)} is left on a {sizes.human(total)} disk",
                 hint="raise the image size (DIB_IMAGE_SIZE) or shrink the partition")
-        plans.append(PartitionPlan(name=part.name, number=part.number, start=start,
-                                   size=size, type=part.type, bootable=part.bootable,
-                                   logical=logical, partuuid=part.partuuid,
-                                   gpt_name=part.gpt_name))
+        plans.append(_partition_plan(part, table, start, size))
         cursor = start + size
     extended = None
     if ext_start is not None:

@@ -113,8 +113,14 @@ class DiskArtifacts:
         layout.assign_ids(_seed(config, prepared))
         return cls(layout, where, "bootloader" in prepared.resolution)
 
+    @property
+    def plan(self) -> Any:
+        """The layout before the tree is sized: which filesystem is the root,
+        which holds /boot, where the ESP is (blockdev.DiskPlan, unsized)."""
+        return blockdev.unsized_plan(self.config)
+
     def hook_environment(self) -> dict[str, str]:
-        return self.config.hook_environment() if self.config is not None else {}
+        return self.plan.hook_environment() if self.config is not None else {}
 
     def fstab_text(self) -> str:
         return blockdev.fstab_text(self.config)

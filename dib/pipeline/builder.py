@@ -174,7 +174,7 @@ class Builder:
                   if k.startswith(("DIB_BOOTLOADER", "DIB_GRUB", "DIB_NO_TIMER"))}
         values["fstab"] = self.disk.fstab_text()
         self._internal_step("bootloader", values,
-                            lambda tree: bootloader.prepare_tree(tree, self.disk.config,
+                            lambda tree: bootloader.prepare_tree(tree, self.disk.plan,
                                                                  options=options))
 
     def _on_hook(self, run: HookRun) -> None:

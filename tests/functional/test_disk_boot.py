@@ -17,7 +17,7 @@ import pytest
 
 from dib import bootloader, runner
 from dib.blockdev import (build_disk, fstab_text, load_config, plan_disk, tree_size,
-                          write_fstab)
+                          unsized_plan, write_fstab)
 from dib.outputs import OutputContext
 from dib.outputs.images import Qcow2
 from dib.testing.boot import boot_check
@@ -170,7 +170,8 @@ def _build(tree: Path, layout: str, name: str, image_size: int | None = None):
     timings = {}
     t0 = time.monotonic()
     write_fstab(cfg, tree)
-    bootloader.prepare_tree(tree, cfg, None, options=bootloader.BootOptions(timeout=0))
+    bootloader.prepare_tree(tree, unsized_plan(cfg), None,
+                            options=bootloader.BootOptions(timeout=0))
     plan = plan_disk(cfg, tree_bytes=tree_size(tree), image_size=image_size)
     raw = tree.parent / f"{name}.raw"
     build_disk(plan, tree, raw)

@@ -7,6 +7,7 @@ import pytest
 
 from dib.blockdev import checks, nodes
 from dib.blockdev.graph import load_config
+from dib.blockdev.layout import unsized_plan
 from dib.blockdev.problems import ConfigProblems
 from dib.errors import PreflightError
 
@@ -69,9 +70,8 @@ GRAPH = """
 def test_default_config_is_dibs():
     cfg = load_config()
     assert [n.name for n in cfg.loops] == ["image0"]
-    assert cfg.root_fs.name == "mkfs_root"
-    assert cfg.root_label == "cloudimg-rootfs"
-    assert cfg.root_fs_type == "ext4"
+    root = unsized_plan(cfg).root_fs
+    assert (root.name, root.label, root.type) == ("mkfs_root", "cloudimg-rootfs", "ext4")
     assert cfg.mount_points() == ["/"]
     assert cfg.partition_table is None
 
@@ -86,28 +86,32 @@ def test_tree_names_and_lifting():
     assert cfg.nodes["ESP"].type == nodes.ESP_GUID
     assert cfg.nodes["mkfs_ESP"].label == "MKFS_ESP"   # vfat labels are upper-cased
     assert cfg.mount_points() == ["/", "/boot/efi"]
-    assert cfg.esp.name == "ESP" and cfg.bios_boot.name == "BSP"
+    plan = unsized_plan(cfg)
+    assert plan.esp.name == "ESP" and plan.bios_boot.name == "BSP"
+    assert plan.esp_fs.name == "mkfs_ESP" and plan.boot_fs is plan.root_fs
     order = cfg.order()
     assert order.index("image0") < order.index("root") < order.index("mkfs_root")
 
 
 def test_graph_and_tree_give_same_shape():
     cfg = load_config(GRAPH)
-    assert cfg.root_fs.name == "mkfs_root"
+    plan = unsized_plan(cfg)
+    assert plan.root_fs.name == "mkfs_root"
     assert cfg.nodes["root"].bootable and cfg.nodes["root"].primary
-    assert cfg.hook_environment() == {"DIB_ROOT_LABEL": "cloudimg-rootfs",
-                                      "DIB_ROOT_FSTYPE": "ext4",
-                                      "DIB_BOOT_LABEL": "cloudimg-rootfs"}
+    assert plan.hook_environment() == {"DIB_ROOT_LABEL": "cloudimg-rootfs",
+                                       "DIB_ROOT_FSTYPE": "ext4",
+                                       "DIB_BOOT_LABEL": "cloudimg-rootfs"}
 
 
 def test_overrides_patch_mkfs_root_only_where_unset():
-    cfg = load_config(None, root_label="myroot", fs_type="ext3", mkfs_options="-i 4096")
-    assert (cfg.root_label, cfg.root_fs_type, cfg.root_fs.opts) == ("myroot", "ext3", "-i 4096")
-    explicit = load_config(GRAPH, root_label="other", fs_type="ext3")
-    assert explicit.root_fs_type == "ext4"      # YAML wins, like DIB
-    assert explicit.root_label == "other"      # label not in the YAML: the param fills it
-    xfs = load_config(None, fs_type="xfs")
-    assert xfs.root_label == "img-rootfs"
+    root = load_config(None, root_label="myroot", fs_type="ext3",
+                       mkfs_options="-i 4096").nodes["mkfs_root"]
+    assert (root.label, root.type, root.opts) == ("myroot", "ext3", "-i 4096")
+    explicit = load_config(GRAPH, root_label="other", fs_type="ext3").nodes["mkfs_root"]
+    assert explicit.type == "ext4"      # YAML wins, like DIB
+    assert explicit.label == "other"    # label not in the YAML: the param fills it
+    xfs = load_config(None, fs_type="xfs").nodes["mkfs_root"]
+    assert xfs.label == "img-rootfs"
 
 
 def _err(text, match):
@@ -267,7 +271,7 @@ def test_lvm_validates_but_preflight_refuses_without_device_mapper():
 - mkfs: {name: mkfs_root, base: lv_root, type: ext4, mount: {mount_point: /}}
 """
     cfg = load_config(text)
-    assert cfg.lvms and cfg.root_fs.base == "lv_root"
+    assert cfg.lvms and cfg.nodes["mkfs_root"].base == "lv_root"
     with pytest.raises(PreflightError, match="device-mapper"):
         checks.preflight(cfg, dm_available=False)
     checks.preflight(cfg, dm_available=True)
@@ -300,7 +304,7 @@ def test_given_uuid_is_kept():
     cfg = load_config(GRAPH.replace("type: ext4",
                                       "type: ext4\n    uuid: 12345678-1234-1234-1234-123456789abc"))
     cfg.assign_ids("s")
-    assert cfg.root_fs.uuid == "12345678-1234-1234-1234-123456789abc"
+    assert cfg.nodes["mkfs_root"].uuid == "12345678-1234-1234-1234-123456789abc"
 
 
 def test_registry_falls_back_to_builtins():

@@ -64,6 +64,24 @@ def test_gpt_efi_plan_offsets_and_alignment():
     assert plan.bios_embed_area() == (parts["BSP"].start // 512, 8 * MiB)
 
 
+def test_where_root_boot_and_the_esp_are():
+    """The same answer before the disk is sized (grub.cfg, hooks) and after."""
+    by_type = load_config(EFI).assign_ids("t")
+    by_mount = load_config(EFI.replace("type: 'EF00'", "type: '8300'")).assign_ids("t")
+    boot = load_config(LOGICAL.replace("mount_point: /srv", "mount_point: /boot"))
+    for cfg in (by_type, by_mount, boot):
+        placed = layout.plan_disk(cfg, tree_bytes=0, image_size=3 * GiB)
+        for plan in (layout.unsized_plan(cfg), placed):
+            assert plan.root_fs.name == "mkfs_root"
+            if cfg is boot:
+                assert plan.esp is None and plan.boot_fs.name == "mkfs_data"
+                assert plan.hook_environment()["DIB_BOOT_LABEL"] == "mkfs_data"
+            else:
+                assert plan.esp.name == "ESP" and plan.esp_fs.name == "mkfs_ESP"
+                assert plan.boot_fs is plan.root_fs
+    assert layout.unsized_plan(by_type).size == 0
+
+
 def test_percent_is_of_remaining_space():
     text = VAR.replace("      - name: swap\n        size: 0%\n", "")
     cfg = load_config(text).assign_ids("t")
@@ -173,7 +191,7 @@ def test_fstab_text_like_dib():
     assert fstab.fstab_text(cfg) == ("LABEL=cloudimg-rootfs / ext4 defaults 0 1\n"
                                     "LABEL=MKFS_ESP /boot/efi vfat defaults 0 2\n")
     by_uuid = fstab.fstab_text(cfg, by="uuid")
-    assert f"UUID={cfg.root_fs.uuid} / ext4" in by_uuid
+    assert f"UUID={cfg.nodes['mkfs_root'].uuid} / ext4" in by_uuid
     assert f"UUID={cfg.nodes['mkfs_ESP'].fs_uuid} /boot/efi vfat" in by_uuid
 
 
@@ -213,4 +231,4 @@ def test_build_small_disk_without_nested_mounts(tmp_path):
     assert out.stdout == "hi\n"
     blkid = runner.run(["blkid", "-p", "-O", str(plan.root_fs.offset), "-o", "export",
                         str(result.raw)]).stdout
-    assert f"UUID={cfg.root_fs.uuid}" in blkid and "LABEL=cloudimg-rootfs" in blkid
+    assert f"UUID={plan.root_fs.uuid}" in blkid and "LABEL=cloudimg-rootfs" in blkid

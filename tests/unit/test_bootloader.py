@@ -5,6 +5,7 @@ import pytest
 from dib import bootloader
 from dib.blockdev import layout
 from dib.blockdev.graph import load_config
+from dib.blockdev.layout import unsized_plan
 from dib.bootloader import bios
 from dib.errors import BlockDeviceError, PreflightError
 
@@ -89,11 +90,13 @@ def _tree(tmp_path):
 def test_prepare_tree_writes_grub_cfg(tmp_path):
     tree = _tree(tmp_path)
     cfg = load_config(EFI).assign_ids("s")
-    setup = bootloader.prepare_tree(tree, cfg, "quiet", options=bootloader.BootOptions())
+    setup = bootloader.prepare_tree(tree, unsized_plan(cfg), "quiet",
+                                    options=bootloader.BootOptions())
     text = setup.grub_cfg.read_text()
+    root_uuid = cfg.nodes["mkfs_root"].uuid
     assert setup.kernel_version == "6.1.0-10-amd64"           # newest, not lexical
-    assert f"search --no-floppy --fs-uuid --set=root {cfg.root_fs.uuid}" in text
-    assert (f"linux /boot/vmlinuz-6.1.0-10-amd64 root=UUID={cfg.root_fs.uuid} ro "
+    assert f"search --no-floppy --fs-uuid --set=root {root_uuid}" in text
+    assert (f"linux /boot/vmlinuz-6.1.0-10-amd64 root=UUID={root_uuid} ro "
             "console=tty0 console=ttyS0,115200 no_timer_check nofb nomodeset "
             "gfxpayload=text quiet") in text
     assert "initrd /boot/initrd.img-6.1.0-10-amd64" in text
@@ -125,7 +128,8 @@ def test_separate_boot_uses_its_own_paths(tmp_path):
       - {name: root, flags: [primary], size: 100%,
          mkfs: {type: ext4, mount: {mount_point: /, fstab: {}}}}
 """).assign_ids("s")
-    setup = bootloader.prepare_tree(tree, cfg, None, options=bootloader.BootOptions())
+    setup = bootloader.prepare_tree(tree, unsized_plan(cfg), None,
+                                    options=bootloader.BootOptions())
     body = setup.grub_cfg.read_text()
     assert setup.boot_separate and "linux /vmlinuz-" in body
     assert cfg.nodes["mkfs_boot"].uuid in body
@@ -136,12 +140,12 @@ def test_separate_boot_uses_its_own_paths(tmp_path):
 def test_prepare_tree_needs_kernel_and_ids(tmp_path):
     cfg = load_config(EFI)
     with pytest.raises(BlockDeviceError, match="assign_ids"):
-        bootloader.prepare_tree(_tree(tmp_path), cfg)
+        bootloader.prepare_tree(_tree(tmp_path), unsized_plan(cfg))
     cfg.assign_ids("s")
     empty = tmp_path / "empty"
     empty.mkdir()
     with pytest.raises(BlockDeviceError, match="no kernel"):
-        bootloader.prepare_tree(empty, cfg)
+        bootloader.prepare_tree(empty, unsized_plan(cfg))
 
 
 def test_firmware_support_by_layout():
