@@ -51,16 +51,23 @@ def check_outputs(prepared: Prepared) -> None:
     selected_outputs(prepared)
 
 
+def disk_artifacts(prepared: Prepared) -> "DiskArtifacts":
+    """The build's block-device layout, read and checked on first use (the
+    preflight) and kept on ``prepared``: one build reads its YAML once."""
+    if prepared.disk is None:
+        prepared.disk = DiskArtifacts.load(prepared)
+    return prepared.disk
+
+
 def check_block_device(prepared: Prepared) -> None:
-    if needs_disk(prepared):
-        DiskArtifacts.load(prepared)
+    disk_artifacts(prepared)
 
 
 def required_tools(prepared: Prepared) -> list[tuple[str, str]]:
     tools: list[tuple[str, str]] = []
     for output in selected_outputs(prepared):
         tools.extend(output.tools())
-    disk = DiskArtifacts.load(prepared)
+    disk = disk_artifacts(prepared)
     if disk.config is not None:
         tools.extend(blockdev.required_tools(disk.config))
         if disk.wants_bootloader:
