@@ -33,6 +33,7 @@ TOOLS = [("sfdisk", "fdisk"), ("mkfs.ext4", "e2fsprogs"), ("mkfs.fat", "dosfstoo
          ("qemu-system-x86_64", "qemu-system-x86"), ("unshare", "util-linux"),
          ("debugfs", "e2fsprogs")]
 
+#: a BIOS-only MBR disk: root alone (the shipped block-device-mbr adds an ESP)
 MBR = """
 - local_loop: {name: image0}
 - partitioning:
@@ -47,29 +48,9 @@ MBR = """
             mount_point: /
             fstab: {options: defaults, fsck-passno: 1}
 """
-EFI = """
-- local_loop: {name: image0}
-- partitioning:
-    base: image0
-    label: gpt
-    partitions:
-      - name: ESP
-        type: 'EF00'
-        size: 550MiB
-        mkfs:
-          type: vfat
-          mount:
-            mount_point: /boot/efi
-            fstab: {options: defaults, fsck-passno: 2}
-      - {name: BSP, type: 'EF02', size: 8MiB}
-      - name: root
-        type: '8300'
-        size: 100%
-        mkfs:
-          mount:
-            mount_point: /
-            fstab: {options: defaults, fsck-passno: 1}
-"""
+#: the shipped hybrid layout, as a user gets it
+EFI = (Path(__file__).resolve().parents[2] / "elements" / "block-device-efi" /
+       "block-device-default.yaml").read_text()
 VAR = """
 - local_loop: {name: image0}
 - partitioning:

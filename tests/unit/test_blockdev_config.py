@@ -11,36 +11,21 @@ from dib.blockdev.layout import unsized_plan
 from dib.blockdev.problems import ConfigProblems
 from dib.errors import PreflightError
 
-EFI = """
-- local_loop:
-    name: image0
-- partitioning:
-    base: image0
-    label: gpt
-    partitions:
-      - name: ESP
-        type: 'EF00'
-        size: 550MiB
-        mkfs:
-          type: vfat
-          mount:
-            mount_point: /boot/efi
-            fstab:
-              options: "defaults"
-              fsck-passno: 2
-      - name: BSP
-        type: 'EF02'
-        size: 8MiB
-      - name: root
-        type: '8300'
-        size: 100%
-        mkfs:
-          mount:
-            mount_point: /
-            fstab:
-              options: "defaults"
-              fsck-passno: 1
-"""
+ELEMENTS = Path(__file__).resolve().parents[2] / "elements"
+
+
+def shipped_layout(element: str) -> str:
+    """The block-device YAML a shipped element gives."""
+    return (ELEMENTS / element / "block-device-default.yaml").read_text()
+
+
+def edit(text: str, old: str, new: str) -> str:
+    """``text`` with ``old`` (which must be there) replaced by ``new``."""
+    assert old in text, f"{old!r} is not in the layout any more"
+    return text.replace(old, new)
+
+
+EFI = shipped_layout("block-device-efi")
 
 GRAPH = """
 - local_loop:
@@ -126,10 +111,9 @@ def _err(text, match):
 
 
 def test_every_mistake_is_reported_in_document_order():
-    text = EFI.replace("size: 550MiB", "size: 550 parsecs") \
-        .replace("type: vfat", "type: vfat\n          label: efipartition") \
-        .replace("mkfs:\n          mount:\n            mount_point: /\n",
-                 "mkfs:\n          type: ext5\n          mount:\n            mount_point: /\n")
+    text = edit(EFI, "size: 550MiB", "size: 550 parsecs")
+    text = edit(text, "type: vfat", "type: vfat\n          label: efipartition")
+    text = edit(text, "type: ext4", "type: ext5")
     with pytest.raises(ConfigProblems) as exc:
         load_config(text, origin="block-device config from element 'x'")
     lines = str(exc.value).splitlines()
@@ -185,13 +169,13 @@ def test_wrong_kind_of_base():
 
 
 def test_duplicate_name():
-    _err(GRAPH + "- mkfs: {name: mkfs_root, base: image0, type: ext4}\n", "node 'mkfs_root' \\(mkfs\\): key 'name': the name is already used")
+    _err(GRAPH + "- mkfs: {name: mkfs_root, base: image0, type: ext4}\n",
+         "node 'mkfs_root' \\(mkfs\\): key 'name': the name is already used")
 
 
 def test_duplicate_label():
-    text = EFI.replace("type: vfat", "type: vfat\n          label: root") \
-        .replace("mkfs:\n          mount:\n            mount_point: /\n",
-                 "mkfs:\n          label: ROOT\n          mount:\n            mount_point: /\n")
+    text = edit(EFI, "type: vfat", "type: vfat\n          label: root")
+    text = edit(text, "type: ext4", "type: ext4\n          label: ROOT")
     _err(text, "already used")
 
 
@@ -200,15 +184,16 @@ def test_label_rules():
          "more than ext4 allows \\(16\\)")
     _err(GRAPH.replace("type: ext4", "type: ext4\n    label: 'my root'"),
          "characters that cannot be used")
-    _err(EFI.replace("type: vfat", "type: vfat\n          label: efipartition"),
+    _err(edit(EFI, "type: vfat", "type: vfat\n          label: efipartition"),
          "vfat allows \\(11\\)")
 
 
 def test_partition_rules():
-    _err(EFI.replace("type: 'EF02'", "type: 'EF02'\n        flags: [primary]"),
+    _err(edit(EFI, "type: 'EF02'", "type: 'EF02'\n        flags: [primary]"),
          "primary flag only applies to mbr")
-    _err(EFI.replace("        size: 8MiB\n", ""), "node 'BSP' \\(partition\\): key 'size': has no size")
-    _err(EFI.replace("type: 'EF02'", "type: 'ZZ99'"), "gpt type 'ZZ99' is not known")
+    _err(edit(EFI, "        size: 8MiB\n", ""),
+         "node 'BSP' \\(partition\\): key 'size': has no size")
+    _err(edit(EFI, "type: 'EF02'", "type: 'ZZ99'"), "gpt type 'ZZ99' is not known")
     _err(GRAPH.replace("flags: [boot, primary]", "flags: [boot, primary]\n        type: 0x05"),
          "mbr type")
     _err(GRAPH.replace("flags: [boot, primary]", "flags: [bootable]"), "unknown flag")
@@ -247,7 +232,7 @@ def test_nothing_can_follow_a_partition_of_100_percent():
                         "flags: [boot, primary]\n        size: 100 %\n"
                         "      - name: data\n        size: 1GiB")
     _err(mbr, "node 'root' \\(partition\\): key 'size': 100% takes all")
-    fine = EFI.replace("size: 100%", "size: 90%") + "      - {name: swap, size: 100%}\n"
+    fine = edit(EFI, "size: 100%", "size: 90%") + "      - {name: swap, size: 100%}\n"
     assert load_config(fine).nodes["swap"].number == 4
 
 

@@ -8,7 +8,7 @@ from dib.blockdev import assemble, fstab, layout
 from dib.blockdev.graph import load_config
 from dib.errors import BlockDeviceError
 
-from tests.unit.test_blockdev_config import EFI, GRAPH
+from tests.unit.test_blockdev_config import EFI, GRAPH, edit
 
 MiB = 1024 ** 2
 GiB = 1024 ** 3
@@ -67,7 +67,7 @@ def test_gpt_efi_plan_offsets_and_alignment():
 def test_where_root_boot_and_the_esp_are():
     """The same answer before the disk is sized (grub.cfg, hooks) and after."""
     by_type = load_config(EFI).assign_ids("t")
-    by_mount = load_config(EFI.replace("type: 'EF00'", "type: '8300'")).assign_ids("t")
+    by_mount = load_config(edit(EFI, "type: 'EF00'", "type: '8300'")).assign_ids("t")
     boot = load_config(LOGICAL.replace("mount_point: /srv", "mount_point: /boot"))
     for cfg in (by_type, by_mount, boot):
         placed = layout.plan_disk(cfg, tree_bytes=0, image_size=3 * GiB)

@@ -9,7 +9,7 @@ from dib.blockdev.layout import unsized_plan
 from dib.bootloader import bios
 from dib.errors import BlockDeviceError, PreflightError
 
-from tests.unit.test_blockdev_config import EFI, GRAPH
+from tests.unit.test_blockdev_config import EFI, GRAPH, edit, shipped_layout
 
 MiB = 1024 ** 2
 
@@ -153,11 +153,21 @@ def test_firmware_support_by_layout():
                                        image_size=2 * 1024 ** 3)
     assert bootloader.firmware_support(plan(EFI)) == (True, True)
     assert bootloader.firmware_support(plan(GRAPH)) == (True, False)
-    no_bsp = EFI.replace("type: 'EF02'", "type: '8300'")
+    no_bsp = edit(EFI, "type: 'EF02'", "type: '8300'")
     assert bootloader.firmware_support(plan(no_bsp)) == (False, True)
     assert bootloader.firmware_support(plan(None)) == (False, False)
     with pytest.raises(PreflightError, match="neither"):
         bootloader.preflight(plan(None))
+
+
+@pytest.mark.parametrize("element, firmware", [("block-device-mbr", (True, True)),
+                                               ("block-device-gpt", (True, False)),
+                                               ("block-device-efi", (True, True))])
+def test_shipped_layouts_boot_with_the_firmware_they_promise(element, firmware):
+    cfg = load_config(shipped_layout(element)).assign_ids("s")
+    plan = layout.plan_disk(cfg, tree_bytes=600 * MiB)
+    assert bootloader.firmware_support(plan) == firmware
+    assert plan.root_fs.mount_point == "/" and plan.boot_fs is plan.root_fs
 
 
 def test_preflight_names_missing_grub_package(tmp_path):
