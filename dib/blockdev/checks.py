@@ -29,8 +29,7 @@ def check_graph(config: BlockDeviceConfig, problems: Problems) -> None:
     """Record in ``problems`` what is wrong across nodes.  Nodes that already
     have a problem are left out where they would only repeat it."""
     _check_bases(config, problems)
-    _check_disks(config, problems)
-    tables = {t.base: t.name for t in config.partitionings}
+    tables = _check_disks(config, problems)
     _check_filesystems(config, tables, problems)
     _check_mounts(config, problems)
     _check_fstabs(config, problems)
@@ -45,6 +44,16 @@ def check_graph(config: BlockDeviceConfig, problems: Problems) -> None:
 
 def _report(problems: Problems, node: Node) -> NodeProblems:
     return problems.about(node.name, node.plugin, node.position)
+
+
+class _Owners(dict):
+    """Which node took each thing first (a disk, a partition, a label...)."""
+
+    def claim(self, thing: object, owner: str) -> str | None:
+        """The node that took ``thing`` before ``owner``, or None."""
+        earlier = self.get(thing)
+        self.setdefault(thing, owner)
+        return earlier
 
 
 def _check_bases(config: BlockDeviceConfig, problems: Problems) -> None:
@@ -65,50 +74,46 @@ def _check_bases(config: BlockDeviceConfig, problems: Problems) -> None:
                                         f"point base: at a {names}", key="base")
 
 
-def _check_disks(config: BlockDeviceConfig, problems: Problems) -> None:
+def _check_disks(config: BlockDeviceConfig, problems: Problems) -> _Owners:
+    """One disk with at most one partition table; returns disk → table."""
     if not config.loops:
         problems.whole("there is no local_loop", "add '- local_loop: {name: image0}' first")
     for extra in config.loops[1:]:
         _report(problems, extra)(f"a second local_loop (after '{config.loops[0].name}') is "
                                  "not supported", "build one disk per image")
-    seen: dict[str | None, str] = {}
+    tables = _Owners()
     for table in config.partitionings:
-        if table.base in seen:
+        if earlier := tables.claim(table.base, table.name):
             _report(problems, table)(f"'{table.base}' already has the partition table "
-                                     f"'{seen[table.base]}'", "a disk holds one partition "
-                                     "table; merge the partitions lists", key="base")
-        seen.setdefault(table.base, table.name)
+                                     f"'{earlier}'", "a disk holds one partition table; "
+                                     "merge the partitions lists", key="base")
+    return tables
 
 
-def _check_filesystems(config: BlockDeviceConfig, tables: dict[str | None, str],
+def _check_filesystems(config: BlockDeviceConfig, tables: _Owners,
                        problems: Problems) -> None:
-    users: dict[str | None, str] = {}
-    labels: dict[str, str] = {}
+    users, labels = _Owners(), _Owners()
     for fs in config.filesystems:
         fs.finish(problems)
         report = _report(problems, fs)
-        if fs.base in users:
-            report(f"'{fs.base}' already holds filesystem '{users[fs.base]}'",
+        if earlier := users.claim(fs.base, fs.name):
+            report(f"'{fs.base}' already holds filesystem '{earlier}'",
                    "give each filesystem its own partition", key="base")
         elif fs.base in tables:
             report(f"'{fs.base}' is partitioned ('{tables[fs.base]}')",
                    "put the mkfs on a partition", key="base")
-        users.setdefault(fs.base, fs.name)
-        if fs.label in labels:
-            report(f"label {fs.label!r} is already used by '{labels[fs.label]}'",
+        if earlier := labels.claim(fs.label, fs.name):
+            report(f"label {fs.label!r} is already used by '{earlier}'",
                    "filesystem labels must be unique; set a different label:", key="label")
-        labels.setdefault(str(fs.label), fs.name)
 
 
 def _check_mounts(config: BlockDeviceConfig, problems: Problems) -> None:
-    mounted: dict[str | None, str] = {}
-    points: dict[str, str] = {}
+    mounted, points = _Owners(), _Owners()
     for mount in config.mounts:
         report = _report(problems, mount)
-        if mount.base in mounted:
-            report(f"filesystem '{mount.base}' is already mounted by '{mounted[mount.base]}'",
+        if earlier := mounted.claim(mount.base, mount.name):
+            report(f"filesystem '{mount.base}' is already mounted by '{earlier}'",
                    "mount each filesystem once", key="base")
-        mounted.setdefault(mount.base, mount.name)
         fs = config.nodes.get(mount.base or "")
         swap = isinstance(fs, Mkfs) and fs.type == "swap"
         if not mount.mount_point:
@@ -121,11 +126,9 @@ def _check_mounts(config: BlockDeviceConfig, problems: Problems) -> None:
         if swap:
             report(f"swap cannot be mounted at {mount.mount_point}",
                    "use mount_point: none for swap", key="mount_point")
-        if mount.mount_point in points:
-            report(f"mount point {mount.mount_point} is already used by "
-                   f"'{points[mount.mount_point]}'", "each mount point appears once",
-                   key="mount_point")
-        points.setdefault(mount.mount_point, mount.name)
+        if earlier := points.claim(mount.mount_point, mount.name):
+            report(f"mount point {mount.mount_point} is already used by '{earlier}'",
+                   "each mount point appears once", key="mount_point")
     # A mount with a problem of its own may be the root one.
     if config.filesystems and "/" not in points and "mount" not in problems.broken.values():
         problems.whole("no filesystem is mounted at /",
@@ -134,14 +137,13 @@ def _check_mounts(config: BlockDeviceConfig, problems: Problems) -> None:
 
 def _check_fstabs(config: BlockDeviceConfig, problems: Problems) -> None:
     """/etc/fstab gets one line per mount: a second fstab node would be lost."""
-    owners: dict[str | None, str] = {}
+    owners = _Owners()
     for fstab in config.fstabs:
-        if fstab.base in owners:
+        if earlier := owners.claim(fstab.base, fstab.name):
             _report(problems, fstab)(f"mount '{fstab.base}' already has the fstab entry "
-                                     f"'{owners[fstab.base]}'",
+                                     f"'{earlier}'",
                                      "give each mount one fstab: (merge their options)",
                                      key="base")
-        owners.setdefault(fstab.base, fstab.name)
 
 
 def _check_room_after_full(config: BlockDeviceConfig, table: Partitioning,

@@ -107,16 +107,10 @@ class BlockDeviceConfig:
 
     # -- lookups
     def mount_of(self, fs: Mkfs) -> Mount | None:
-        for mount in self.mounts:
-            if mount.base == fs.name:
-                return mount
-        return None
+        return next((m for m in self.mounts if m.base == fs.name), None)
 
     def fstab_of(self, mount: Mount) -> Fstab | None:
-        for fstab in self.fstabs:
-            if fstab.base == mount.name:
-                return fstab
-        return None
+        return next((f for f in self.fstabs if f.base == mount.name), None)
 
     def mount_points(self) -> list[str]:
         """Mount points in mount order (a parent before its children)."""

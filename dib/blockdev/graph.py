@@ -72,9 +72,16 @@ class _Reader:
                                       f"node '{name}' ({plugin})", position=position),
                               (name, plugin))
             return
-        base = values.get("base", parent)
-        name = values.get("name") or f"{plugin}_{base}"
-        entry = Entry(plugin, name, base, {}, position)
+        base = _name(values.get("base", parent))
+        name = _name(values.get("name")) or f"{plugin}_{base}"
+        # Read on without a name or base that is not text: what else is
+        # wrong, and the nodes nested in this one, are still worth reporting.
+        unreadable = tuple(k for k in ("base", "name") if _name(values.get(k)) != values.get(k))
+        for key in unreadable:
+            self.problems.add(Problem(f"{key} {values[key]!r} is not text",
+                                      "names are text, e.g. root", f"node '{name}' ({plugin})",
+                                      key, position), (name, plugin))
+        entry = Entry(plugin, name, base, {}, position, unreadable=unreadable)
         self.entries.append(entry)
         nested = []
         for key, value in values.items():
@@ -93,13 +100,20 @@ class _Reader:
     def partitions(self, table: Entry, items: list[Any]) -> None:
         for index, item in enumerate(items, start=1):
             position = self._next()
+            where = f"partition #{index} of node '{table.name}' (partitioning)"
             if not isinstance(item, dict):
                 self.problems.add(Problem(
                     "is not a map", "each partitions: entry is a map with name: and size:",
-                    f"partition #{index} of node '{table.name}' (partitioning)",
-                    position=position))
+                    where, position=position))
                 continue
             name = item.get("name")
+            if not name or not isinstance(name, str):
+                # Without a name nothing can be based on it: what is nested
+                # in it is not read either.
+                self.problems.add(Problem(
+                    "has no name" if not name else f"name {name!r} is not text",
+                    "give every partition a name: (e.g. root)", where, "name", position))
+                continue
             part = Entry("partition", name, table.name, {}, position)
             table.partitions.append(part)
             lifted = []
@@ -110,6 +124,11 @@ class _Reader:
                     part.values[key] = value
             for key, value in lifted:
                 self.node(key, value, name, self._next())
+
+
+def _name(value: Any) -> str | None:
+    """``value`` if it can name a node."""
+    return value if isinstance(value, str) else None
 
 
 def _unreadable(item: Any) -> tuple[str, str]:

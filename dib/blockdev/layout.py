@@ -72,10 +72,10 @@ class DiskPlan:
     config: BlockDeviceConfig | None = field(default=None, repr=False)
 
     def fs_at(self, mount_point: str) -> FilesystemPlan | None:
-        for fs in self.filesystems:
-            if fs.mount_point == mount_point:
-                return fs
-        return None
+        return next((fs for fs in self.filesystems if fs.mount_point == mount_point), None)
+
+    def partition(self, name: str) -> PartitionPlan | None:
+        return next((p for p in self.partitions if p.name == name), None)
 
     @property
     def root_fs(self) -> FilesystemPlan | None:
@@ -86,36 +86,22 @@ class DiskPlan:
         """The filesystem that holds /boot (a /boot mount, else the root)."""
         return self.fs_at("/boot") or self.root_fs
 
-    def partition(self, name: str) -> PartitionPlan | None:
-        for part in self.partitions:
-            if part.name == name:
-                return part
-        return None
-
     @property
     def esp(self) -> PartitionPlan | None:
-        for part in self.partitions:
-            if part.type in (ESP_GUID, "ef"):
-                return part
-        fs = self.fs_at("/boot/efi")
-        return self.partition(fs.device) if fs else None
+        """The partition typed as an ESP, else the one mounted at /boot/efi."""
+        typed = next((p for p in self.partitions if p.type in (ESP_GUID, "ef")), None)
+        mounted = self.fs_at("/boot/efi")
+        return typed or (self.partition(mounted.device) if mounted else None)
 
     @property
     def esp_fs(self) -> FilesystemPlan | None:
         esp = self.esp
-        if esp is None:
-            return None
-        for fs in self.filesystems:
-            if fs.device == esp.name and fs.type in ("vfat", "fat"):
-                return fs
-        return None
+        return next((fs for fs in self.filesystems
+                     if esp and fs.device == esp.name and fs.type in ("vfat", "fat")), None)
 
     @property
     def bios_boot(self) -> PartitionPlan | None:
-        for part in self.partitions:
-            if part.type == BIOS_BOOT_GUID:
-                return part
-        return None
+        return next((p for p in self.partitions if p.type == BIOS_BOOT_GUID), None)
 
     def hook_environment(self) -> dict[str, str]:
         """What hooks are told about the layout, as DIB tells them."""

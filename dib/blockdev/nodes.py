@@ -1,9 +1,10 @@
 """The node types of DIB's block-device YAML, one class per plugin.
 
-Each class reads its own options (``from_config``) and says what it may be
-based on; the classes are found through the stevedore group
-``dib.block_device`` (see ``PLUGINS``), so a third-party package can add a
-plugin by registering a ``Node`` subclass there.
+Each class reads and checks its own options (``from_config``), recording
+every mistake rather than stopping at the first; what involves other nodes
+is checked in ``dib.blockdev.checks``.  The classes are found through the
+stevedore group ``dib.block_device`` (see ``PLUGINS``), so a third-party
+package can add a plugin by registering a ``Node`` subclass there.
 """
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from dib.blockdev import sizes
 from dib.blockdev.registry import PluginRegistry
-from dib.blockdev.problems import NodeProblems, Problem, Problems
+from dib.blockdev.problems import NodeProblems, Problems
 
 if TYPE_CHECKING:
     from dib.blockdev.config import BlockDeviceConfig
@@ -66,6 +67,8 @@ class Entry:
     position: int
     #: a partitioning's partitions, each without the plugins nested in it
     partitions: list["Entry"] = field(default_factory=list)
+    #: keys whose values could not be read at all (reported already)
+    unreadable: tuple[str, ...] = ()
 
 
 @dataclass
@@ -87,17 +90,18 @@ class Node:
     def _reader(cls, entry: Entry, problems: Problems) -> NodeProblems:
         """Problems about this entry's node, after checking its option names."""
         report = problems.about(str(entry.name), cls.plugin, entry.position)
+        known = list(cls.options) + PLUGINS.names()
         for key in entry.values:
             if key not in cls.options:
-                close = difflib.get_close_matches(str(key), list(cls.options) + PLUGINS.names(),
-                                                  1)
+                close = difflib.get_close_matches(str(key), known, 1)
                 report("unknown option or plugin", f"did you mean '{close[0]}'?" if close
                        else f"valid options: {', '.join(cls.options) or 'none'}", key=str(key))
         return report
 
     @staticmethod
     def _needs_base(entry: Entry, report: NodeProblems, what: str) -> None:
-        if not entry.base:
+        # A base that is not text has been reported as such already.
+        if not entry.base and "base" not in entry.unreadable:
             report("has no base", f"set base: to {what}", key="base")
 
     def edges(self) -> list[str]:
@@ -150,14 +154,8 @@ class Partition(Node):
         return "primary" in self.flags
 
     @classmethod
-    def from_table(cls, entry: Entry, index: int, table: "Partitioning",
-                   problems: Problems) -> "Partition | None":
-        """Partition ``index`` of ``table``, or None when it has no usable name."""
-        if not entry.name or not isinstance(entry.name, str):
-            problems.add(Problem("has no name", "give every partition a name: (e.g. root)",
-                                 f"partition #{index} of node '{table.name}' (partitioning)",
-                                 "name", entry.position))
-            return None
+    def from_table(cls, entry: Entry, table: "Partitioning", problems: Problems) -> "Partition":
+        """The partition ``entry`` of ``table``."""
         report = cls._reader(entry, problems)
         values = entry.values
         size = values.get("size", "")
@@ -166,7 +164,11 @@ class Partition(Node):
         else:
             report.size("size", size, available=100 if sizes.is_relative(size) else None)
         flags = values.get("flags") or []
-        flags = [flags] if isinstance(flags, str) else list(flags)
+        flags = [flags] if isinstance(flags, str) else flags
+        if not isinstance(flags, list):
+            report(f"flags {flags!r} is not a list", "write e.g. flags: [boot, primary]",
+                   key="flags")
+            flags = []
         for flag in flags:
             if flag not in ("boot", "primary"):
                 report(f"unknown flag {flag!r}", "valid flags are boot and primary",
@@ -260,12 +262,10 @@ class Partitioning(Node):
             report("has no partitions",
                    "add a partitions: list with at least one {name, size} entry",
                    key="partitions")
-        parts = [Partition.from_table(p, index, table, problems)
-                 for index, p in enumerate(entry.partitions, start=1)]
-        made = [p for p in parts if p is not None]
-        table.partitions = [p.name for p in made]
-        table._number(made, report)
-        return [table, *made]
+        parts = [Partition.from_table(p, table, problems) for p in entry.partitions]
+        table.partitions = [p.name for p in parts]
+        table._number(parts, report)
+        return [table, *parts]
 
     @staticmethod
     def _align(label: str, values: dict[str, Any], report: NodeProblems) -> int:
@@ -508,10 +508,15 @@ class Lvm(Node):
 
 
 def _named(items: list[Any], kind: str, base: str, report: NodeProblems) -> list[dict]:
-    """The items that have a name and a base; each other one is reported."""
+    """The items with a name and a base (a vg's may list several); each
+    other one is reported."""
     good = []
     for item in items:
-        if isinstance(item, dict) and "name" in item and "base" in item:
+        bases = item.get("base") if isinstance(item, dict) else None
+        if kind == "vg" and isinstance(bases, list):
+            bases = bases[0] if bases and all(isinstance(b, str) for b in bases) else None
+        if isinstance(item, dict) and isinstance(item.get("name"), str) and \
+                isinstance(bases, str):
             good.append(item)
         else:
             report(f"{kind} {item!r} needs name: and base:", f"base: is {base}", key=f"{kind}s")

@@ -151,6 +151,15 @@ def test_a_node_that_cannot_be_read_is_the_one_problem():
          "node 'mount_mkfs_root' \\(mount\\): the value of 'mount' must be a map, not str")
 
 
+def test_names_and_bases_that_are_not_text_are_one_problem_each():
+    _err(GRAPH.replace("    base: image0\n", "    base: [image0]\n"),
+         "node 'mbr' \\(partitioning\\): key 'base': base \\['image0'\\] is not text")
+    _err(edit(EFI, "name: BSP", "name: 12"),
+         "partition #2 of node 'partitioning_image0' \\(partitioning\\): key 'name': "
+         "name 12 is not text")
+    _err(edit(EFI, "      - name: BSP\n", "      - type: 'EF02'\n"), "#2 .*: has no name")
+
+
 def test_two_keys_in_one_item():
     _err("- local_loop: {name: image0}\n  mkfs: {type: ext4}\n", "2 top-level keys")
 
@@ -197,6 +206,7 @@ def test_partition_rules():
     _err(GRAPH.replace("flags: [boot, primary]", "flags: [boot, primary]\n        type: 0x05"),
          "mbr type")
     _err(GRAPH.replace("flags: [boot, primary]", "flags: [bootable]"), "unknown flag")
+    _err(GRAPH.replace("flags: [boot, primary]", "flags: 5"), "key 'flags': flags 5 is not a list")
     _err(GRAPH.replace("size: 100%", "size: 12 parsecs"), "invalid size")
 
 
@@ -286,10 +296,10 @@ def test_ids_are_stable_and_seed_dependent():
 
 
 def test_given_uuid_is_kept():
-    cfg = load_config(GRAPH.replace("type: ext4",
-                                      "type: ext4\n    uuid: 12345678-1234-1234-1234-123456789abc"))
+    uuid = "12345678-1234-1234-1234-123456789abc"
+    cfg = load_config(GRAPH.replace("type: ext4", f"type: ext4\n    uuid: {uuid}"))
     cfg.assign_ids("s")
-    assert cfg.nodes["mkfs_root"].uuid == "12345678-1234-1234-1234-123456789abc"
+    assert cfg.nodes["mkfs_root"].uuid == uuid
 
 
 def test_registry_falls_back_to_builtins():

@@ -202,7 +202,7 @@ def test_fstab_swap_and_mount_without_fstab():
                                  "LABEL=mkfs_data /srv ext4 defaults 0 2",
                                  "LABEL=mkfs_swap none swap sw 0 0"]
     graph = load_config(GRAPH.replace("- fstab:\n    name: fstab_root\n    base: mount_root\n",
-                                        ""))
+                                      ""))
     assert fstab.fstab_text(graph) == ""
 
 

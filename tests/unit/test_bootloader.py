@@ -150,7 +150,7 @@ def test_prepare_tree_needs_kernel_and_ids(tmp_path):
 
 def test_firmware_support_by_layout():
     plan = lambda text: layout.plan_disk(load_config(text).assign_ids("s"), tree_bytes=0,
-                                       image_size=2 * 1024 ** 3)
+                                         image_size=2 * 1024 ** 3)
     assert bootloader.firmware_support(plan(EFI)) == (True, True)
     assert bootloader.firmware_support(plan(GRAPH)) == (True, False)
     no_bsp = edit(EFI, "type: 'EF02'", "type: '8300'")
@@ -172,7 +172,7 @@ def test_shipped_layouts_boot_with_the_firmware_they_promise(element, firmware):
 
 def test_preflight_names_missing_grub_package(tmp_path):
     plan = layout.plan_disk(load_config(EFI).assign_ids("s"), tree_bytes=0,
-                          image_size=2 * 1024 ** 3)
+                            image_size=2 * 1024 ** 3)
     with pytest.raises(PreflightError, match="grub-pc-bin") as exc:
         bootloader.preflight(plan, grub_lib=tmp_path)
     assert "grub-efi-amd64-bin" in str(exc.value)
