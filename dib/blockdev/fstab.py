@@ -3,7 +3,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from dib.blockdev.config import BlockDeviceConfig, Mkfs
+from dib.blockdev.config import BlockDeviceConfig
+from dib.blockdev.nodes import Mkfs
 
 
 def _fs_type(fs: Mkfs) -> str:

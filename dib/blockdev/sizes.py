@@ -31,6 +31,23 @@ def is_relative(spec: str | int | float) -> bool:
     return isinstance(spec, str) and spec.strip().endswith("%")
 
 
+def percentage(spec: str | int | float, *, what: str = "size") -> float | None:
+    """The share of the space available that a relative size asks for
+    (``"50%"`` → 50.0), or None for an absolute size."""
+    if not is_relative(spec):
+        return None
+    number = str(spec).strip()[:-1].strip()
+    try:
+        percent = float(number)
+    except ValueError:
+        raise BlockDeviceError(f"invalid {what} {spec!r}: a percentage must be a "
+                               "number followed by %, e.g. 50%") from None
+    if not 0 < percent <= 100:
+        raise BlockDeviceError(f"invalid {what} {spec!r}: a percentage must be "
+                               "greater than 0 and at most 100")
+    return percent
+
+
 def parse_size(spec: str | int | float, *, available: int | None = None,
                what: str = "size") -> int:
     """Return ``spec`` in bytes; ``"N%"`` needs ``available`` (bytes)."""
@@ -44,16 +61,8 @@ def parse_size(spec: str | int | float, *, available: int | None = None,
     if not isinstance(spec, str):
         raise BlockDeviceError(f"invalid {what} {spec!r}: expected a string like 8MiB")
     text = spec.strip()
-    if text.endswith("%"):
-        number = text[:-1].strip()
-        try:
-            percent = float(number)
-        except ValueError:
-            raise BlockDeviceError(f"invalid {what} {spec!r}: a percentage must be a "
-                                   "number followed by %, e.g. 50%") from None
-        if not 0 < percent <= 100:
-            raise BlockDeviceError(f"invalid {what} {spec!r}: a percentage must be "
-                                   "greater than 0 and at most 100")
+    percent = percentage(spec, what=what)
+    if percent is not None:
         if available is None:
             raise BlockDeviceError(f"{what} {spec!r} is relative but nothing is known "
                                    "about the space it is relative to; give an "

@@ -2,7 +2,7 @@
 
 Two steps around the disk build:
 
-* ``prepare_tree(tree, config, cmdline)`` (before mkfs) writes
+* ``prepare_tree(tree, plan, cmdline)`` (before mkfs) writes
   ``/boot/grub/grub.cfg`` into the tree: root by UUID, DIB's kernel command
   line defaults, serial console.
 * ``install(raw, plan)`` (after ``build_disk``) embeds an i386-pc core image
@@ -22,8 +22,8 @@ from pathlib import Path
 from typing import Mapping
 
 from dib import runner
-from dib.blockdev.config import BlockDeviceConfig
-from dib.blockdev.disk import DiskPlan, mtools_env
+from dib.blockdev.assemble import mtools_env
+from dib.blockdev.layout import DiskPlan
 from dib.bootloader import bios
 from dib.errors import BlockDeviceError, PreflightError
 
@@ -144,12 +144,14 @@ def _os_name(tree: Path) -> str:
     return "Linux"
 
 
-def prepare_tree(tree: Path, config: BlockDeviceConfig, cmdline: str | None = None, *,
+def prepare_tree(tree: Path, plan: DiskPlan, cmdline: str | None = None, *,
                  options: BootOptions | None = None) -> BootSetup:
-    """Write /boot/grub/grub.cfg into the tree (call after assign_ids, before mkfs)."""
+    """Write /boot/grub/grub.cfg into the tree (before mkfs).  ``plan`` may be
+    the unsized one: only which filesystems hold / and /boot, and their ids,
+    matter here."""
     tree = Path(tree)
     opts = options or BootOptions.from_env()
-    root, boot = config.root_fs, config.boot_fs
+    root, boot = plan.root_fs, plan.boot_fs
     if root is None or boot is None:
         raise BlockDeviceError("the block-device config mounts nothing at /; "
                                "no bootloader can be configured")

@@ -15,7 +15,6 @@ from dib.cache import keys
 from dib.cache.disks import DiskBases
 from dib.config.build import BuildConfig
 from dib.config.hostapt import host_mirrors
-from dib.errors import BlockDeviceError
 from dib.pipeline.prepare import Prepared
 from dib.runtime.tree import layer_paths
 from dib.runtime.workspace import Workspace
@@ -52,16 +51,23 @@ def check_outputs(prepared: Prepared) -> None:
     selected_outputs(prepared)
 
 
+def disk_artifacts(prepared: Prepared) -> "DiskArtifacts":
+    """The build's block-device layout, read and checked on first use (the
+    preflight) and kept on ``prepared``: one build reads its YAML once."""
+    if prepared.disk is None:
+        prepared.disk = DiskArtifacts.load(prepared)
+    return prepared.disk
+
+
 def check_block_device(prepared: Prepared) -> None:
-    if needs_disk(prepared):
-        DiskArtifacts.load(prepared)
+    disk_artifacts(prepared)
 
 
 def required_tools(prepared: Prepared) -> list[tuple[str, str]]:
     tools: list[tuple[str, str]] = []
     for output in selected_outputs(prepared):
         tools.extend(output.tools())
-    disk = DiskArtifacts.load(prepared)
+    disk = disk_artifacts(prepared)
     if disk.config is not None:
         tools.extend(blockdev.required_tools(disk.config))
         if disk.wants_bootloader:
@@ -106,19 +112,22 @@ class DiskArtifacts:
         if not needs_disk(prepared):
             return cls(None, "", False)
         source, where = _block_device_source(prepared)
-        try:
-            layout = blockdev.load_config(source, root_label=config.root_label,
-                                          fs_type=config.fs_type,
-                                          mkfs_options=config.mkfs_options or None)
-        except BlockDeviceError as exc:
-            exc.message = f"block-device config from {where}: {exc.message}"
-            raise
+        layout = blockdev.load_config(source, root_label=config.root_label,
+                                      fs_type=config.fs_type,
+                                      mkfs_options=config.mkfs_options or None,
+                                      origin=f"block-device config from {where}")
         blockdev.preflight(layout)
         layout.assign_ids(_seed(config, prepared))
         return cls(layout, where, "bootloader" in prepared.resolution)
 
+    @property
+    def plan(self) -> Any:
+        """The layout before the tree is sized: which filesystem is the root,
+        which holds /boot, where the ESP is (blockdev.DiskPlan, unsized)."""
+        return blockdev.unsized_plan(self.config)
+
     def hook_environment(self) -> dict[str, str]:
-        return self.config.hook_environment() if self.config is not None else {}
+        return self.plan.hook_environment() if self.config is not None else {}
 
     def fstab_text(self) -> str:
         return blockdev.fstab_text(self.config)

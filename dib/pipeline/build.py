@@ -9,20 +9,22 @@ from __future__ import annotations
 import logging
 import pickle
 
+from dib.config.build import BuildConfig
+from dib.pipeline.artifacts import DiskArtifacts
 from dib.pipeline.preflight import preflight
 from dib.pipeline.prepare import Prepared
 from dib.runtime.namespace import run_namespaced
 from dib.runtime.workspace import Workspace, remove_stale
 
 LOG = logging.getLogger("dib.build")
-CONFIG_FILE = "build.pickle"
+HANDOVER_FILE = "build.pickle"
 
 
 def build(prepared: Prepared) -> int:
     config = prepared.config
     preflight(prepared)
     workspace = Workspace.create(config.workdir)
-    (workspace.root / CONFIG_FILE).write_bytes(pickle.dumps(config))
+    hand_over(prepared, workspace)
     status = 1
     try:
         status = run_namespaced("dib.pipeline.inner", [str(workspace.root)])
@@ -36,3 +38,14 @@ def build(prepared: Prepared) -> int:
         # this one started: look again now.
         remove_stale(workspace.root.parent)
     return status
+
+
+def hand_over(prepared: Prepared, workspace: Workspace) -> None:
+    """Leave for the build proper what this process worked out: the settings
+    and the block-device layout the preflight read (so it is read once)."""
+    (workspace.root / HANDOVER_FILE).write_bytes(pickle.dumps((prepared.config, prepared.disk)))
+
+
+def take_over(workspace: Workspace) -> tuple[BuildConfig, DiskArtifacts | None]:
+    """In the build proper: what ``hand_over`` left."""
+    return pickle.loads((workspace.root / HANDOVER_FILE).read_bytes())

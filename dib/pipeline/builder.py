@@ -81,7 +81,7 @@ class Builder:
         hooktree.merge_hooks_tree(resolution.elements, shipped_hooks_dir(), ws.hooks)
         hooktree.write_install_type(ws.hooks, config.install_type)
         paths = element_paths(config.environ)
-        self.disk = artifacts.DiskArtifacts.load(self.prepared)
+        self.disk = artifacts.disk_artifacts(self.prepared)
         extra = artifacts.default_mirrors(config.environ)
         extra.update(self.disk.hook_environment())
         env = base_environment(config, workspace=ws, resolution=resolution,
@@ -174,7 +174,7 @@ class Builder:
                   if k.startswith(("DIB_BOOTLOADER", "DIB_GRUB", "DIB_NO_TIMER"))}
         values["fstab"] = self.disk.fstab_text()
         self._internal_step("bootloader", values,
-                            lambda tree: bootloader.prepare_tree(tree, self.disk.config,
+                            lambda tree: bootloader.prepare_tree(tree, self.disk.plan,
                                                                  options=options))
 
     def _on_hook(self, run: HookRun) -> None:

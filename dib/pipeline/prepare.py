@@ -3,10 +3,14 @@ from __future__ import annotations
 
 import sys
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from dib.config.build import BuildConfig
 from dib.elements import ElementIndex, Resolution, discover, resolve, with_build_defaults
 from dib.plan import Plan, describe, make_plan
+
+if TYPE_CHECKING:
+    from dib.pipeline.artifacts import DiskArtifacts
 
 
 @dataclass
@@ -15,6 +19,9 @@ class Prepared:
     index: ElementIndex
     resolution: Resolution
     plan: Plan
+    #: the block-device layout, read once per build by artifacts.disk_artifacts
+    #: and handed to the build proper with the config
+    disk: DiskArtifacts | None = None
 
 
 def prepare(config: BuildConfig) -> Prepared:

@@ -17,7 +17,7 @@ import pytest
 
 from dib import bootloader, runner
 from dib.blockdev import (build_disk, fstab_text, load_config, plan_disk, tree_size,
-                          write_fstab)
+                          unsized_plan, write_fstab)
 from dib.outputs import OutputContext
 from dib.outputs.images import Qcow2
 from dib.testing.boot import boot_check
@@ -33,6 +33,7 @@ TOOLS = [("sfdisk", "fdisk"), ("mkfs.ext4", "e2fsprogs"), ("mkfs.fat", "dosfstoo
          ("qemu-system-x86_64", "qemu-system-x86"), ("unshare", "util-linux"),
          ("debugfs", "e2fsprogs")]
 
+#: a BIOS-only MBR disk: root alone (the shipped block-device-mbr adds an ESP)
 MBR = """
 - local_loop: {name: image0}
 - partitioning:
@@ -47,29 +48,9 @@ MBR = """
             mount_point: /
             fstab: {options: defaults, fsck-passno: 1}
 """
-EFI = """
-- local_loop: {name: image0}
-- partitioning:
-    base: image0
-    label: gpt
-    partitions:
-      - name: ESP
-        type: 'EF00'
-        size: 550MiB
-        mkfs:
-          type: vfat
-          mount:
-            mount_point: /boot/efi
-            fstab: {options: defaults, fsck-passno: 2}
-      - {name: BSP, type: 'EF02', size: 8MiB}
-      - name: root
-        type: '8300'
-        size: 100%
-        mkfs:
-          mount:
-            mount_point: /
-            fstab: {options: defaults, fsck-passno: 1}
-"""
+#: the shipped hybrid layout, as a user gets it
+EFI = (Path(__file__).resolve().parents[2] / "elements" / "block-device-efi" /
+       "block-device-default.yaml").read_text()
 VAR = """
 - local_loop: {name: image0}
 - partitioning:
@@ -170,7 +151,8 @@ def _build(tree: Path, layout: str, name: str, image_size: int | None = None):
     timings = {}
     t0 = time.monotonic()
     write_fstab(cfg, tree)
-    bootloader.prepare_tree(tree, cfg, None, options=bootloader.BootOptions(timeout=0))
+    bootloader.prepare_tree(tree, unsized_plan(cfg), None,
+                            options=bootloader.BootOptions(timeout=0))
     plan = plan_disk(cfg, tree_bytes=tree_size(tree), image_size=image_size)
     raw = tree.parent / f"{name}.raw"
     build_disk(plan, tree, raw)

@@ -1,14 +1,14 @@
 import json
 import shutil
-import subprocess
 
 import pytest
 
-from dib.blockdev import config as c
-from dib.blockdev import disk, fstab
+from dib import runner
+from dib.blockdev import assemble, fstab, layout
+from dib.blockdev.graph import load_config
 from dib.errors import BlockDeviceError
 
-from tests.unit.test_blockdev_config import EFI, GRAPH
+from tests.unit.test_blockdev_config import EFI, GRAPH, edit
 
 MiB = 1024 ** 2
 GiB = 1024 ** 3
@@ -49,8 +49,8 @@ LOGICAL = """
 
 
 def test_gpt_efi_plan_offsets_and_alignment():
-    cfg = c.load_config(EFI).assign_ids("t")
-    plan = disk.plan_disk(cfg, tree_bytes=0, image_size=2 * GiB)
+    cfg = load_config(EFI).assign_ids("t")
+    plan = layout.plan_disk(cfg, tree_bytes=0, image_size=2 * GiB)
     parts = {p.name: p for p in plan.partitions}
     assert parts["ESP"].start == 1 * MiB and parts["ESP"].size == 550 * MiB
     assert parts["BSP"].start == 551 * MiB and parts["BSP"].size == 8 * MiB
@@ -64,10 +64,28 @@ def test_gpt_efi_plan_offsets_and_alignment():
     assert plan.bios_embed_area() == (parts["BSP"].start // 512, 8 * MiB)
 
 
+def test_where_root_boot_and_the_esp_are():
+    """The same answer before the disk is sized (grub.cfg, hooks) and after."""
+    by_type = load_config(EFI).assign_ids("t")
+    by_mount = load_config(edit(EFI, "type: 'EF00'", "type: '8300'")).assign_ids("t")
+    boot = load_config(LOGICAL.replace("mount_point: /srv", "mount_point: /boot"))
+    for cfg in (by_type, by_mount, boot):
+        placed = layout.plan_disk(cfg, tree_bytes=0, image_size=3 * GiB)
+        for plan in (layout.unsized_plan(cfg), placed):
+            assert plan.root_fs.name == "mkfs_root"
+            if cfg is boot:
+                assert plan.esp is None and plan.boot_fs.name == "mkfs_data"
+                assert plan.hook_environment()["DIB_BOOT_LABEL"] == "mkfs_data"
+            else:
+                assert plan.esp.name == "ESP" and plan.esp_fs.name == "mkfs_ESP"
+                assert plan.boot_fs is plan.root_fs
+    assert layout.unsized_plan(by_type).size == 0
+
+
 def test_percent_is_of_remaining_space():
     text = VAR.replace("      - name: swap\n        size: 0%\n", "")
-    cfg = c.load_config(text).assign_ids("t")
-    plan = disk.plan_disk(cfg, tree_bytes=0, image_size=2 * GiB)
+    cfg = load_config(text).assign_ids("t")
+    plan = layout.plan_disk(cfg, tree_bytes=0, image_size=2 * GiB)
     root, var = plan.partition("root"), plan.partition("var")
     free_after_bsp = 2 * GiB - 33 * 512 - root.start
     assert root.size == (int(free_after_bsp * 0.6) // MiB) * MiB
@@ -77,31 +95,31 @@ def test_percent_is_of_remaining_space():
 
 def test_zero_percent_partition_is_refused():
     with pytest.raises(BlockDeviceError, match="'0%'"):
-        c.load_config(VAR)
+        load_config(VAR)
 
 
 def test_too_small_disk_names_partition():
-    cfg = c.load_config(EFI).assign_ids("t")
+    cfg = load_config(EFI).assign_ids("t")
     with pytest.raises(BlockDeviceError, match="'BSP'|'root'") as exc:
-        disk.plan_disk(cfg, tree_bytes=0, image_size=555 * MiB)
+        layout.plan_disk(cfg, tree_bytes=0, image_size=555 * MiB)
     assert "DIB_IMAGE_SIZE" in str(exc.value)
 
 
 def test_default_size_follows_dib():
-    cfg = c.load_config(None).assign_ids("t")
-    plan = disk.plan_disk(cfg, tree_bytes=600 * MiB)
+    cfg = load_config(None).assign_ids("t")
+    plan = layout.plan_disk(cfg, tree_bytes=600 * MiB)
     assert plan.size >= 1000 * MiB and plan.size % (64 * 1024) == 0
-    extra = disk.plan_disk(cfg, tree_bytes=600 * MiB, extra_size=100 * MiB)
+    extra = layout.plan_disk(cfg, tree_bytes=600 * MiB, extra_size=100 * MiB)
     assert 700 * MiB <= extra.size < 1000 * MiB
     assert plan.label is None and plan.root_fs.offset == 0 and plan.root_fs.size == plan.size
-    efi = disk.plan_disk(c.load_config(EFI).assign_ids("t"), tree_bytes=300 * MiB)
+    efi = layout.plan_disk(load_config(EFI).assign_ids("t"), tree_bytes=300 * MiB)
     assert efi.size > 300 * MiB / 0.6 + 558 * MiB
 
 
 def test_sfdisk_script_gpt():
-    cfg = c.load_config(EFI).assign_ids("t")
-    plan = disk.plan_disk(cfg, tree_bytes=0, image_size=2 * GiB)
-    script = disk.sfdisk_script(plan)
+    cfg = load_config(EFI).assign_ids("t")
+    plan = layout.plan_disk(cfg, tree_bytes=0, image_size=2 * GiB)
+    script = layout.sfdisk_script(plan)
     lines = script.splitlines()
     assert lines[0] == "label: gpt"
     assert lines[1] == f"label-id: {cfg.partition_table.disk_id}"
@@ -111,9 +129,9 @@ def test_sfdisk_script_gpt():
 
 
 def test_sfdisk_script_mbr_with_logicals():
-    cfg = c.load_config(LOGICAL).assign_ids("t")
-    plan = disk.plan_disk(cfg, tree_bytes=0, image_size=3 * GiB)
-    script = disk.sfdisk_script(plan)
+    cfg = load_config(LOGICAL).assign_ids("t")
+    plan = layout.plan_disk(cfg, tree_bytes=0, image_size=3 * GiB)
+    script = layout.sfdisk_script(plan)
     assert "label: dos" in script and "label-id: 0x" in script
     body = [line for line in script.splitlines() if line.startswith("start=")]
     assert body[0].endswith("type=83, bootable")
@@ -125,8 +143,7 @@ def test_sfdisk_script_mbr_with_logicals():
 
 
 def _sfdisk_json(raw):
-    out = subprocess.run(["sfdisk", "--json", str(raw)], capture_output=True, text=True,
-                         check=True).stdout
+    out = runner.run(["sfdisk", "--json", str(raw)]).stdout
     return json.loads(out)["partitiontable"]
 
 
@@ -137,15 +154,14 @@ needs_sfdisk = pytest.mark.skipif(not (shutil.which("sfdisk") or
 
 @needs_sfdisk
 def test_real_gpt_table_round_trips(tmp_path):
-    from dib import runner
-    cfg = c.load_config(EFI).assign_ids("t")
-    plan = disk.plan_disk(cfg, tree_bytes=0, image_size=2 * GiB)
+    cfg = load_config(EFI).assign_ids("t")
+    plan = layout.plan_disk(cfg, tree_bytes=0, image_size=2 * GiB)
     raw = tmp_path / "d.raw"
     raw.write_bytes(b"")
     with open(raw, "wb") as fh:
         fh.truncate(plan.size)
     runner.run(["sfdisk", "--no-reread", "--no-tell-kernel", "-q", str(raw)],
-               input=disk.sfdisk_script(plan))
+               input=layout.sfdisk_script(plan))
     table = _sfdisk_json(raw)
     assert table["label"] == "gpt" and table["id"] == cfg.partition_table.disk_id
     got = [(p["start"] * 512, p["size"] * 512, p["uuid"].lower()) for p in table["partitions"]]
@@ -155,14 +171,13 @@ def test_real_gpt_table_round_trips(tmp_path):
 
 @needs_sfdisk
 def test_real_mbr_table_round_trips(tmp_path):
-    from dib import runner
-    cfg = c.load_config(LOGICAL).assign_ids("t")
-    plan = disk.plan_disk(cfg, tree_bytes=0, image_size=3 * GiB)
+    cfg = load_config(LOGICAL).assign_ids("t")
+    plan = layout.plan_disk(cfg, tree_bytes=0, image_size=3 * GiB)
     raw = tmp_path / "d.raw"
     with open(raw, "wb") as fh:
         fh.truncate(plan.size)
     runner.run(["sfdisk", "--no-reread", "--no-tell-kernel", "-q", str(raw)],
-               input=disk.sfdisk_script(plan))
+               input=layout.sfdisk_script(plan))
     table = _sfdisk_json(raw)
     assert table["label"] == "dos" and table["id"] == cfg.partition_table.disk_id
     parts = table["partitions"]
@@ -172,32 +187,32 @@ def test_real_mbr_table_round_trips(tmp_path):
 
 
 def test_fstab_text_like_dib():
-    cfg = c.load_config(EFI).assign_ids("t")
+    cfg = load_config(EFI).assign_ids("t")
     assert fstab.fstab_text(cfg) == ("LABEL=cloudimg-rootfs / ext4 defaults 0 1\n"
                                     "LABEL=MKFS_ESP /boot/efi vfat defaults 0 2\n")
     by_uuid = fstab.fstab_text(cfg, by="uuid")
-    assert f"UUID={cfg.root_fs.uuid} / ext4" in by_uuid
+    assert f"UUID={cfg.nodes['mkfs_root'].uuid} / ext4" in by_uuid
     assert f"UUID={cfg.nodes['mkfs_ESP'].fs_uuid} /boot/efi vfat" in by_uuid
 
 
 def test_fstab_swap_and_mount_without_fstab():
-    cfg = c.load_config(LOGICAL)
+    cfg = load_config(LOGICAL)
     text = fstab.fstab_text(cfg)
     assert text.splitlines() == ["LABEL=cloudimg-rootfs / ext4 defaults 0 2",
                                  "LABEL=mkfs_data /srv ext4 defaults 0 2",
                                  "LABEL=mkfs_swap none swap sw 0 0"]
-    graph = c.load_config(GRAPH.replace("- fstab:\n    name: fstab_root\n    base: mount_root\n",
-                                        ""))
+    graph = load_config(GRAPH.replace("- fstab:\n    name: fstab_root\n    base: mount_root\n",
+                                      ""))
     assert fstab.fstab_text(graph) == ""
 
 
 def test_required_tools():
-    names = dict(disk.required_tools(c.load_config(VAR.replace(
+    names = dict(assemble.required_tools(load_config(VAR.replace(
         "      - name: swap\n        size: 0%\n", ""))))
     assert names["sfdisk"] == "fdisk" and names["mkfs.ext4"] == "e2fsprogs"
     assert names["mkfs.fat"] == "dosfstools" and names["mcopy"] == "mtools"
     assert names["unshare"] == "util-linux"          # nested /var and /boot/efi
-    assert "unshare" not in dict(disk.required_tools(c.load_config(None)))
+    assert "unshare" not in dict(assemble.required_tools(load_config(None)))
 
 
 @pytest.mark.skipif(not shutil.which("mkfs.ext4", path="/usr/sbin:/sbin:/usr/bin"),
@@ -206,15 +221,14 @@ def test_build_small_disk_without_nested_mounts(tmp_path):
     tree = tmp_path / "tree"
     (tree / "etc").mkdir(parents=True)
     (tree / "etc" / "hello").write_text("hi\n")
-    cfg = c.load_config(GRAPH).assign_ids("small")
-    plan = disk.plan_disk(cfg, tree_bytes=0, image_size=64 * MiB)
-    result = disk.build_disk(plan, tree, tmp_path / "d.raw")
+    cfg = load_config(GRAPH).assign_ids("small")
+    plan = layout.plan_disk(cfg, tree_bytes=0, image_size=64 * MiB)
+    result = assemble.build_disk(plan, tree, tmp_path / "d.raw")
     table = _sfdisk_json(result.raw)
     assert table["partitions"][0]["start"] == 2048
-    out = subprocess.run(["debugfs", "-R", "cat /etc/hello",
-                          f"{result.raw}?offset={plan.root_fs.offset}"],
-                         capture_output=True, text=True)
+    out = runner.run(["debugfs", "-R", "cat /etc/hello",
+                      f"{result.raw}?offset={plan.root_fs.offset}"])
     assert out.stdout == "hi\n"
-    blkid = subprocess.run(["blkid", "-p", "-O", str(plan.root_fs.offset), "-o", "export",
-                            str(result.raw)], capture_output=True, text=True).stdout
-    assert f"UUID={cfg.root_fs.uuid}" in blkid and "LABEL=cloudimg-rootfs" in blkid
+    blkid = runner.run(["blkid", "-p", "-O", str(plan.root_fs.offset), "-o", "export",
+                        str(result.raw)]).stdout
+    assert f"UUID={plan.root_fs.uuid}" in blkid and "LABEL=cloudimg-rootfs" in blkid

@@ -3,12 +3,13 @@ import struct
 import pytest
 
 from dib import bootloader
-from dib.blockdev import config as c
-from dib.blockdev import disk
+from dib.blockdev import layout
+from dib.blockdev.graph import load_config
+from dib.blockdev.layout import unsized_plan
 from dib.bootloader import bios
 from dib.errors import BlockDeviceError, PreflightError
 
-from tests.unit.test_blockdev_config import EFI, GRAPH
+from tests.unit.test_blockdev_config import EFI, GRAPH, edit, shipped_layout
 
 MiB = 1024 ** 2
 
@@ -88,12 +89,14 @@ def _tree(tmp_path):
 
 def test_prepare_tree_writes_grub_cfg(tmp_path):
     tree = _tree(tmp_path)
-    cfg = c.load_config(EFI).assign_ids("s")
-    setup = bootloader.prepare_tree(tree, cfg, "quiet", options=bootloader.BootOptions())
+    cfg = load_config(EFI).assign_ids("s")
+    setup = bootloader.prepare_tree(tree, unsized_plan(cfg), "quiet",
+                                    options=bootloader.BootOptions())
     text = setup.grub_cfg.read_text()
+    root_uuid = cfg.nodes["mkfs_root"].uuid
     assert setup.kernel_version == "6.1.0-10-amd64"           # newest, not lexical
-    assert f"search --no-floppy --fs-uuid --set=root {cfg.root_fs.uuid}" in text
-    assert (f"linux /boot/vmlinuz-6.1.0-10-amd64 root=UUID={cfg.root_fs.uuid} ro "
+    assert f"search --no-floppy --fs-uuid --set=root {root_uuid}" in text
+    assert (f"linux /boot/vmlinuz-6.1.0-10-amd64 root=UUID={root_uuid} ro "
             "console=tty0 console=ttyS0,115200 no_timer_check nofb nomodeset "
             "gfxpayload=text quiet") in text
     assert "initrd /boot/initrd.img-6.1.0-10-amd64" in text
@@ -114,7 +117,7 @@ def test_boot_options_from_env():
 
 def test_separate_boot_uses_its_own_paths(tmp_path):
     tree = _tree(tmp_path)
-    cfg = c.load_config("""
+    cfg = load_config("""
 - local_loop: {name: image0}
 - partitioning:
     base: image0
@@ -125,7 +128,8 @@ def test_separate_boot_uses_its_own_paths(tmp_path):
       - {name: root, flags: [primary], size: 100%,
          mkfs: {type: ext4, mount: {mount_point: /, fstab: {}}}}
 """).assign_ids("s")
-    setup = bootloader.prepare_tree(tree, cfg, None, options=bootloader.BootOptions())
+    setup = bootloader.prepare_tree(tree, unsized_plan(cfg), None,
+                                    options=bootloader.BootOptions())
     body = setup.grub_cfg.read_text()
     assert setup.boot_separate and "linux /vmlinuz-" in body
     assert cfg.nodes["mkfs_boot"].uuid in body
@@ -134,31 +138,41 @@ def test_separate_boot_uses_its_own_paths(tmp_path):
 
 
 def test_prepare_tree_needs_kernel_and_ids(tmp_path):
-    cfg = c.load_config(EFI)
+    cfg = load_config(EFI)
     with pytest.raises(BlockDeviceError, match="assign_ids"):
-        bootloader.prepare_tree(_tree(tmp_path), cfg)
+        bootloader.prepare_tree(_tree(tmp_path), unsized_plan(cfg))
     cfg.assign_ids("s")
     empty = tmp_path / "empty"
     empty.mkdir()
     with pytest.raises(BlockDeviceError, match="no kernel"):
-        bootloader.prepare_tree(empty, cfg)
+        bootloader.prepare_tree(empty, unsized_plan(cfg))
 
 
 def test_firmware_support_by_layout():
-    plan = lambda text: disk.plan_disk(c.load_config(text).assign_ids("s"), tree_bytes=0,
-                                       image_size=2 * 1024 ** 3)
+    plan = lambda text: layout.plan_disk(load_config(text).assign_ids("s"), tree_bytes=0,
+                                         image_size=2 * 1024 ** 3)
     assert bootloader.firmware_support(plan(EFI)) == (True, True)
     assert bootloader.firmware_support(plan(GRAPH)) == (True, False)
-    no_bsp = EFI.replace("type: 'EF02'", "type: '8300'")
+    no_bsp = edit(EFI, "type: 'EF02'", "type: '8300'")
     assert bootloader.firmware_support(plan(no_bsp)) == (False, True)
     assert bootloader.firmware_support(plan(None)) == (False, False)
     with pytest.raises(PreflightError, match="neither"):
         bootloader.preflight(plan(None))
 
 
+@pytest.mark.parametrize("element, firmware", [("block-device-mbr", (True, True)),
+                                               ("block-device-gpt", (True, False)),
+                                               ("block-device-efi", (True, True))])
+def test_shipped_layouts_boot_with_the_firmware_they_promise(element, firmware):
+    cfg = load_config(shipped_layout(element)).assign_ids("s")
+    plan = layout.plan_disk(cfg, tree_bytes=600 * MiB)
+    assert bootloader.firmware_support(plan) == firmware
+    assert plan.root_fs.mount_point == "/" and plan.boot_fs is plan.root_fs
+
+
 def test_preflight_names_missing_grub_package(tmp_path):
-    plan = disk.plan_disk(c.load_config(EFI).assign_ids("s"), tree_bytes=0,
-                          image_size=2 * 1024 ** 3)
+    plan = layout.plan_disk(load_config(EFI).assign_ids("s"), tree_bytes=0,
+                            image_size=2 * 1024 ** 3)
     with pytest.raises(PreflightError, match="grub-pc-bin") as exc:
         bootloader.preflight(plan, grub_lib=tmp_path)
     assert "grub-efi-amd64-bin" in str(exc.value)

@@ -4,13 +4,13 @@ import hashlib
 import os
 import shutil
 import stat
-import subprocess
 from pathlib import Path
 
 import pytest
 
-from dib.blockdev import config as c
-from dib.blockdev import disk
+from dib import runner
+from dib.blockdev import layout
+from dib.blockdev.graph import load_config
 from dib.blockdev.patch import CannotPatch, update_ext_fs
 from dib.cache.disks import DiskBases
 from dib.pipeline.artifacts import DiskArtifacts, _kept_plan, changed_paths
@@ -28,8 +28,8 @@ needs_e2fsprogs = pytest.mark.skipif(
 def make_fs(tree: Path, image: Path) -> str:
     with open(image, "wb") as handle:
         handle.truncate(64 * MiB)
-    subprocess.run(["mkfs.ext4", "-q", "-F", "-E", f"offset={OFFSET}", "-d", str(tree),
-                    str(image), "32768k"], check=True, capture_output=True)
+    runner.run(["mkfs.ext4", "-q", "-F", "-E", f"offset={OFFSET}", "-d", str(tree),
+                str(image), "32768k"])
     return f"{image}?offset={OFFSET}"
 
 
@@ -52,7 +52,7 @@ def listing(root: Path) -> dict[str, tuple]:
 
 def read_back(fs: str, dest: Path) -> dict[str, tuple]:
     dest.mkdir()
-    subprocess.run(["debugfs", "-R", f"rdump / {dest}", fs], check=True, capture_output=True)
+    runner.run(["debugfs", "-R", f"rdump / {dest}", fs])
     found = listing(dest)
     found.pop("lost+found")
     return found
@@ -100,11 +100,10 @@ def test_patched_filesystem_matches_the_tree(base, tmp_path):
 
     update_ext_fs(image, OFFSET, tree, changed, tmp_path)
 
-    check = subprocess.run(["e2fsck", "-fn", fs], capture_output=True, text=True)
+    check = runner.run(["e2fsck", "-fn", fs], check=False)
     assert check.returncode == 0, check.stdout
     assert read_back(fs, tmp_path / "out") == listing(tree)
-    attrs = subprocess.run(["debugfs", "-R", 'ea_list "/new dir/with space"', fs],
-                           capture_output=True, text=True).stdout
+    attrs = runner.run(["debugfs", "-R", 'ea_list "/new dir/with space"', fs]).stdout
     assert "user.note (3) = 76 00 78" in attrs
     data = image.read_bytes()
     assert b"GONE-MARKER " * 100 not in data and b"DEEP-MARKER " * 100 not in data
@@ -115,8 +114,7 @@ def test_paths_outside_the_list_are_left_alone(base, tmp_path):
     tree, image, fs = base
     write(tree / "etc/keep", "changed but not listed")
     update_ext_fs(image, OFFSET, tree, [], tmp_path)
-    out = subprocess.run(["debugfs", "-R", "cat /etc/keep", fs], capture_output=True,
-                         text=True)
+    out = runner.run(["debugfs", "-R", "cat /etc/keep", fs])
     assert out.stdout == "kept"
 
 
@@ -158,12 +156,12 @@ def test_a_changed_layer_too_big_to_list_means_no_patch(tmp_path):
 
 
 def test_paths_go_to_the_filesystem_that_holds_them():
-    cfg = c.load_config(VAR.replace("      - name: swap\n        size: 0%\n", ""))
-    plan = disk.plan_disk(cfg.assign_ids("v"), tree_bytes=0, image_size=2 * 1024 * MiB)
+    cfg = load_config(VAR.replace("      - name: swap\n        size: 0%\n", ""))
+    plan = layout.plan_disk(cfg.assign_ids("v"), tree_bytes=0, image_size=2 * 1024 * MiB)
     root, var = plan.fs_at("/"), plan.fs_at("/var")
     paths = ["etc/motd", "var", "var/log/x", "boot/efi/EFI/a", "variable"]
-    assert disk._paths_on(plan, root, paths) == ["etc/motd", "var", "variable"]
-    assert disk._paths_on(plan, var, paths) == ["log/x"]
+    assert layout.paths_on(plan, root, paths) == ["etc/motd", "var", "variable"]
+    assert layout.paths_on(plan, var, paths) == ["log/x"]
 
 
 def test_kept_disk_round_trip_and_tamper_check(tmp_path):
@@ -209,15 +207,15 @@ def test_malformed_record_is_not_used(tmp_path):
 
 
 def test_small_tree_growth_keeps_the_disk_size():
-    cfg = c.load_config(GRAPH).assign_ids("g")
-    first = disk.plan_disk(cfg, tree_bytes=900 * MiB)
-    grown = disk.plan_disk(cfg, tree_bytes=900 * MiB + 4096)
+    cfg = load_config(GRAPH).assign_ids("g")
+    first = layout.plan_disk(cfg, tree_bytes=900 * MiB)
+    grown = layout.plan_disk(cfg, tree_bytes=900 * MiB + 4096)
     artifacts = DiskArtifacts(cfg, "test", False)
-    kept = {"plan": disk.plan_signature(first), "size": first.size}
+    kept = {"plan": layout.plan_signature(first), "size": first.size}
     same = _kept_plan(kept, grown, artifacts, 900 * MiB + 4096, explicit_size=False,
                       extra_size=None)
-    assert disk.plan_signature(same) == kept["plan"]
-    much = disk.plan_disk(cfg, tree_bytes=1200 * MiB)
+    assert layout.plan_signature(same) == kept["plan"]
+    much = layout.plan_disk(cfg, tree_bytes=1200 * MiB)
     with pytest.raises(CannotPatch, match="layout or size"):
         _kept_plan(kept, much, artifacts, 1200 * MiB, explicit_size=False, extra_size=None)
 
@@ -230,7 +228,7 @@ def test_directory_replaced_by_a_link_drops_what_was_inside(base, tmp_path):
     os.symlink("elsewhere", tree / "olddir")
     update_ext_fs(image, OFFSET, tree, ["olddir", "olddir/top", "olddir/deep/er/file",
                                         "elsewhere", "elsewhere/top"], tmp_path)
-    check = subprocess.run(["e2fsck", "-fn", fs], capture_output=True, text=True)
+    check = runner.run(["e2fsck", "-fn", fs], check=False)
     assert check.returncode == 0, check.stdout
     assert read_back(fs, tmp_path / "out") == listing(tree)
 

@@ -1,0 +1,254 @@
+"""Offline disk assembly: a sparse file, the partition table written by
+sfdisk, and filesystems made and populated in place at their offsets, all
+as a ``DiskPlan`` (``dib.blockdev.layout``) says.
+
+No loop device, no mount on the host, no device-mapper: ``mkfs.ext4 -d`` with
+``-E offset=`` and an explicit size, ``mkfs.fat --offset`` plus mtools,
+``mkswap`` on a scratch file whose header page is spliced in.  When the tree
+has nested mount points (``/``, ``/var``, ``/boot/efi``) the parent filesystem
+must not contain the children's files: ``mkfs`` then runs in a private mount
+namespace in which an empty directory is bind-mounted over each nested mount
+point, so nothing is copied and nothing leaks onto the host.  Every command
+runs through ``dib.runner``.
+"""
+from __future__ import annotations
+
+import os
+import shlex
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from dib import runner
+from dib.blockdev import sizes
+from dib.blockdev.config import BlockDeviceConfig
+from dib.blockdev.layout import (EXT_TYPES, DiskPlan, FilesystemPlan, below, nested_mounts,
+                                 paths_on, sfdisk_script)
+from dib.blockdev.patch import update_ext_fs, zero_range
+from dib.errors import BlockDeviceError
+
+
+def required_tools(config: BlockDeviceConfig) -> list[tuple[str, str]]:
+    """(tool, Debian package) the offline builder needs for this config."""
+    tools = [("du", "coreutils")]
+    if config.partitionings:
+        tools.append(("sfdisk", "fdisk"))
+    types = {fs.type for fs in config.filesystems}
+    for fs_type in sorted(t for t in types if t in EXT_TYPES):
+        tools.append((f"mkfs.{fs_type}", "e2fsprogs"))
+    if types & set(EXT_TYPES):
+        tools.append(("debugfs", "e2fsprogs"))
+    if types & {"vfat", "fat"}:
+        tools += [("mkfs.fat", "dosfstools"), ("mcopy", "mtools"), ("mmd", "mtools")]
+    if "swap" in types:
+        tools.append(("mkswap", "util-linux"))
+    if "xfs" in types:
+        tools.append(("mkfs.xfs", "xfsprogs"))
+    if _has_nested_mounts(config):
+        tools += [("unshare", "util-linux"), ("mount", "mount")]
+    return tools
+
+
+def _has_nested_mounts(config: BlockDeviceConfig) -> bool:
+    points = config.mount_points()
+    return any(below(b, a) for a in points for b in points if a != b)
+
+
+@dataclass
+class DiskResult:
+    raw: Path
+    plan: DiskPlan
+    timings: dict[str, float]
+
+
+def tree_size(tree: Path) -> int:
+    """Bytes allocated by the tree (``du -s -x``, DIB's measure)."""
+    result = runner.run(["du", "-s", "-x", "-B1", str(tree)], what="measure the tree size")
+    return int(result.stdout.split()[0])
+
+
+def build_disk(plan: DiskPlan, tree: Path, raw: Path) -> DiskResult:
+    """Write the partition table and every filesystem, populated from ``tree``."""
+    tree, raw = Path(tree), Path(raw)
+    if plan.config is not None:
+        runner.require_tools(required_tools(plan.config), "building the disk image")
+    for fs in plan.filesystems:
+        if fs.type not in ("swap",) and fs.uuid is None:
+            raise BlockDeviceError(f"mkfs '{fs.name}' has no uuid",
+                                   hint="call config.assign_ids(seed) before plan_disk")
+    timings: dict[str, float] = {}
+    start = time.monotonic()
+    with open(raw, "wb") as fh:
+        fh.truncate(plan.size)
+    if plan.label is not None:
+        t0 = time.monotonic()
+        runner.run(["sfdisk", "--no-reread", "--no-tell-kernel", "-q", str(raw)],
+                   input=sfdisk_script(plan), what="sfdisk (write the partition table)")
+        timings["sfdisk"] = time.monotonic() - t0
+    with tempfile.TemporaryDirectory(prefix="dib-disk-", dir=raw.parent) as scratch:
+        for fs in plan.filesystems:
+            t0 = time.monotonic()
+            _make_filesystem(plan, fs, tree, raw, Path(scratch))
+            timings[f"mkfs {fs.name}"] = time.monotonic() - t0
+    timings["total"] = time.monotonic() - start
+    return DiskResult(raw=raw, plan=plan, timings=timings)
+
+
+def patch_disk(plan: DiskPlan, tree: Path, raw: Path, paths: list[str]) -> DiskResult:
+    """Bring a disk made from an earlier state of the tree, with this same
+    plan, up to date: ext filesystems get just ``paths`` (relative to the
+    tree's root) rewritten; every other filesystem is small and made again.
+    Raises CannotPatch when a change cannot be written in place."""
+    tree, raw = Path(tree), Path(raw)
+    timings: dict[str, float] = {}
+    start = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="dib-disk-", dir=raw.parent) as scratch:
+        for fs in plan.filesystems:
+            t0 = time.monotonic()
+            if fs.type in EXT_TYPES:
+                mine = paths_on(plan, fs, paths)
+                if mine:
+                    source = tree / (fs.mount_point or "/").lstrip("/")
+                    update_ext_fs(raw, fs.offset, source, mine, Path(scratch))
+            else:
+                zero_range(raw, fs.offset, fs.size)
+                _make_filesystem(plan, fs, tree, raw, Path(scratch))
+            timings[f"update {fs.name}"] = time.monotonic() - t0
+    timings["total"] = time.monotonic() - start
+    return DiskResult(raw=raw, plan=plan, timings=timings)
+
+
+def _make_filesystem(plan: DiskPlan, fs: FilesystemPlan, tree: Path, raw: Path,
+                     scratch: Path) -> None:
+    mp = fs.mount_point if fs.mount_point != "none" else None
+    src = tree / mp.lstrip("/") if mp else None
+    nested = nested_mounts(plan, fs)
+    if fs.type in EXT_TYPES:
+        _mkfs_ext(fs, raw, src, tree, nested, scratch)
+    elif fs.type in ("vfat", "fat"):
+        _mkfs_fat(fs, raw, src, tree, nested, plan.sector_size)
+    elif fs.type == "swap":
+        _mkswap(fs, raw, scratch)
+    else:
+        raise BlockDeviceError(f"mkfs '{fs.name}': {fs.type} cannot be built offline",
+                               hint="use ext4 (or vfat for an ESP)")
+
+
+def _placeholder(original: Path, scratch: Path) -> Path:
+    """An empty directory with the original's owner, mode and times."""
+    empty = Path(tempfile.mkdtemp(prefix="empty-", dir=scratch))
+    try:
+        st = original.stat()
+    except FileNotFoundError:
+        return empty
+    os.chown(empty, st.st_uid, st.st_gid)
+    os.chmod(empty, st.st_mode & 0o7777)
+    os.utime(empty, ns=(st.st_atime_ns, st.st_mtime_ns))
+    return empty
+
+
+def _mkfs_ext(fs: FilesystemPlan, raw: Path, src: Path | None, tree: Path,
+              nested: list[str], scratch: Path) -> None:
+    # The image file is sparse, so its inode tables and journal already read
+    # as zeros: writing them again only makes mkfs and the qcow2 slower.
+    ext_opts = f"offset={fs.offset},lazy_itable_init=1,lazy_journal_init=1"
+    if fs.uuid:
+        ext_opts += f",hash_seed={fs.uuid}"
+    argv = [f"mkfs.{fs.type}", "-q", "-F", "-L", fs.label]
+    if fs.uuid:
+        argv += ["-U", fs.uuid]
+    argv += ["-E", ext_opts]
+    if fs.opts:
+        argv += shlex.split(fs.opts)
+    populate = src is not None and src.is_dir()
+    if populate:
+        argv += ["-d", str(src)]
+    argv += [str(raw), f"{fs.size // 1024}k"]
+    env = dict(os.environ)
+    epoch = os.environ.get("SOURCE_DATE_EPOCH")
+    if epoch and epoch.isdigit():
+        env["E2FSPROGS_FAKE_TIME"] = epoch
+    binds = [(p, tree / p.lstrip("/")) for p in nested] if populate else []
+    binds = [(p, target) for p, target in binds if target.is_dir()]
+    if binds:
+        if os.geteuid() != 0:
+            raise BlockDeviceError(
+                f"mkfs '{fs.name}': keeping {', '.join(p for p, _ in binds)} out of "
+                f"{fs.mount_point} needs a private mount namespace, which needs root",
+                hint="run the build as root")
+        helper = [sys.executable, "-m", "dib.blockdev._nsexec"]
+        for _, target in binds:
+            helper += ["--bind", f"{_placeholder(target, scratch)}:{target}"]
+        argv = ["unshare", "--mount", "--propagation", "private", *helper, "--", *argv]
+        pkg_root = str(Path(__file__).resolve().parents[2])
+        env["PYTHONPATH"] = os.pathsep.join(
+            [pkg_root] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
+    runner.run(argv, env=env, what=f"mkfs.{fs.type} of '{fs.name}'")
+
+
+def mtools_env() -> dict[str, str]:
+    env = dict(os.environ)
+    env["MTOOLS_SKIP_CHECK"] = "1"
+    env["MTOOLS_NO_VFAT"] = "0"
+    return env
+
+
+def _mkfs_fat(fs: FilesystemPlan, raw: Path, src: Path | None, tree: Path,
+              nested: list[str], sector: int) -> None:
+    argv = ["mkfs.fat"]
+    if fs.size >= 64 * sizes.MiB:
+        argv += ["-F", "32", "-s", "1"]   # 1-sector clusters: enough clusters for FAT32
+    if sector != 512:
+        argv += ["-S", str(sector)]
+    argv += ["-n", fs.label]
+    if fs.uuid:
+        argv += ["-i", fs.uuid.replace("-", "")]
+    if fs.opts:
+        argv += shlex.split(fs.opts)
+    argv += ["--offset", str(fs.offset // sector), str(raw), str(fs.size // 1024)]
+    runner.run(argv, what=f"mkfs.fat of '{fs.name}'")
+    if src is None or not src.is_dir():
+        return
+    excluded = {tree / p.lstrip("/") for p in nested}
+    _mcopy_tree(raw, fs.offset, src, "::", excluded)
+
+
+def _mcopy_tree(raw: Path, offset: int, src: Path, dest: str, excluded: set[Path]) -> None:
+    image = f"{raw}@@{offset}"
+    env = mtools_env()
+    plain, descend = [], []
+    for entry in sorted(src.iterdir()):
+        if entry in excluded:
+            runner.run(["mmd", "-i", image, f"{dest}/{entry.name}"], env=env,
+                       what="mmd (mount point directory on the FAT filesystem)")
+        elif any(entry in ex.parents for ex in excluded):
+            descend.append(entry)
+        else:
+            plain.append(str(entry))
+    if plain:
+        runner.run(["mcopy", "-s", "-p", "-m", "-Q", "-D", "o", "-i", image, *plain,
+                    f"{dest}/"], env=env, what="mcopy (populate the FAT filesystem)")
+    for entry in descend:
+        runner.run(["mmd", "-i", image, f"{dest}/{entry.name}"], env=env, what="mmd")
+        _mcopy_tree(raw, offset, entry, f"{dest}/{entry.name}", excluded)
+
+
+def _mkswap(fs: FilesystemPlan, raw: Path, scratch: Path) -> None:
+    page = os.sysconf("SC_PAGE_SIZE")
+    if fs.size < 10 * page:
+        raise BlockDeviceError(f"swap '{fs.name}' is too small ({fs.size} bytes)",
+                               hint="give the swap partition at least 1MiB")
+    tmp = scratch / f"{fs.name}.swap"
+    with open(tmp, "wb") as fh:
+        fh.truncate(fs.size)
+    argv = ["mkswap", "-L", fs.label]
+    if fs.uuid:
+        argv += ["-U", fs.uuid]
+    runner.run(argv + [str(tmp)], what=f"mkswap of '{fs.name}'")
+    with open(tmp, "rb") as fh:
+        header = fh.read(page)
+    with open(raw, "r+b") as fh:
+        os.pwrite(fh.fileno(), header, fs.offset)
+    tmp.unlink()
