@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Mapping
 
 from dib import runner
-from dib.blockdev.disk import mtools_env
+from dib.blockdev.assemble import mtools_env
 from dib.errors import DibError
 
 SEED_LABEL = "CIDATA"

@@ -7,7 +7,7 @@ import pytest
 import yaml
 
 from dib import runner
-from dib.blockdev.disk import mtools_env
+from dib.blockdev.assemble import mtools_env
 from dib.testing.seed import SeedError, default_meta_data, make_seed, with_ssh_key
 
 needs_mtools = pytest.mark.skipif(
