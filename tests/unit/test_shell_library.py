@@ -65,9 +65,11 @@ class LibraryTestCase(HookTestCase):
             path.write_text(text)
             if path.parent.name.endswith(".d"):
                 path.chmod(0o755)
-        merged = {"DIB_RUN_PARTS": str(RUN_PARTS)}
-        merged.update(env or {})
-        return self.run_hook(element, phase, "10-snippet", env=merged)
+        # Where a build puts it: bin/ beside $_LIB (a path of the checkout
+        # may be hidden in the sandbox, which has a /tmp of its own).
+        (element / "bin").mkdir(exist_ok=True)
+        shutil.copy2(RUN_PARTS, element / "bin" / "dib-run-parts")
+        return self.run_hook(element, phase, "10-snippet", env=env)
 
     def values(self, result: HookResult) -> dict[str, str]:
         """KEY=VALUE lines the snippet printed."""
