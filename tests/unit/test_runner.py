@@ -26,7 +26,18 @@ def _gone(pid: int, within: float = 5.0) -> bool:
     return False
 
 
-def _group_members(pgid: int) -> list[int]:
+def _group_members(pgid: int, *, gone_within: float = 0.0) -> list[int]:
+    """Live members of process group ``pgid``; with ``gone_within``, wait up to
+    that long for the group to empty (SIGKILL takes a moment to land)."""
+    deadline = time.monotonic() + gone_within
+    while True:
+        members = _live_members(pgid)
+        if not members or time.monotonic() >= deadline:
+            return members
+        time.sleep(0.05)
+
+
+def _live_members(pgid: int) -> list[int]:
     members = []
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
@@ -46,7 +57,7 @@ def test_kill_ends_the_whole_process_group():
     assert spawned.stdout.readline() == b"started\n"
     assert len(_group_members(spawned.pid)) == 3
     assert spawned.kill() == -9
-    assert _group_members(spawned.pid) == []
+    assert _group_members(spawned.pid, gone_within=5.0) == []
 
 
 def test_leaving_the_with_block_on_an_error_kills_it():
