@@ -9,11 +9,9 @@ from pathlib import Path
 from typing import Any
 
 from dib.elements import formats
+from dib.elements.phases import HOOK_PHASE_NAMES
 from dib.errors import ElementError
 
-# Hook directories, in the order a build runs them (the plan decides where).
-PHASES = ("root", "extra-data", "pre-install", "install", "post-install", "post-root",
-          "block-device", "pre-finalise", "finalise", "cleanup")
 HOOK_NAME = re.compile(r"^[0-9A-Za-z_-]+$")
 ENV_NAME = re.compile(r"^[0-9A-Za-z_.-]+$")
 
@@ -76,7 +74,7 @@ class Element:
 
     @cached_property
     def phases(self) -> tuple[str, ...]:
-        return tuple(p for p in PHASES if (self.path / f"{p}.d").is_dir())
+        return tuple(p for p in HOOK_PHASE_NAMES if (self.path / f"{p}.d").is_dir())
 
     @cached_property
     def environment_files(self) -> tuple[Path, ...]:

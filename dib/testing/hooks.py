@@ -37,13 +37,14 @@ from typing import Mapping, Sequence
 
 from dib.elements.discovery import shipped_hooks_dir
 from dib.elements.formats import sort_n_key
-from dib.elements.model import ENV_NAME, PHASES
+from dib.elements.model import ENV_NAME
+from dib.elements.phases import HOOK_PHASE_NAMES, HOOK_PHASES
 from dib.runtime.hooktree import LIB_DIR
 from dib.testing.fixtures import (SANDBOX_STUB_BASE, CallRecord, FakeTargetRoot,
                                   HarnessError, StubCommands)
 
-CHROOT_PHASES = ("pre-install", "install", "post-install", "finalise")
-HOST_PHASES = tuple(p for p in PHASES if p not in CHROOT_PHASES)
+CHROOT_PHASES = tuple(p.name for p in HOOK_PHASES if p.in_chroot)
+HOST_PHASES = tuple(p.name for p in HOOK_PHASES if not p.in_chroot)
 IN_TARGET = "/tmp/in_target.d"
 DEFAULT_TIMEOUT = 30.0
 TIMEOUT_EXIT = 124
@@ -211,8 +212,9 @@ def run_hook(element: str | os.PathLike, phase: str, hook: str, *,
     """
     if phase.endswith(".d"):
         phase = phase[:-2]
-    if phase not in PHASES:
-        raise HarnessError(f"unknown phase '{phase}'; phases are {', '.join(PHASES)}")
+    if phase not in HOOK_PHASE_NAMES:
+        raise HarnessError(f"unknown phase '{phase}'; phases are "
+                           f"{', '.join(HOOK_PHASE_NAMES)}")
     element_dir = find_element_dir(element, search=search)
     hook_path = element_dir / f"{phase}.d" / hook
     if not hook_path.is_file():

@@ -24,7 +24,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Iterable, Mapping, Sequence
 
-from dib.elements.model import HOOK_NAME, PHASES
+from dib.elements.model import HOOK_NAME
+from dib.elements.phases import HOOK_PHASE_NAMES
 from dib.errors import ConfigError
 
 # Rule id → what it checks. Ids from DIB's dib-lint are kept as they are.
@@ -109,7 +110,7 @@ class LintUsageError(ConfigError):
 def is_element_dir(path: Path) -> bool:
     if any((path / marker).is_file() for marker in ELEMENT_MARKERS):
         return True
-    return any((path / f"{d}.d").is_dir() for d in (*PHASES, "environment"))
+    return any((path / f"{d}.d").is_dir() for d in (*HOOK_PHASE_NAMES, "environment"))
 
 
 def collect_elements(paths: Iterable[str | os.PathLike]) -> list[Path]:
@@ -367,7 +368,7 @@ class Linter:
                      + ", ".join(sorted(names)))
 
     def lint_hook_names(self, element: str, element_dir: Path) -> None:
-        for phase in PHASES:
+        for phase in HOOK_PHASE_NAMES:
             directory = element_dir / f"{phase}.d"
             if not directory.is_dir():
                 continue

@@ -16,6 +16,7 @@ from pathlib import Path
 import fixtures
 import testtools
 
+from dib.elements.phases import HOOK_PHASES
 from dib.testing import (FakeTargetRoot, HarnessError, HookTestCase, StubCommands,
                          load_python_hook, run_hook)
 
@@ -42,9 +43,8 @@ class ElementFactory(fixtures.Fixture):
     def _setUp(self) -> None:
         self.dir = Path(self.useFixture(fixtures.TempDir()).path)
 
-    def make(self, name: str, files: dict[str, str], *, executable=("install.d", "root.d",
-             "post-install.d", "pre-install.d", "finalise.d", "extra-data.d", "cleanup.d",
-             "post-root.d", "pre-finalise.d", "block-device.d", "bin")) -> Path:
+    def make(self, name: str, files: dict[str, str], *,
+             executable=(*(p.directory for p in HOOK_PHASES), "bin")) -> Path:
         element = self.dir / name
         for rel, body in files.items():
             path = element / rel
