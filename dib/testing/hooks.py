@@ -23,7 +23,6 @@ from __future__ import annotations
 import importlib.machinery
 import importlib.util
 import os
-import platform
 import shutil
 import signal
 import subprocess
@@ -35,9 +34,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping, Sequence
 
+from dib.config.build import host_arch
 from dib.elements.discovery import shipped_hooks_dir
-from dib.elements.formats import sort_n_key
-from dib.elements.model import ENV_NAME
+from dib.elements.model import environment_files
 from dib.elements.phases import HOOK_PHASE_NAMES, HOOK_PHASES
 from dib.runtime.hooktree import LIB_DIR
 from dib.testing.fixtures import (SANDBOX_STUB_BASE, CallRecord, FakeTargetRoot,
@@ -54,8 +53,6 @@ _HOST_TOP = ("bin", "sbin", "lib", "lib32", "lib64", "libx32")
 # Where image hooks install things under /usr: the fake root's own directories
 # are bound over the host's read-only /usr there, so such hooks can be tested.
 _WRITABLE_USR = ("usr/local", "usr/lib/systemd/system")
-_MACHINE_TO_ARCH = {"x86_64": "amd64", "aarch64": "arm64", "i686": "i386", "i386": "i386",
-                    "ppc64le": "ppc64el", "s390x": "s390x", "riscv64": "riscv64"}
 
 # The runner inside the sandbox: dib-run-parts' semantics for one hook. It
 # sources each environment file (given as arguments before "--") with xtrace on,
@@ -98,13 +95,6 @@ class HookResult:
 
 # --------------------------------------------------------------------------- helpers
 
-def host_arch() -> str:
-    machine = platform.machine()
-    if machine.startswith("armv"):
-        return "armhf"
-    return _MACHINE_TO_ARCH.get(machine, machine)
-
-
 def find_element_dir(element: str | os.PathLike, *,
                      search: Sequence[str | os.PathLike] = ()) -> Path:
     """An element directory from a path, or from a name looked up in ``search``,
@@ -127,16 +117,6 @@ def find_element_dir(element: str | os.PathLike, *,
             return (directory / name).resolve()
     raise HarnessError(f"element '{name}' not found",
                        hint="pass the element's directory, or set ELEMENTS_PATH")
-
-
-def environment_files(element_dir: Path) -> list[Path]:
-    """environment.d files as dib-run-parts picks them: regular files (links
-    followed) named ``[0-9A-Za-z_.-]+``, in ``sort -n`` order."""
-    directory = element_dir / "environment.d"
-    if not directory.is_dir():
-        return []
-    files = [p for p in directory.iterdir() if p.is_file() and ENV_NAME.match(p.name)]
-    return sorted(files, key=lambda p: sort_n_key(p.name))
 
 
 def bwrap_path() -> str | None:
