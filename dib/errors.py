@@ -55,6 +55,14 @@ class CommandError(DibError):
         super().__init__(message)
 
 
+class CommandTimeout(CommandError):
+    """An external command was still running when its time was up (and was killed)."""
+
+    def __init__(self, argv: list[str], timeout: float, *, what: str | None = None) -> None:
+        self.timeout = timeout
+        super().__init__(argv, 124, f"timed out after {timeout} s", what=what)
+
+
 class HookError(DibError):
     """A hook exited non-zero; names element, phase and hook."""
 

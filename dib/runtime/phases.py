@@ -260,6 +260,10 @@ def _maybe_break(ctx: PhaseContext, phase: Phase, point: str) -> None:
     LOG.info("break=%s: opening a shell %s; exit it to continue", point,
              "in the chroot" if phase.in_chroot else f"in {ctx.workspace.tree}")
     tree = ctx.workspace.tree
+    # The shell is started directly, not through dib.runner: it must share
+    # the terminal with us (our session and foreground process group) for job
+    # control and for a Ctrl-C to reach it rather than the build, and it has
+    # no output to capture or time limit to keep.
     if phase.in_chroot:
         with mounts.CleanupStack() as cleanup:
             prepare_chroot(tree, ctx.workspace.hooks, cleanup)

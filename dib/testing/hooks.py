@@ -27,7 +27,6 @@ import importlib.machinery
 import importlib.util
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -37,7 +36,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping, Sequence
 
+from dib import runner
 from dib.config.build import host_arch
+from dib.errors import CommandTimeout
 from dib.elements.discovery import shipped_hooks_dir
 from dib.elements.model import Element
 from dib.elements.phases import HOOK_PHASE_NAMES, HOOK_PHASES
@@ -400,37 +401,26 @@ def _execute(argv: list[str], env: dict[str, str], cwd: str | None,
              stdin: str | bytes | None, timeout: float) -> HookResult:
     if isinstance(stdin, str):
         stdin = stdin.encode()
-    start = time.monotonic()
-    with tempfile.TemporaryFile() as out:
-        proc = subprocess.Popen(argv, env=env, cwd=cwd, stdout=out, stderr=subprocess.STDOUT,
-                                stdin=subprocess.PIPE if stdin is not None
-                                else subprocess.DEVNULL,
-                                start_new_session=True)
-        timed_out = False
+    handle, log = tempfile.mkstemp(prefix="dib-hook-output-")
+    os.close(handle)
+    started = time.monotonic()
+    try:
         try:
-            proc.communicate(input=stdin, timeout=timeout)
-        except subprocess.TimeoutExpired:
-            timed_out = True
-            _kill_group(proc)
-        seconds = time.monotonic() - start
-        out.seek(0)
-        output = out.read().decode("utf-8", "replace")
-    code = proc.returncode
+            code = runner.run(argv, check=False, env=env, cwd=cwd, input=stdin,
+                              stdin=subprocess.DEVNULL, timeout=timeout, binary=True,
+                              own_group=True, log_file=log, what="the hook").returncode
+            timed_out = False
+        except CommandTimeout:
+            code, timed_out = TIMEOUT_EXIT, True
+        output = Path(log).read_bytes().decode("utf-8", "replace")
+    finally:
+        os.unlink(log)
     if timed_out:
-        code = TIMEOUT_EXIT
         output += f"\nhook timed out after {_fmt_seconds(timeout)} s\n"
-    elif code is not None and code < 0:
+    elif code < 0:
         output += f"\nhook killed by signal {-code}\n"
         code = 128 - code
-    return HookResult(code, output, [], seconds, timed_out)
-
-
-def _kill_group(proc: subprocess.Popen) -> None:
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-    proc.wait()
+    return HookResult(code, output, [], time.monotonic() - started, timed_out)
 
 
 def _fmt_seconds(value: float) -> str:

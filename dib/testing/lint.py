@@ -19,14 +19,14 @@ import json
 import os
 import re
 import shutil
-import subprocess
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Iterable, Mapping, Sequence
 
 from dib.elements.model import HOOK_NAME
 from dib.elements.phases import HOOK_PHASE_NAMES
-from dib.errors import ConfigError
+from dib import runner
+from dib.errors import CommandError, ConfigError
 
 # Rule id → what it checks. Ids from DIB's dib-lint are kept as they are.
 RULES: dict[str, str] = {
@@ -483,8 +483,8 @@ class Linter:
             argv = [tool, "-f", "json", "-S", "warning", "-s", dialect, "-x",
                     *[str(p) for p, _ in entries]]
             try:
-                proc = subprocess.run(argv, capture_output=True, text=True, timeout=300)
-            except (OSError, subprocess.TimeoutExpired) as exc:
+                proc = runner.run(argv, check=False, timeout=300, what="shellcheck")
+            except (OSError, CommandError) as exc:
                 self.note(f"shellcheck could not run: {exc}")
                 return
             try:

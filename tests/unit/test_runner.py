@@ -2,14 +2,16 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
 from dib import runner
-from dib.errors import CommandError
+from dib.errors import CommandError, CommandTimeout
 
 
 def _gone(pid: int, within: float = 5.0) -> bool:
@@ -93,3 +95,57 @@ def test_own_session_and_stdin_pipe():
 def test_missing_command_is_a_command_error():
     with pytest.raises(CommandError, match="command not found: no-such-tool-here"):
         runner.spawn(["no-such-tool-here"])
+
+
+def _background_pid(tmp_path) -> tuple[list[str], Path]:
+    """A shell that starts a long sleep in the background, notes its pid and waits."""
+    pidfile = tmp_path / "pid"
+    return ["sh", "-c", f"sleep 300 & echo $! > {pidfile}; wait"], pidfile
+
+
+def _wait_for(path, within: float = 5.0) -> int:
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        if path.exists() and path.read_text().strip():
+            return int(path.read_text())
+        time.sleep(0.02)
+    raise AssertionError(f"{path} never appeared")
+
+
+def test_timeout_in_own_group_kills_what_the_command_started(tmp_path):
+    argv, pidfile = _background_pid(tmp_path)
+    with pytest.raises(CommandTimeout) as caught:
+        runner.run(argv, timeout=0.5, own_group=True)
+    assert caught.value.returncode == 124 and caught.value.timeout == 0.5
+    assert _gone(_wait_for(pidfile))
+
+
+def test_interrupted_run_in_own_group_kills_what_the_command_started(tmp_path):
+    argv, pidfile = _background_pid(tmp_path)
+
+    def interrupt(_signum, _frame):
+        raise KeyboardInterrupt
+    previous = signal.signal(signal.SIGALRM, interrupt)
+    signal.setitimer(signal.ITIMER_REAL, 0.5)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            runner.run(argv, own_group=True)
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+    assert _gone(_wait_for(pidfile))
+
+
+def test_log_file_gets_both_streams_and_the_result_its_own_tail(tmp_path):
+    log = tmp_path / "log"
+    runner.run(["sh", "-c", "echo first"], log_file=log)
+    result = runner.run(["sh", "-c", "echo out; echo err >&2; echo more"], log_file=log)
+    assert log.read_text() == "first\nout\nerr\nmore\n"
+    assert result.stdout == "out\nerr\nmore"
+    with pytest.raises(CommandError, match="went wrong"):
+        runner.run(["sh", "-c", "echo went wrong; exit 3"], log_file=log)
+
+
+def test_stdin_and_input():
+    assert runner.run(["cat"], stdin=subprocess.DEVNULL).stdout == ""
+    assert runner.run(["cat"], input="fed\n").stdout == "fed\n"
