@@ -123,13 +123,16 @@ def stream(argv: Sequence[str], *, on_line: Callable[[str], None] | None = None,
     finally:
         if watchdog is not None:
             watchdog.cancel()
-    if deadline and time.monotonic() > deadline and returncode != 0:
+    timed_out = bool(deadline and time.monotonic() > deadline and returncode != 0)
+    if timed_out:
         returncode = 124
         tail.append(f"(timed out after {timeout} s)")
     seconds = time.monotonic() - start
     LOG.debug("exit %d after %.2fs: %s", returncode, seconds, argv[0])
     text = "\n".join(tail)
     result = Result(argv, returncode, text, "", seconds)
+    if check and timed_out:
+        raise CommandTimeout(argv, timeout or 0, output_tail=text, what=what)
     if check and returncode != 0:
         raise CommandError(argv, returncode, text, what=what)
     return result
