@@ -61,7 +61,10 @@ def run(argv: Sequence[str], *, check: bool = True, env: Mapping[str, str] | Non
                       stdin=subprocess.PIPE if input is not None else stdin,
                       stdout=out, stderr=err, text=text)
         try:
-            stdout, stderr = proc.communicate(input, timeout=timeout)
+            if log_file is None:
+                stdout, stderr = proc.communicate(input, timeout=timeout)
+            else:
+                stdout, stderr = _communicate_until(proc, input, timeout, own_group)
         except subprocess.TimeoutExpired:
             _end(proc, own_group)
             raise CommandTimeout(argv, timeout or 0, what=what) from None
@@ -183,6 +186,31 @@ def _end(proc: subprocess.Popen, own_group: bool) -> int:
     except subprocess.TimeoutExpired:  # pragma: no cover - a D-state process
         proc.kill()
         return proc.wait()
+
+
+def _communicate_until(proc: subprocess.Popen, input: str | bytes | None,
+                       timeout: float | None, own_group: bool) -> tuple[Any, Any]:
+    """communicate() for a command without output pipes. Given a timeout,
+    Popen polls for the command's end with growing sleeps, which adds up to
+    tens of milliseconds to every short command; a timer that kills the
+    command when time is up lets us wait for it blocking instead."""
+    if timeout is None:
+        return proc.communicate(input)
+    expired = threading.Event()
+
+    def expire() -> None:
+        expired.set()
+        _kill(proc, own_group)
+    watchdog = threading.Timer(timeout, expire)
+    watchdog.daemon = True
+    watchdog.start()
+    try:
+        outputs = proc.communicate(input)
+    finally:
+        watchdog.cancel()
+    if expired.is_set():
+        raise subprocess.TimeoutExpired(proc.args, timeout)
+    return outputs
 
 
 @contextlib.contextmanager

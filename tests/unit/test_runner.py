@@ -149,3 +149,13 @@ def test_log_file_gets_both_streams_and_the_result_its_own_tail(tmp_path):
 def test_stdin_and_input():
     assert runner.run(["cat"], stdin=subprocess.DEVNULL).stdout == ""
     assert runner.run(["cat"], input="fed\n").stdout == "fed\n"
+
+
+def test_timeout_with_a_log_file(tmp_path):
+    argv, pidfile = _background_pid(tmp_path)
+    started = time.monotonic()
+    with pytest.raises(CommandTimeout):
+        runner.run(argv, timeout=0.5, own_group=True, log_file=tmp_path / "log")
+    assert time.monotonic() - started < 5
+    assert _gone(_wait_for(pidfile))
+    assert runner.run(["true"], timeout=5, log_file=tmp_path / "log").returncode == 0
