@@ -38,11 +38,11 @@ from typing import Mapping, Sequence
 
 from dib import runner
 from dib.config.build import host_arch
-from dib.errors import CommandTimeout
 from dib.elements.discovery import shipped_hooks_dir
 from dib.elements.model import Element
 from dib.elements.phases import HOOK_PHASE_NAMES, HOOK_PHASES
 from dib.elements.phases import phase as phase_of
+from dib.errors import CommandTimeout
 from dib.runtime import hooktree
 from dib.testing.fixtures import (SANDBOX_STUB_BASE, CallRecord, FakeTargetRoot,
                                   HarnessError, StubCommands)
@@ -59,6 +59,7 @@ _HOST_TOP = ("bin", "sbin", "lib", "lib32", "lib64", "libx32")
 # Where image hooks install things under /usr: the fake root's own directories
 # are bound over the host's read-only /usr there, so such hooks can be tested.
 _WRITABLE_USR = ("usr/local", "usr/lib/systemd/system")
+
 
 @dataclass
 class HookResult:
