@@ -321,7 +321,7 @@ def _check_hook_ran(result: HookResult, shown_path: str) -> None:
         raise HarnessError(
             f"dib-run-parts exited 0 without running {shown_path}",
             hint="do not stub the commands dib-run-parts itself uses (find, sort, date, "
-                 "awk, mktemp, rm, grep, basename)")
+                 "mktemp, rm)")
 
 
 def _chroot_sandbox(bwrap: str, root: Path, hooks: Path, stubs: StubCommands | None
