@@ -55,16 +55,27 @@ class CommandError(DibError):
         super().__init__(message)
 
 
+class CommandTimeout(CommandError):
+    """An external command was still running when its time was up (and was killed)."""
+
+    def __init__(self, argv: list[str], timeout: float, *, output_tail: str | None = None,
+                 what: str | None = None) -> None:
+        self.timeout = timeout
+        tail = f"timed out after {timeout} s" if output_tail is None else output_tail
+        super().__init__(argv, 124, tail, what=what)
+
+
 class HookError(DibError):
     """A hook exited non-zero; names element, phase and hook."""
 
     def __init__(self, element: str, phase: str, hook: str, returncode: int,
-                 output_tail: str) -> None:
+                 output_tail: str, *, timed_out: bool = False) -> None:
         self.element = element
         self.phase = phase
         self.hook = hook
         self.returncode = returncode
         self.output_tail = output_tail
+        self.timed_out = timed_out
         message = (f"hook {phase}/{hook} of element '{element}' failed "
                    f"with exit status {returncode}")
         if output_tail.strip():

@@ -1,6 +1,7 @@
 """The build plan: resolved elements → phases in DIB's order → merged hooks → steps.
 
-This is where a phase's place is decided: on the host, or inside the chroot.
+Each step carries where it runs (on the host, or inside the chroot), as the
+phase table (``dib.elements.phases``) says.
 """
 from __future__ import annotations
 
@@ -11,46 +12,13 @@ from typing import Iterable
 
 from dib.elements.formats import sort_n_key
 from dib.elements.model import Element, HookFile
+# The phase table lives in the elements layer (hook directories are named after
+# phases); the plan's users read it from here too.
+from dib.elements.phases import (HOOK_PHASES, PHASE_NAMES, PHASES, Phase,  # noqa: F401
+                                 phase)
 from dib.errors import PlanError
 
 LOG = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class Phase:
-    name: str
-    in_chroot: bool
-    help: str
-
-    @property
-    def directory(self) -> str:
-        return f"{self.name}.d"
-
-
-# DIB's order and places. "packages" is not a hook directory: it installs -p
-# packages right after install.d, as disk-image-create does.
-PHASES: tuple[Phase, ...] = (
-    Phase("root", False, "create the root tree (TARGET_ROOT)"),
-    Phase("extra-data", False, "copy data into the hooks tree or the target"),
-    Phase("pre-install", True, "prepare the package manager"),
-    Phase("install", True, "install and configure software"),
-    Phase("packages", True, "install the -p packages"),
-    Phase("post-install", True, "adjust what install.d set up"),
-    Phase("post-root", False, "host-side work on the finished tree"),
-    Phase("block-device", False, "legacy block-device hooks"),
-    Phase("pre-finalise", False, "host-side work before finalise"),
-    Phase("finalise", True, "last changes inside the image"),
-    Phase("cleanup", False, "host-side cleanup of the tree (TARGET_ROOT)"),
-)
-PHASE_NAMES = tuple(p.name for p in PHASES)
-HOOK_PHASES = tuple(p for p in PHASES if p.name != "packages")
-
-
-def phase(name: str) -> Phase:
-    for candidate in PHASES:
-        if candidate.name == name:
-            return candidate
-    raise PlanError(f"unknown phase '{name}'; phases are {', '.join(PHASE_NAMES)}")
 
 
 @dataclass(frozen=True)

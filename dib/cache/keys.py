@@ -13,7 +13,7 @@ from typing import Iterable, Mapping
 from dib import __version__
 from dib.cache.store import walk_sorted
 from dib.config.settings import SETTINGS
-from dib.elements.model import PHASES
+from dib.elements.phases import HOOK_PHASES
 from dib.runtime.hooktree import is_merged
 
 # Variables that never change what a step writes into the tree: those of
@@ -44,7 +44,7 @@ ROOT_ONLY_DIRS = ("root.d",)
 # Hooks directories and what is keyed on its own; every other entry of the
 # hooks tree is element data that hooks read, ".d" directories included
 # (init.d, binary-deps.d, udev.d: a ramdisk builder reads them).
-PHASE_DIRS = {f"{phase}.d" for phase in PHASES}
+PHASE_DIRS = {phase.directory for phase in HOOK_PHASES}
 NOT_DATA = {"bin", "environment.d"}
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import os
 import sys
 
-from dib.cli.common import run_command, setup_logging
+from dib.command import run_command, setup_logging
 from dib.config.cli import build_parser, config_from_args
 
 DESCRIPTION = ("Build a disk image from diskimage-builder elements. Flags, environment "

@@ -5,7 +5,7 @@ import argparse
 import os
 import sys
 
-from dib.cli.common import run_command, setup_logging
+from dib.command import run_command, setup_logging
 from dib.config.cli import ArgumentParser
 from dib.elements import discover, resolve
 from dib.elements.envinfo import env_script

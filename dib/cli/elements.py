@@ -5,7 +5,7 @@ import argparse
 import os
 import sys
 
-from dib.elements import PHASES, discover, resolve
+from dib.elements import HOOK_PHASE_NAMES, discover, resolve
 from dib.elements.resolve import with_build_defaults
 from dib.config.build import host_arch
 
@@ -43,7 +43,7 @@ def show_text(element) -> str:
     lines = [f"name:     {element.name}", f"path:     {element.path}",
              f"deps:     {' '.join(element.deps) or '-'}",
              f"provides: {' '.join(element.provides) or '-'}"]
-    for phase in PHASES:
+    for phase in HOOK_PHASE_NAMES:
         hooks = element.hooks(phase)
         if hooks:
             shown = [h.name if h.runs else f"{h.name} (not run: {h.skipped_reason})"

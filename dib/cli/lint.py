@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from dib.cli.common import run_command
+from dib.command import run_command
 
 DESCRIPTION = ("Check elements for the mistakes DIB's dib-lint finds, plus hook files "
                "dib-run-parts would skip, element-deps that do not exist, invalid "

@@ -5,7 +5,7 @@ import importlib
 import os
 import sys
 
-from dib.cli.common import run_command, setup_logging
+from dib.command import run_command, setup_logging
 from dib.config.cli import ArgumentParser, add_build_arguments, config_from_args
 
 # Subcommands that live in their own modules; each has add_parser(subparsers).

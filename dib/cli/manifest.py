@@ -6,7 +6,7 @@ import os
 import shlex
 import sys
 
-from dib.cli.common import run_command, setup_logging
+from dib.command import run_command, setup_logging
 from dib.config.build import with_changes
 from dib.config.cli import ArgumentParser
 from dib.config.manifest import key_help, load_manifests

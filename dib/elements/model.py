@@ -9,11 +9,9 @@ from pathlib import Path
 from typing import Any
 
 from dib.elements import formats
+from dib.elements.phases import HOOK_PHASE_NAMES
 from dib.errors import ElementError
 
-# Hook directories, in the order a build runs them (the plan decides where).
-PHASES = ("root", "extra-data", "pre-install", "install", "post-install", "post-root",
-          "block-device", "pre-finalise", "finalise", "cleanup")
 HOOK_NAME = re.compile(r"^[0-9A-Za-z_-]+$")
 ENV_NAME = re.compile(r"^[0-9A-Za-z_.-]+$")
 
@@ -76,15 +74,11 @@ class Element:
 
     @cached_property
     def phases(self) -> tuple[str, ...]:
-        return tuple(p for p in PHASES if (self.path / f"{p}.d").is_dir())
+        return tuple(p for p in HOOK_PHASE_NAMES if (self.path / f"{p}.d").is_dir())
 
     @cached_property
     def environment_files(self) -> tuple[Path, ...]:
-        directory = self.path / "environment.d"
-        if not directory.is_dir():
-            return ()
-        files = [p for p in directory.iterdir() if p.is_file() and ENV_NAME.match(p.name)]
-        return tuple(sorted(files, key=lambda p: formats.sort_n_key(p.name)))
+        return environment_files(self.path)
 
     @cached_property
     def package_installs_file(self) -> Path | None:
@@ -171,6 +165,17 @@ class Element:
         for attr in ("deps", "provides", "package_installs", "pkg_map", "svc_map",
                      "source_repositories"):
             getattr(self, attr)
+
+
+def environment_files(directory: Path) -> tuple[Path, ...]:
+    """The files of ``directory/environment.d`` (an element's, or the merged
+    hooks tree's) that dib-run-parts sources: regular files (links followed)
+    named ``[0-9A-Za-z_.-]+``, in ``sort -n`` order."""
+    env_dir = directory / "environment.d"
+    if not env_dir.is_dir():
+        return ()
+    files = [p for p in env_dir.iterdir() if p.is_file() and ENV_NAME.match(p.name)]
+    return tuple(sorted(files, key=lambda p: formats.sort_n_key(p.name)))
 
 
 def _skip_reason(path: Path) -> str | None:

@@ -17,8 +17,8 @@ document that ``package-installs-v2`` reads inside the image::
 
     {phase: {"install": [[pkg, element], ...], "uninstall": [[pkg, element], ...]}}
 
-This module is a leaf: it imports only the standard library, jsonschema and
-dib.errors.
+This module imports only the standard library, jsonschema, dib.errors and the
+phase table.
 """
 from __future__ import annotations
 
@@ -27,9 +27,11 @@ from typing import Any, Iterable, Mapping
 
 import jsonschema
 
+from dib.elements.phases import HOOK_PHASES
 from dib.errors import ElementError
 
-PHASES = ("pre-install.d", "install.d", "post-install.d")
+#: the hook directories a package-installs entry may name
+PHASES = tuple(p.directory for p in HOOK_PHASES if p.package_installs)
 DEFAULT_PHASE = "install.d"
 INSTALLTYPES = ("source", "package")
 

@@ -1,4 +1,7 @@
-"""Output plugin interface, registry (stevedore group ``dib.outputs``), checksums."""
+"""The output plugin interface (``Output``, ``OutputContext``) and checksums.
+
+The plugins themselves (dib.outputs.images, dib.outputs.archives) build on
+this module; dib.outputs.plugins finds them."""
 from __future__ import annotations
 
 import concurrent.futures
@@ -7,10 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Mapping
 
-from dib.blockdev.registry import PluginRegistry
 from dib.errors import ConfigError, OutputError
-
-GROUP = "dib.outputs"
 
 
 @dataclass
@@ -66,45 +66,6 @@ class Output:
 
     def __repr__(self) -> str:
         return f"<output {self.name}>"
-
-
-def _builtins() -> dict[str, type[Output]]:
-    from dib.outputs import archives, images
-    classes = [images.Raw, images.Qcow2, images.Vhd, archives.Tar, archives.Tgz,
-               archives.Squashfs, archives.Docker]
-    return {cls.name: cls for cls in classes}
-
-
-registry: PluginRegistry[type[Output]] = PluginRegistry(GROUP, _builtins)
-
-
-def validate_types(types: Iterable[str] | str, *, docker_target: str | None = None
-                   ) -> list[Output]:
-    """Check the requested types before any build work; raw is ordered last."""
-    if isinstance(types, str):
-        types = [t for t in types.replace(",", " ").split() if t]
-    wanted = list(dict.fromkeys(types))
-    if not wanted:
-        raise ConfigError("no output type given",
-                          hint=f"use -t with one or more of: {', '.join(registry.names())}")
-    outputs = []
-    for name in wanted:
-        cls = registry.get(name)
-        if cls is None:
-            raise ConfigError(f"unknown output type '{name}'{registry.suggest(name)}",
-                              hint=f"accepted types: {', '.join(registry.names())}")
-        outputs.append(cls())
-    if "docker" in wanted:
-        from dib.outputs.archives import parse_docker_target
-        if not docker_target:
-            raise ConfigError("output type docker needs a target name",
-                              hint="set --docker-target / DOCKER_TARGET to repo:tag")
-        parse_docker_target(docker_target)
-    return sorted(outputs, key=lambda o: o.name == "raw")
-
-
-def needs_disk(outputs: Iterable[Output]) -> bool:
-    return any(o.needs_disk for o in outputs)
 
 
 def _digest(path: Path, kind: str) -> str:

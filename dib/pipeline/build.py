@@ -1,23 +1,34 @@
 """The order of a whole build.
 
-``build`` runs in the caller's process: it checks everything it can before
-slow work, creates the workspace and starts the build proper (``Builder``,
-in ``dib.pipeline.inner``) in a private mount namespace.
+``run_build`` and ``build`` run in the caller's process: they check everything
+they can before slow work, create the workspace and start the build proper
+(``Builder``, in ``dib.pipeline.inner``) in a private mount namespace.
 """
 from __future__ import annotations
 
 import logging
 import pickle
+import sys
 
 from dib.config.build import BuildConfig
 from dib.pipeline.artifacts import DiskArtifacts
 from dib.pipeline.preflight import preflight
-from dib.pipeline.prepare import Prepared
+from dib.pipeline.prepare import Prepared, prepare
+from dib.plan import describe
 from dib.runtime.namespace import run_namespaced
 from dib.runtime.workspace import Workspace, remove_stale
 
 LOG = logging.getLogger("dib.build")
 HANDOVER_FILE = "build.pickle"
+
+
+def run_build(config: BuildConfig) -> int:
+    """A build from its settings (or, with --dry-run, its plan); the exit status."""
+    prepared = prepare(config)
+    if config.dry_run:
+        sys.stdout.write(describe(prepared.plan))
+        return 0
+    return build(prepared)
 
 
 def build(prepared: Prepared) -> int:

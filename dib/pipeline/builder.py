@@ -21,7 +21,7 @@ from dib.elements.package_installs import squash
 from dib.errors import DibError
 from dib.pipeline import artifacts
 from dib.pipeline.prepare import Prepared
-from dib.pipeline.report import BuildReport, StepReport
+from dib.pipeline.report import BuildReport, FailureReport, StepReport
 from dib.plan import PHASES, Phase
 from dib.runtime import hooktree
 from dib.runtime.environment import base_environment, sourced_environment
@@ -64,6 +64,9 @@ class Builder:
                     self._bootloader_step()
             self._internal_step("tidy", {"version": "1"}, tidy_tree)
             self.report.outputs = self._outputs()
+        except BaseException as exc:
+            self.report.failure = FailureReport.from_error(exc)
+            raise
         finally:
             self.tree.abort_layer()
             self.checkpoints.close()

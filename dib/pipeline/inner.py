@@ -9,7 +9,7 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
-from dib.cli.common import run_command, setup_logging
+from dib.command import run_command, setup_logging
 from dib.errors import Interrupted
 from dib.pipeline.build import take_over
 from dib.pipeline.builder import Builder

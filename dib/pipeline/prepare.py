@@ -1,13 +1,12 @@
 """Everything that can be checked before slow work starts."""
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from dib.config.build import BuildConfig
 from dib.elements import ElementIndex, Resolution, discover, resolve, with_build_defaults
-from dib.plan import Plan, describe, make_plan
+from dib.plan import Plan, make_plan
 
 if TYPE_CHECKING:
     from dib.pipeline.artifacts import DiskArtifacts
@@ -34,12 +33,3 @@ def prepare(config: BuildConfig) -> Prepared:
         element.load_all()
     plan = make_plan(resolution.elements, packages=config.packages)
     return Prepared(config, index, resolution, plan)
-
-
-def run_build(config: BuildConfig) -> int:
-    prepared = prepare(config)
-    if config.dry_run:
-        sys.stdout.write(describe(prepared.plan))
-        return 0
-    from dib.pipeline.build import build
-    return build(prepared)

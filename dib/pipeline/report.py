@@ -1,8 +1,11 @@
-"""The build report: a timing table for people, the same data as JSON for machines."""
+"""The build report: a timing table for people, the same data as JSON for
+machines, and, when the build failed, why (``failure``)."""
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 from typing import Any
+
+from dib.errors import HookError
 
 
 @dataclass
@@ -21,6 +24,28 @@ class StepReport:
 
 
 @dataclass
+class FailureReport:
+    """Why a build failed. For a failed hook: its element, phase and name, its
+    exit status and whether it ran out of time; otherwise those are None."""
+
+    message: str
+    element: str | None = None
+    phase: str | None = None
+    hook: str | None = None
+    exit_status: int | None = None
+    timed_out: bool = False
+    output_tail: str = ""
+
+    @classmethod
+    def from_error(cls, error: BaseException) -> "FailureReport":
+        if isinstance(error, HookError):
+            return cls(error.message.splitlines()[0], error.element, error.phase, error.hook,
+                       error.returncode, error.timed_out, error.output_tail)
+        text = str(error) or type(error).__name__
+        return cls(text.splitlines()[0], output_tail=text)
+
+
+@dataclass
 class BuildReport:
     image_name: str
     elements: list[str]
@@ -28,6 +53,8 @@ class BuildReport:
     steps: list[StepReport] = field(default_factory=list)
     hooks: list[dict[str, Any]] = field(default_factory=list)
     outputs: list[str] = field(default_factory=list)
+    #: set when the build failed; the report is written either way
+    failure: FailureReport | None = None
 
     def table(self, slowest: int = 5) -> str:
         lines = ["step            seconds  cache", "--------------  -------  -----"]

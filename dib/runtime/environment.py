@@ -10,8 +10,7 @@ from dib import runner
 from dib.config.build import BuildConfig
 from dib.config.settings import recorded_argv
 from dib.elements.envinfo import element_array_body, image_element_vars
-from dib.elements.formats import sort_n_key
-from dib.elements.model import ENV_NAME
+from dib.elements.model import environment_files
 from dib.elements.resolve import Resolution
 from dib.runtime.workspace import Workspace
 
@@ -88,14 +87,6 @@ def chroot_phase_env(env: Mapping[str, str]) -> dict[str, str]:
     out["HOME"] = "/root"
     out["_LIB"] = CHROOT_LIB
     return out
-
-
-def environment_files(hooks_dir: Path) -> list[Path]:
-    directory = hooks_dir / "environment.d"
-    if not directory.is_dir():
-        return []
-    files = [p for p in directory.iterdir() if p.is_file() and ENV_NAME.match(p.name)]
-    return sorted(files, key=lambda p: sort_n_key(p.name))
 
 
 def sourced_environment(hooks_dir: Path, env: Mapping[str, str]) -> dict[str, str]:

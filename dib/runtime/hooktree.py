@@ -23,13 +23,29 @@ NOT_MERGED = {"test-elements", "tests", "README.rst", "element-deps", "element-p
 
 
 def merge_hooks_tree(elements: Iterable[Element], helpers: Path, target: Path) -> None:
+    add_helper_commands(helpers, target)
+    add_shell_library(helpers, target)
+    add_elements(elements, target)
+
+
+def add_helper_commands(helpers: Path, target: Path) -> None:
+    """dib's helper commands (dib-run-parts, install-packages ...) into bin/."""
     (target / "bin").mkdir(parents=True, exist_ok=True)
     for helper in sorted(helpers.iterdir()):
         if helper.is_file() and not helper.name.startswith(("_", ".")):
             shutil.copy2(helper, target / "bin" / helper.name)
+
+
+def add_shell_library(helpers: Path, target: Path) -> None:
+    """DIB's shell library ($_LIB) into lib/."""
     if (helpers / LIB_DIR).is_dir():
         shutil.copytree(helpers / LIB_DIR, target / LIB_DIR, dirs_exist_ok=True,
                         ignore=shutil.ignore_patterns("__pycache__"))
+
+
+def add_elements(elements: Iterable[Element], target: Path) -> None:
+    """Each element's files, in element order (a later element's file wins)."""
+    target.mkdir(parents=True, exist_ok=True)
     for element in elements:
         for entry in sorted(element.path.iterdir()):
             if not is_merged(entry.name):

@@ -10,36 +10,31 @@ build could not.
 from __future__ import annotations
 
 import signal
-import subprocess
 import sys
 from typing import Sequence
 
 from dib import runner
 from dib.errors import PreflightError
 
+
 def run_namespaced(module: str, args: Sequence[str]) -> int:
     """Run ``python -m module args`` in a new private mount namespace and
-    return its exit status, forwarding SIGINT/SIGTERM to it."""
+    return its exit status, forwarding SIGINT/SIGTERM to it.
+
+    The build stays in our session and process group: a break shell it opens
+    needs the terminal, and a kill of the whole group must reach it and its
+    hooks."""
     if runner.which("unshare") is None:
         raise PreflightError("the unshare command is missing", hint="apt-get install util-linux")
     argv = ["unshare", "--mount", "--propagation", "private", "--",
             sys.executable, "-m", module, *args]
-    proc = subprocess.Popen(argv)
-    forwarded: list[int] = []
-
-    def forward(signum, _frame) -> None:
-        forwarded.append(signum)
+    with runner.spawn(argv, stdin=None, stdout=None, stderr=None, own_group=False,
+                      what="the build") as build:
+        def forward(signum, _frame) -> None:
+            build.send_signal(signum)
+        previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGINT, signal.SIGTERM)}
         try:
-            proc.send_signal(signum)
-        except ProcessLookupError:
-            pass
-    previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        while True:
-            try:
-                return proc.wait()
-            except InterruptedError:
-                continue
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+            return build.wait()
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)

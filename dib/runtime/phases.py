@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Callable, Mapping
 
 from dib import runner
-from dib.errors import CommandError, HookError
+from dib.errors import CommandError, CommandTimeout, HookError
 from dib.plan import Phase
 from dib.runtime import mounts
 from dib.runtime.environment import chroot_phase_env, host_phase_env
@@ -215,17 +215,19 @@ def _execute(ctx: PhaseContext, phase: Phase, run: PhaseRun, command: list[str],
         if ctx.on_hook:
             ctx.on_hook(hook)
     if failure is not None:
+        timed_out = isinstance(failure, CommandTimeout)
         failed = next((h for h in reversed(hooks) if h.exit != 0), None)
         if failed is None:
             # No hook ran (or the runner itself failed): report the command.
             raise HookError("-", phase.name, os.path.basename(command[-1]),
-                            failure.returncode, failure.output_tail)
+                            failure.returncode, failure.output_tail, timed_out=timed_out)
         tail = "\n".join(line for line in failure.output_tail.splitlines()
                          if not line.startswith("dib-run-parts"))
         code = failed.exit if failed.exit is not None else failure.returncode
-        if failure.returncode == 124 and ctx.hook_timeout:
+        if timed_out:
             tail += f"\n(hook timed out after {ctx.hook_timeout} s)"
-        raise HookError(failed.element, phase.name, failed.hook, code, tail)
+        raise HookError(failed.element, phase.name, failed.hook, code, tail,
+                        timed_out=timed_out)
 
 
 def _read_events(ctx: PhaseContext, phase: Phase, path: Path) -> list[HookRun]:
@@ -260,6 +262,10 @@ def _maybe_break(ctx: PhaseContext, phase: Phase, point: str) -> None:
     LOG.info("break=%s: opening a shell %s; exit it to continue", point,
              "in the chroot" if phase.in_chroot else f"in {ctx.workspace.tree}")
     tree = ctx.workspace.tree
+    # The shell is started directly, not through dib.runner: it must share
+    # the terminal with us (our session and foreground process group) for job
+    # control and for a Ctrl-C to reach it rather than the build, and it has
+    # no output to capture or time limit to keep.
     if phase.in_chroot:
         with mounts.CleanupStack() as cleanup:
             prepare_chroot(tree, ctx.workspace.hooks, cleanup)

@@ -3,12 +3,17 @@
 Each phase writes into a fresh upper directory over the layers below it, so
 what a phase changed is a directory of its own: the cache can keep it by
 renaming it, and a warm build restores it by mounting it.
+
+This is also the one place that reads layer directories the way overlayfs
+does (whiteouts, opaque directories) without mounting them.
 """
 from __future__ import annotations
 
 import os
 import shutil
+import stat
 from pathlib import Path
+from typing import Iterable
 
 from dib.runtime.mounts import CleanupStack, mount, overlay
 
@@ -85,7 +90,7 @@ def layer_paths(layer: Path, limit: int) -> list[str] | None:
     for directory, dirs, files in os.walk(layer):
         for name in dirs:
             path = os.path.join(directory, name)
-            if _overlay_attr(path, "opaque") == b"y" or _overlay_attr(path, "redirect"):
+            if is_opaque(path) or _overlay_attr(path, "redirect"):
                 return None
         for name in dirs + files:
             found.append(os.path.relpath(os.path.join(directory, name), layer))
@@ -94,8 +99,55 @@ def layer_paths(layer: Path, limit: int) -> list[str] | None:
     return sorted(found)
 
 
-def _overlay_attr(path: str, name: str) -> bytes:
+def path_in_layers(layers_top_first: Iterable[Path], relative: str) -> bool:
+    """Whether ``relative`` exists in the tree that overlay ``layers`` make,
+    read from the layer directories themselves (nothing mounted): a whiteout
+    deletes it, a non-directory or an opaque directory on the way hides what
+    the layers below hold."""
+    parts = Path(relative.lstrip("/")).parts
+    for layer in layers_top_first:
+        found = _look_in_layer(Path(layer), parts)
+        if found is not None:
+            return found
+    return False
+
+
+def _look_in_layer(layer: Path, parts: tuple[str, ...]) -> bool | None:
+    """True or False when this layer decides, None to look in the one below."""
+    current = layer
+    hides_below = False
+    for depth, part in enumerate(parts):
+        current = current / part
+        if is_whiteout(current):
+            return False
+        if depth == len(parts) - 1:
+            return True if os.path.lexists(current) else (False if hides_below else None)
+        if not os.path.lexists(current):
+            return False if hides_below else None
+        if current.is_symlink() or not current.is_dir():
+            return False
+        hides_below = hides_below or is_opaque(current)
+    return None
+
+
+def is_whiteout(path: str | os.PathLike) -> bool:
+    """overlayfs marks a deleted path with a 0/0 character device."""
     try:
-        return os.getxattr(path, f"trusted.overlay.{name}", follow_symlinks=False)
+        st = os.lstat(path)
+    except OSError:
+        return False
+    return stat.S_ISCHR(st.st_mode) and st.st_rdev == 0
+
+
+def is_opaque(path: str | os.PathLike) -> bool:
+    """A directory that hides the same directory of the layers below
+    (``trusted.`` as root mounts it, ``user.`` in a user namespace)."""
+    return _overlay_attr(path, "opaque") == b"y" or \
+        _overlay_attr(path, "opaque", namespace="user") == b"y"
+
+
+def _overlay_attr(path: str | os.PathLike, name: str, namespace: str = "trusted") -> bytes:
+    try:
+        return os.getxattr(path, f"{namespace}.overlay.{name}", follow_symlinks=False)
     except OSError:
         return b""

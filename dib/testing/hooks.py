@@ -1,8 +1,10 @@
 """Running one hook of one element, fast, without root and without touching the host.
 
 ``run_hook(element, phase, hook, root=..., stubs=...)`` runs the hook the way a
-build would (DIB's environment, the element's ``environment.d`` sourced first
-in ``sort -n`` order) and returns a ``HookResult``.
+build would: DIB's environment, and the shipped ``dib-run-parts`` (the one the
+build runs) on the phase directory of a private copy of the element in which
+only this hook is runnable, so ``environment.d`` is sourced just as in a build.
+It returns a ``HookResult``.
 
 Where it runs:
 
@@ -10,7 +12,8 @@ Where it runs:
   bubblewrap sandbox whose ``/`` is the fake root; the host's ``/usr`` is bound
   read-only so host tools are there, except ``/usr/local`` and
   ``/usr/lib/systemd/system``, which are the fake root's own. Anything the hook
-  writes (``/etc/foo``, ``/usr/local/bin/foo``) lands in the fake root. The element is at ``/tmp/in_target.d`` as in a build.
+  writes (``/etc/foo``, ``/usr/local/bin/foo``) lands in the fake root. The
+  element is at ``/tmp/in_target.d`` as in a build.
 * host phases (root, extra-data, post-root, block-device, pre-finalise, cleanup)
   see the fake root as ``TARGET_ROOT``/``TMP_MOUNT_PATH``; with bubblewrap they run
   with the host's ``/`` read-only and only the fake root, the hooks copy and the
@@ -23,9 +26,7 @@ from __future__ import annotations
 import importlib.machinery
 import importlib.util
 import os
-import platform
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -35,16 +36,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping, Sequence
 
+from dib import runner
+from dib.config.build import host_arch
 from dib.elements.discovery import shipped_hooks_dir
-from dib.elements.formats import sort_n_key
-from dib.elements.model import ENV_NAME, PHASES
-from dib.runtime.hooktree import LIB_DIR
+from dib.elements.model import Element
+from dib.elements.phases import HOOK_PHASE_NAMES, HOOK_PHASES
+from dib.elements.phases import phase as phase_of
+from dib.errors import CommandTimeout
+from dib.runtime import hooktree
 from dib.testing.fixtures import (SANDBOX_STUB_BASE, CallRecord, FakeTargetRoot,
                                   HarnessError, StubCommands)
 
-CHROOT_PHASES = ("pre-install", "install", "post-install", "finalise")
-HOST_PHASES = tuple(p for p in PHASES if p not in CHROOT_PHASES)
+CHROOT_PHASES = tuple(p.name for p in HOOK_PHASES if p.in_chroot)
+HOST_PHASES = tuple(p.name for p in HOOK_PHASES if not p.in_chroot)
 IN_TARGET = "/tmp/in_target.d"
+RUN_PARTS = "dib-run-parts"
 DEFAULT_TIMEOUT = 30.0
 TIMEOUT_EXIT = 124
 BWRAP_PACKAGE = "bubblewrap"
@@ -53,27 +59,6 @@ _HOST_TOP = ("bin", "sbin", "lib", "lib32", "lib64", "libx32")
 # Where image hooks install things under /usr: the fake root's own directories
 # are bound over the host's read-only /usr there, so such hooks can be tested.
 _WRITABLE_USR = ("usr/local", "usr/lib/systemd/system")
-_MACHINE_TO_ARCH = {"x86_64": "amd64", "aarch64": "arm64", "i686": "i386", "i386": "i386",
-                    "ppc64le": "ppc64el", "s390x": "s390x", "riscv64": "riscv64"}
-
-# The runner inside the sandbox: dib-run-parts' semantics for one hook. It
-# sources each environment file (given as arguments before "--") with xtrace on,
-# under set -eu -o pipefail, then replaces itself with the hook.
-_RUNNER = r'''
-set -eu
-set -o pipefail
-while [ "$1" != "--" ]; do
-    echo "dib-run-parts Sourcing environment file $1" >&2
-    _dib_xtrace=$(set +o | grep xtrace)
-    set -o xtrace
-    source "$1"
-    $_dib_xtrace
-    shift
-done
-shift
-echo "dib-run-parts Running $1" >&2
-exec "$@"
-'''
 
 
 @dataclass
@@ -97,13 +82,6 @@ class HookResult:
 
 # --------------------------------------------------------------------------- helpers
 
-def host_arch() -> str:
-    machine = platform.machine()
-    if machine.startswith("armv"):
-        return "armhf"
-    return _MACHINE_TO_ARCH.get(machine, machine)
-
-
 def find_element_dir(element: str | os.PathLike, *,
                      search: Sequence[str | os.PathLike] = ()) -> Path:
     """An element directory from a path, or from a name looked up in ``search``,
@@ -126,16 +104,6 @@ def find_element_dir(element: str | os.PathLike, *,
             return (directory / name).resolve()
     raise HarnessError(f"element '{name}' not found",
                        hint="pass the element's directory, or set ELEMENTS_PATH")
-
-
-def environment_files(element_dir: Path) -> list[Path]:
-    """environment.d files as dib-run-parts picks them: regular files (links
-    followed) named ``[0-9A-Za-z_.-]+``, in ``sort -n`` order."""
-    directory = element_dir / "environment.d"
-    if not directory.is_dir():
-        return []
-    files = [p for p in directory.iterdir() if p.is_file() and ENV_NAME.match(p.name)]
-    return sorted(files, key=lambda p: sort_n_key(p.name))
 
 
 def bwrap_path() -> str | None:
@@ -211,8 +179,9 @@ def run_hook(element: str | os.PathLike, phase: str, hook: str, *,
     """
     if phase.endswith(".d"):
         phase = phase[:-2]
-    if phase not in PHASES:
-        raise HarnessError(f"unknown phase '{phase}'; phases are {', '.join(PHASES)}")
+    if phase not in HOOK_PHASE_NAMES:
+        raise HarnessError(f"unknown phase '{phase}'; phases are "
+                           f"{', '.join(HOOK_PHASE_NAMES)}")
     element_dir = find_element_dir(element, search=search)
     hook_path = element_dir / f"{phase}.d" / hook
     if not hook_path.is_file():
@@ -234,12 +203,9 @@ def run_hook(element: str | os.PathLike, phase: str, hook: str, *,
 
     work = Path(tempfile.mkdtemp(prefix="dib-hooktest-"))
     try:
-        # A private copy of the element: hooks may write into TMP_HOOKS_PATH.
         hooks_copy = work / "hooks"
-        shutil.copytree(element_dir, hooks_copy, symlinks=True,
-                        ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
-        _add_shell_library(hooks_copy)
-        env_files = environment_files(hooks_copy) if source_environment else []
+        runs_as = _hooks_tree(element_dir, hooks_copy, phase, hook,
+                              source_environment=source_environment)
         if in_chroot:
             hooks_dir = IN_TARGET
             root_seen = None
@@ -252,12 +218,7 @@ def run_hook(element: str | os.PathLike, phase: str, hook: str, *,
                                        hooks_dir=hooks_dir, root=root_seen,
                                        stubs_bin=stubs_bin, extra=env,
                                        in_chroot=in_chroot)
-
-        def seen(path: Path) -> str:
-            return f"{IN_TARGET}/{path.relative_to(hooks_copy)}" if in_chroot else str(path)
-
-        inner = ["/bin/bash", "-c", _RUNNER, "dib-run-parts",
-                 *[seen(p) for p in env_files], "--", seen(hooks_copy / f"{phase}.d" / hook)]
+        inner = [f"{hooks_dir}/{RUN_PARTS}", f"{hooks_dir}/{phase_of(phase).directory}"]
         created = _mountpoints_to_clean(root_dir) if in_chroot else []
         if bwrap is None:
             argv, cwd = inner, str(root_dir)
@@ -272,6 +233,8 @@ def run_hook(element: str | os.PathLike, phase: str, hook: str, *,
         finally:
             for path in created:
                 _remove_mountpoint(path)
+        result.output = _hook_part(result.output, runs_as)
+        _check_hook_ran(result, f"{inner[-1]}/{runs_as}")
         result.argv = argv
         if stubs is not None:
             result.calls = stubs.calls()
@@ -280,12 +243,85 @@ def run_hook(element: str | os.PathLike, phase: str, hook: str, *,
         shutil.rmtree(work, ignore_errors=True)
 
 
-def _add_shell_library(hooks_copy: Path) -> None:
-    """$_LIB as a build gives it: DIB's shell library beside the hooks."""
-    library = shipped_hooks_dir() / LIB_DIR
-    if library.is_dir() and not (hooks_copy / LIB_DIR).exists():
-        shutil.copytree(library, hooks_copy / LIB_DIR,
-                        ignore=shutil.ignore_patterns("__pycache__"))
+def _hooks_tree(element_dir: Path, target: Path, phase: str, hook: str, *,
+                source_environment: bool) -> str:
+    """A private TMP_HOOKS_PATH for one run (hooks may write into it): the
+    element's files and DIB's shell library merged as a build merges them,
+    and dib-run-parts, which finds only ``hook`` to run in ``phase``.d.
+    Returns the name dib-run-parts runs it under.
+
+    dib-run-parts sits at the top, where DIB itself puts it, rather than in
+    bin/ with dib's other helper commands: the harness leaves those out, so a
+    hook sees in bin/ only what its element brings (and a test's stubs)."""
+    element = Element(element_dir.name, element_dir)
+    hooktree.add_shell_library(shipped_hooks_dir(), target)
+    hooktree.add_elements([element], target)
+    shutil.copy2(shipped_hooks_dir() / RUN_PARTS, target / RUN_PARTS)
+    name = _link_install_type_hook(target / f"{phase}.d", hook)
+    for other in Element(element.name, target).hooks(phase):
+        if other.runs and other.name != name:
+            _stop_running(other.path)
+    if not source_environment:
+        _remove(target / "environment.d")
+    return name
+
+
+def _link_install_type_hook(phase_dir: Path, hook: str) -> str:
+    """A hook in a subdirectory (``install.d/<element>-<type>-install/40-x``)
+    runs in a build through the link the install-types element makes in the
+    phase directory; make the same link."""
+    relative = Path(hook)
+    if len(relative.parts) == 1:
+        return hook
+    link = phase_dir / relative.name
+    if link.is_symlink() or link.exists():
+        link.unlink()
+    link.symlink_to(relative)
+    return relative.name
+
+
+def _stop_running(path: Path) -> None:
+    """Make dib-run-parts skip a hook of the copy. A regular file keeps its
+    text (another hook may source it); a link is removed rather than changed,
+    since changing its mode would change the file it points to."""
+    if path.is_symlink():
+        path.unlink()
+    else:
+        path.chmod(path.stat().st_mode & ~0o111)
+
+
+def _remove(path: Path) -> None:
+    if path.is_symlink():
+        path.unlink()
+    elif path.is_dir():
+        shutil.rmtree(path)
+
+
+def _hook_part(output: str, hook: str) -> str:
+    """The output without what dib-run-parts prints once the hook has ended
+    (its verdict on the hook and its timing table): one hook needs no table,
+    and ``output`` then ends with what the hook itself printed."""
+    lines = output.splitlines(keepends=True)
+    starts = [i for i, line in enumerate(lines)
+              if line.startswith(f"{RUN_PARTS} -") and "PROFILING" in line]
+    if len(starts) < 2:
+        return output
+    first, last = starts[-2], starts[-1]
+    verdicts = (f"{RUN_PARTS} {hook} completed", f"{RUN_PARTS} {hook} failed with exit")
+    if first > 0 and lines[first - 1].startswith(verdicts):
+        first -= 1
+    return "".join(lines[:first] + lines[last + 1:])
+
+
+def _check_hook_ran(result: HookResult, shown_path: str) -> None:
+    """A hook that passes without having run would be the worst kind of test
+    result. dib-run-parts says when it starts a hook; if it exited 0 without
+    saying so, a stub must have stood in for a command it uses itself."""
+    if result.exit_code == 0 and f"Running {shown_path}\n" not in result.output:
+        raise HarnessError(
+            f"dib-run-parts exited 0 without running {shown_path}",
+            hint="do not stub the commands dib-run-parts itself uses (find, sort, date, "
+                 "mktemp, rm)")
 
 
 def _chroot_sandbox(bwrap: str, root: Path, hooks: Path, stubs: StubCommands | None
@@ -366,37 +402,26 @@ def _execute(argv: list[str], env: dict[str, str], cwd: str | None,
              stdin: str | bytes | None, timeout: float) -> HookResult:
     if isinstance(stdin, str):
         stdin = stdin.encode()
-    start = time.monotonic()
-    with tempfile.TemporaryFile() as out:
-        proc = subprocess.Popen(argv, env=env, cwd=cwd, stdout=out, stderr=subprocess.STDOUT,
-                                stdin=subprocess.PIPE if stdin is not None
-                                else subprocess.DEVNULL,
-                                start_new_session=True)
-        timed_out = False
+    handle, log = tempfile.mkstemp(prefix="dib-hook-output-")
+    os.close(handle)
+    started = time.monotonic()
+    try:
         try:
-            proc.communicate(input=stdin, timeout=timeout)
-        except subprocess.TimeoutExpired:
-            timed_out = True
-            _kill_group(proc)
-        seconds = time.monotonic() - start
-        out.seek(0)
-        output = out.read().decode("utf-8", "replace")
-    code = proc.returncode
+            code = runner.run(argv, check=False, env=env, cwd=cwd, input=stdin,
+                              stdin=subprocess.DEVNULL, timeout=timeout, binary=True,
+                              own_group=True, log_file=log, what="the hook").returncode
+            timed_out = False
+        except CommandTimeout:
+            code, timed_out = TIMEOUT_EXIT, True
+        output = Path(log).read_bytes().decode("utf-8", "replace")
+    finally:
+        os.unlink(log)
     if timed_out:
-        code = TIMEOUT_EXIT
         output += f"\nhook timed out after {_fmt_seconds(timeout)} s\n"
-    elif code is not None and code < 0:
+    elif code < 0:
         output += f"\nhook killed by signal {-code}\n"
         code = 128 - code
-    return HookResult(code, output, [], seconds, timed_out)
-
-
-def _kill_group(proc: subprocess.Popen) -> None:
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-    proc.wait()
+    return HookResult(code, output, [], time.monotonic() - started, timed_out)
 
 
 def _fmt_seconds(value: float) -> str:

@@ -3,11 +3,13 @@ from __future__ import annotations
 
 import os
 import signal
+import threading
 import time
+from pathlib import Path
 
 import pytest
 
-from functional_support import needs_build_host, read_tar_member
+from functional_support import CACHE_DIR, needs_build_host, read_tar_member
 
 pytestmark = [pytest.mark.functional, needs_build_host]
 EARLY = ("root", "extra-data", "pre-install", "install", "post-install")
@@ -72,26 +74,57 @@ def test_changing_a_variable_reruns_the_phase_that_reads_it(builds):
 
 def test_a_build_killed_while_storing_leaves_the_cache_usable(builds):
     # A fresh hook makes install.d and later miss; the build is killed with
-    # SIGKILL as install.d's layer is being stored.
+    # SIGKILL while install.d's layer is being stored. The hook writes many
+    # small files so that the store (which lists every file) takes a while.
     cache_element(builds, f"killed-{time.time_ns()}")
     stamp = f"{time.time_ns()}"
     builds.element("slowstore", {
         "README.rst": "x\n", "element-deps": "cachetest\n",
         "install.d/90-slowstore": f"#!/bin/bash\necho {stamp} > /etc/slowstore\n"
-                                  "echo storing-now\n"})
+                                  "mkdir -p /var/lib/slowstore\ncd /var/lib/slowstore\n"
+                                  "seq 1 40000 | xargs touch\necho storing-now\n"})
+    staging_dir = CACHE_DIR / "phases" / "tmp"
+    before = set(staging_dir.iterdir()) if staging_dir.is_dir() else set()
     proc = builds.start("-t", "tar", "slowstore", name="k").proc
     for line in proc.stdout:
         if "storing-now" in line:
             break
-    # Let the phase end and the store begin, then kill everything at once.
-    time.sleep(0.3)
+    # Keep the build's output flowing while waiting for its store to begin.
+    threading.Thread(target=proc.stdout.read, daemon=True).start()
+    staging = _wait_for_staging(staging_dir, before, session=proc.pid)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
+    key = staging.name.split(".")[0]
+    assert not (CACHE_DIR / "phases" / "entries" / key).exists(), \
+        "the store had finished before the kill; nothing was interrupted"
     after = builds.run("-t", "tar", "slowstore", name="k")
     assert after.returncode == 0, after.output[-3000:]
     assert read_tar_member(after.image.with_suffix(".tar"), "./etc/slowstore") == \
         f"{stamp}\n".encode()
     assert builds.workspaces() == [], "the killed build's workspace was not cleaned up"
+
+
+def _wait_for_staging(staging_dir: Path, before: set[Path], *, session: int,
+                      within: float = 120) -> Path:
+    """The staging directory (KEY.PID.NS) a store of our build makes in the
+    cache's tmp/, once it appears: only a process of the build's session
+    (``session``) counts, since other builds may share the cache."""
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        for path in set(staging_dir.iterdir()) - before if staging_dir.is_dir() else ():
+            parts = path.name.split(".")
+            if len(parts) == 3 and parts[1].isdigit() and _session(int(parts[1])) == session:
+                return path
+        time.sleep(0.005)
+    raise AssertionError(f"no store of the build began within {within} s")
+
+
+def _session(pid: int) -> int | None:
+    try:
+        with open(f"/proc/{pid}/stat") as handle:
+            return int(handle.read().rsplit(")", 1)[1].split()[3])
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 def test_two_builds_at_once_make_a_step_once_and_share_it(builds):

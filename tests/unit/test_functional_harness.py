@@ -6,7 +6,6 @@ from __future__ import annotations
 import io
 import json
 import os
-import stat
 import tarfile
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -497,6 +496,12 @@ def test_cli_fails_with_1_when_a_case_fails(elements_env, tmp_path, monkeypatch,
     assert "boom" in capsys.readouterr().out
 
 
-def test_sentinel_constant_matches_dib():
-    assert "/" + ft.SENTINEL == "/tmp/dib-test-should-fail"
-    assert stat.S_ISCHR(stat.S_IFCHR)
+def test_the_sentinel_is_the_file_dib_documents(tmp_path):
+    # A test element's hook marks an expected failure with DIB's file; a
+    # failed build's layers holding exactly that path are an expected failure.
+    layer = tmp_path / "layer"
+    (layer / "tmp").mkdir(parents=True)
+    (layer / "tmp" / "dib-test-should-fail").write_text("")
+    assert ft.sentinel_in_layers([layer])
+    (layer / "tmp" / "dib-test-should-fail").rename(layer / "tmp" / "dib-test-should-pass")
+    assert not ft.sentinel_in_layers([layer])

@@ -131,6 +131,23 @@ def test_events_file(phase, tmp_path):
     assert records[3]["seconds"] >= 0
 
 
+def test_timing_needs_no_awk(phase, tmp_path):
+    # A chroot may lack awk; the timing is shell arithmetic.
+    tools = tmp_path / "tools"
+    tools.mkdir()
+    for tool in ("bash", "date", "find", "sort", "mktemp", "rm", "grep", "basename", "sleep"):
+        (tools / tool).symlink_to(subprocess.run(["sh", "-c", f"command -v {tool}"],
+                                                 capture_output=True, text=True).stdout.strip())
+    events = tmp_path / "events.jsonl"
+    make_hook(phase / "10-nap", "sleep 0.2")
+    proc = run(phase, env={"PATH": str(tools), "DIB_RUN_PARTS_EVENTS": str(events)})
+    assert proc.returncode == 0, proc.stderr
+    assert "not found" not in proc.stderr
+    (end,) = [json.loads(line) for line in events.read_text().splitlines()
+              if '"end"' in line]
+    assert 0.2 <= end["seconds"] < 5
+
+
 def test_debug_trace_reports_ignored(phase):
     make_hook(phase / "foo.sh", "true")
     make_hook(phase / "10-noexec", "true", mode=0o644)

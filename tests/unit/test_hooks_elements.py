@@ -12,11 +12,11 @@ import pytest
 import yaml
 
 from dib.elements import package_installs
+from dib.elements.phases import HOOK_PHASES
 
 ROOT = Path(__file__).resolve().parents[2]
 ELEMENTS = ROOT / "elements"
-PHASES = ("root.d", "extra-data.d", "pre-install.d", "install.d", "post-install.d",
-          "post-root.d", "block-device.d", "pre-finalise.d", "finalise.d", "cleanup.d")
+PHASES = tuple(p.directory for p in HOOK_PHASES)
 MINE = ("base", "dpkg", "debootstrap", "debian-minimal", "debian", "package-installs",
         "pkg-map", "svc-map", "install-static", "install-bin", "install-types",
         "source-repositories", "manifests", "cache-url", "dib-init-system", "dib-python",

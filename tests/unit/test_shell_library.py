@@ -444,7 +444,7 @@ class TestImgFunctions(LibraryTestCase):
 
     def test_run_in_target(self):
         result = self.run_lib('run_in_target "echo hello; id"', libs=self.LIBS,
-                              env={"TMP_MOUNT_PATH": str(self.root.path), "TMPDIR": "/x"})
+                              env={"TMP_MOUNT_PATH": str(self.root.path), "TMPDIR": "/var/tmp"})
         self.assertHookSucceeded(result)
         call = self.stubs.calls("chroot")[0]
         self.assertEqual(call.args[:6], [str(self.root.path), "env", "-u", "TMPDIR",

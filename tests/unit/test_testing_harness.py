@@ -16,6 +16,7 @@ from pathlib import Path
 import fixtures
 import testtools
 
+from dib.elements.phases import HOOK_PHASES
 from dib.testing import (FakeTargetRoot, HarnessError, HookTestCase, StubCommands,
                          load_python_hook, run_hook)
 
@@ -42,9 +43,8 @@ class ElementFactory(fixtures.Fixture):
     def _setUp(self) -> None:
         self.dir = Path(self.useFixture(fixtures.TempDir()).path)
 
-    def make(self, name: str, files: dict[str, str], *, executable=("install.d", "root.d",
-             "post-install.d", "pre-install.d", "finalise.d", "extra-data.d", "cleanup.d",
-             "post-root.d", "pre-finalise.d", "block-device.d", "bin")) -> Path:
+    def make(self, name: str, files: dict[str, str], *,
+             executable=(*(p.directory for p in HOOK_PHASES), "bin")) -> Path:
         element = self.dir / name
         for rel, body in files.items():
             path = element / rel
@@ -266,6 +266,46 @@ class TestRunHook(testtools.TestCase):
         self.assertEqual("py\n", self.root.read("/etc/py-hook"))
         self.assertEqual([["systemctl", "enable", "py.service"]],
                          [c.argv for c in result.calls])
+
+    def test_only_the_named_hook_runs_and_output_ends_with_its_own(self):
+        element = self.elements.make("pair", {
+            "root.d/10-first": BASH_HEAD + 'echo first >> "$TARGET_ROOT/ran"\n',
+            "root.d/20-second": BASH_HEAD + 'echo second >> "$TARGET_ROOT/ran"\n'
+                                            'echo "last words"\n'})
+        result = run_hook(element, "root", "20-second", root=self.root, stubs=self.stubs)
+        self.assertEqual(0, result.exit_code, result.output)
+        self.assertEqual("second\n", self.root.read("/ran"))
+        self.assertTrue(result.output.endswith("last words\n"), result.output)
+        self.assertNotIn("PROFILING", result.output)
+
+    def test_environment_d_can_be_left_out(self):
+        element = self.elements.make("noenv", {
+            "environment.d/10-x": "export FROM_ENV_D=yes\n",
+            "root.d/10-show": BASH_HEAD + 'echo "${FROM_ENV_D:-no}" > "$TARGET_ROOT/env"\n'})
+        run_hook(element, "root", "10-show", root=self.root, stubs=self.stubs)
+        self.assertEqual("yes\n", self.root.read("/env"))
+        run_hook(element, "root", "10-show", root=self.root, stubs=self.stubs,
+                 source_environment=False)
+        self.assertEqual("no\n", self.root.read("/env"))
+
+    def test_install_type_hook_runs_through_its_link(self):
+        element = self.elements.make("typed", {
+            "root.d/typed-source-install/40-x": BASH_HEAD
+            + 'echo "$(basename "$(dirname "$0")")" > "$TARGET_ROOT/dir"\n'})
+        (element / "root.d/typed-source-install/40-x").chmod(0o755)
+        result = run_hook(element, "root", "typed-source-install/40-x", root=self.root,
+                          stubs=self.stubs)
+        self.assertEqual(0, result.exit_code, result.output)
+        # As in a build, where install-types links it into the phase directory.
+        self.assertEqual("root.d\n", self.root.read("/dir"))
+
+    def test_a_hook_that_never_ran_is_an_error_not_a_pass(self):
+        # A stub standing in for dib-run-parts' own find hides every hook from it.
+        self.stubs.add("find")
+        element = self.elements.make("hidden", {"root.d/10-x": BASH_HEAD})
+        error = self.assertRaises(HarnessError, run_hook, element, "root", "10-x",
+                                  root=self.root, stubs=self.stubs)
+        self.assertIn("without running", str(error))
 
     def test_bad_requests_are_clear_errors(self):
         element = self.elements.make("bad", {"install.d/50-x": BASH_HEAD,

@@ -1,4 +1,8 @@
-"""What every command shares: logging set-up and turning DibErrors into exit codes."""
+"""What every dib process shares, the commands and the build proper alike:
+logging set-up, and turning DibErrors into exit codes.
+
+It sits with dib.errors at the bottom of the layers: the build proper
+(dib.pipeline.inner) is started as a command of its own and needs both."""
 from __future__ import annotations
 
 import logging
