@@ -4,22 +4,33 @@ from pathlib import Path
 
 import yaml
 
+from dib.elements import package_installs
 from dib.testing import HookTestCase
 
 ELEMENT = Path(__file__).resolve().parents[1]
 ELEMENTS = ELEMENT.parent
 
 
-def dracut_modules(distro, elements):
-    """DIB_DRACUT_ENABLED_MODULES after dracut-regenerate's and this element's
-    environment files, sourced in the build's order."""
+def sourced(distro, elements, variable, modules=None):
+    """A variable after dracut-regenerate's and this element's environment
+    files, sourced in the build's order."""
     files = [ELEMENTS / "dracut-regenerate" / "environment.d" / "10-dracut-regenerate",
              ELEMENT / "environment.d" / "10-iscsi-boot.bash"]
-    script = "".join(f"source {f}\n" for f in files) + 'printf "%s" "$DIB_DRACUT_ENABLED_MODULES"'
-    out = subprocess.run(["bash", "-c", script], capture_output=True, text=True, check=True,
-                         env={"PATH": "/usr/bin:/bin", "DISTRO_NAME": distro,
-                              "IMAGE_ELEMENT": elements})
-    return [entry["name"] for entry in yaml.safe_load(out.stdout) or []]
+    script = "".join(f"source {f}\n" for f in files) + f'printf "%s" "${variable}"'
+    env = {"PATH": "/usr/bin:/bin", "DISTRO_NAME": distro, "IMAGE_ELEMENT": elements}
+    if modules is not None:
+        env["DIB_DRACUT_ENABLED_MODULES"] = modules
+    return subprocess.run(["bash", "-c", script], capture_output=True, text=True, check=True,
+                          env=env).stdout
+
+
+def dracut_modules(distro, elements, modules=None):
+    text = sourced(distro, elements, "DIB_DRACUT_ENABLED_MODULES", modules)
+    return [entry["name"] for entry in yaml.safe_load(text) or []]
+
+
+def sourced_flag(distro, elements):
+    return sourced(distro, elements, "DIB_ISCSI_BOOT_DRACUT")
 
 
 def test_dracut_gets_network_and_iscsi_after_the_defaults():
@@ -34,6 +45,24 @@ def test_red_hat_always_uses_dracut():
 
 def test_no_dracut_modules_with_initramfs_tools():
     assert dracut_modules("debian", "debian-minimal iscsi-boot") == ["crypt", "lvm"]
+
+
+def test_an_empty_list_takes_the_modules():
+    assert dracut_modules("debian", "iscsi-boot dracut-regenerate", modules="[]") == \
+        ["network", "iscsi"]
+
+
+def test_dracut_network_only_with_dracut():
+    data = yaml.safe_load((ELEMENT / "package-installs.yaml").read_text())
+    env = {"ARCH": "amd64"}
+    for elements, wanted in (("debian-minimal iscsi-boot dracut-regenerate", True),
+                             ("debian-minimal iscsi-boot", False)):
+        env["DIB_ISCSI_BOOT_DRACUT"] = sourced_flag("debian", elements)
+        phases = package_installs.squash([("iscsi-boot", data)], env=env, arch="amd64")
+        names = {pkg for pkg, *_ in phases["install.d"]["install"]}
+        assert ("dracut-network" in names) is wanted, elements
+        assert ("dbus" in names) is wanted, elements
+        assert "open-iscsi" in names
 
 
 class TestCheckDracut(HookTestCase):

@@ -104,13 +104,13 @@ class TestProxySettings(HookTestCase):
 
     def test_apt_gets_the_proxies(self):
         self.run_hook("pre-install", "02-proxy-settings", env={
-            "http_proxy": "http://proxy.example:3128", "https_proxy": "http://proxy.example:3129",
+            "http_proxy": "http://proxy.example.com:3128", "https_proxy": "http://proxy.example.com:3129",
             "no_proxy": "localhost,10.0.0.1"})
         self.assertHookSucceeded()
         self.assertEqual(self.root.read("/etc/apt/apt.conf.d/02-use-http-proxy"),
-                         'Acquire::http::Proxy "http://proxy.example:3128";\n')
+                         'Acquire::http::Proxy "http://proxy.example.com:3128";\n')
         self.assertEqual(self.root.read("/etc/apt/apt.conf.d/02-use-https-proxy"),
-                         'Acquire::https::Proxy "http://proxy.example:3129";\n')
+                         'Acquire::https::Proxy "http://proxy.example.com:3129";\n')
         self.assertEqual(self.root.read("/etc/apt/apt.conf.d/02-no-proxy"),
                          'Acquire::http::Proxy::localhost "DIRECT";\n'
                          'Acquire::http::Proxy::10.0.0.1 "DIRECT";\n')
@@ -125,10 +125,10 @@ class TestProxySettings(HookTestCase):
         self.root.write("/etc/sysconfig/proxy",
                         'PROXY_ENABLED="no"\nHTTP_PROXY=""\nHTTPS_PROXY=""\nNO_PROXY="localhost"\n')
         self.run_hook("pre-install", "02-proxy-settings", env={
-            "http_proxy": "http://proxy.example:3128", "no_proxy": "localhost,build"})
+            "http_proxy": "http://proxy.example.com:3128", "no_proxy": "localhost,build"})
         self.assertHookSucceeded()
         self.assertEqual(self.root.read("/etc/yum.conf"),
-                         "[main]\nproxy=http://proxy.example:3128\ngpgcheck=1\n")
+                         "[main]\nproxy=http://proxy.example.com:3128\ngpgcheck=1\n")
         self.assertEqual(self.root.read("/etc/sysconfig/proxy"),
-                         'PROXY_ENABLED="yes"\nHTTP_PROXY="http://proxy.example:3128"\n'
+                         'PROXY_ENABLED="yes"\nHTTP_PROXY="http://proxy.example.com:3128"\n'
                          'HTTPS_PROXY=""\nNO_PROXY="localhost,build"\n')
