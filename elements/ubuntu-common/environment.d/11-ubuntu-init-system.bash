@@ -1,0 +1,5 @@
+if [ "${DIB_RELEASE:-}" = trusty ]; then
+    export DIB_INIT_SYSTEM=upstart
+else
+    export DIB_INIT_SYSTEM=systemd
+fi
