@@ -5,6 +5,9 @@ import argparse
 import os
 import sys
 from pathlib import Path
+from typing import Any, Mapping
+
+from dib.config.cli import add_build_arguments
 
 DESCRIPTION = (
     "Build each test-element of the given elements (ELEMENT for all its cases, "
@@ -12,8 +15,13 @@ DESCRIPTION = (
     "check the result: a case passes when its build succeeds, or when it fails after "
     "creating /tmp/dib-test-should-fail in the target (DIB's convention); expect.yaml "
     "is checked against the built tree, and --boot boots the image in qemu. --unit runs "
-    "the elements' own tests/ with pytest instead. Exit status: 0 all passed, 1 a case "
+    "the elements' own tests/ with pytest instead. A case's hook that runs longer than "
+    "600 s is stopped unless --hook-timeout or DIB_HOOK_TIMEOUT says otherwise. Exit status: 0 all passed, 1 a case "
     "failed, 2 bad usage.")
+
+
+#: build settings a test case takes from the command line or the environment
+CASE_SETTINGS = ("hook_timeout", "cache_dir", "no_cache")
 
 
 def add_parser(subparsers) -> None:
@@ -33,14 +41,8 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--junit", metavar="FILE", help="write JUnit XML results here")
     parser.add_argument("--json", metavar="FILE", dest="json_file",
                         help="write JSON results here ('-' for stdout)")
-    parser.add_argument("--hook-timeout", type=_seconds, default=None, metavar="S",
-                        help="stop a phase whose hooks run longer than S seconds "
-                             "(default 600; 0: no limit) [env: DIB_HOOK_TIMEOUT]")
-    parser.add_argument("--cache-dir", metavar="DIR", default=None,
-                        help="the phase cache shared with builds (default ~/.cache/dib) "
-                             "[env: DIB_CACHE_DIR]")
-    parser.add_argument("--no-cache", action="store_true",
-                        help="build every case from scratch")
+    # the build settings a case honours, declared once in the settings registry
+    add_build_arguments(parser, only=CASE_SETTINGS)
     parser.add_argument("--os", dest="default_os", default=None, metavar="ELEMENT",
                         help="operating-system element added to cases that do not pull "
                              "one in (default debian-minimal)")
@@ -53,18 +55,21 @@ def add_parser(subparsers) -> None:
     parser.set_defaults(handler=main)
 
 
-def _seconds(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number of seconds: '{text}'") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError("must be 0 or more")
-    return value
+def case_settings(args: argparse.Namespace, environ: Mapping[str, str]) -> dict[str, Any]:
+    """CASE_SETTINGS' values: the flag's, else the environment's, else the
+    registry's default, except that a test run stops a hung hook after
+    DEFAULT_HOOK_TIMEOUT where a build would wait for ever."""
+    from dib.config.build import resolve_setting
+    from dib.config.settings import by_name
+    from dib.testing.functional import DEFAULT_HOOK_TIMEOUT
+
+    if not environ.get("DIB_HOOK_TIMEOUT"):
+        environ = {**environ, "DIB_HOOK_TIMEOUT": str(DEFAULT_HOOK_TIMEOUT)}
+    return {name: resolve_setting(by_name(name), getattr(args, name), environ)
+            for name in CASE_SETTINGS}
 
 
 def main(args: argparse.Namespace) -> int:
-    from dib.config.settings import by_name
     from dib.elements import discover
     from dib.testing import functional as ft
 
@@ -89,14 +94,10 @@ def main(args: argparse.Namespace) -> int:
             progress(result)
     else:
         cases = ft.discover_cases(args.targets, index, all_elements=args.all_elements)
-        timeout = args.hook_timeout
-        if timeout is None:
-            env_value = environ.get("DIB_HOOK_TIMEOUT", "")
-            timeout = int(env_value) if env_value.isdigit() else ft.DEFAULT_HOOK_TIMEOUT
-        cache_dir = args.cache_dir or environ.get("DIB_CACHE_DIR") or \
-            by_name("cache_dir").default_value()
-        options = ft.Options(cache_dir=Path(cache_dir), hook_timeout=timeout, boot=args.boot,
-                             no_cache=args.no_cache,
+        value = case_settings(args, environ)
+        options = ft.Options(cache_dir=Path(value["cache_dir"]),
+                             hook_timeout=value["hook_timeout"], boot=args.boot,
+                             no_cache=bool(value["no_cache"]),
                              default_os=args.default_os or ft.DEFAULT_OS, log_dir=log_dir,
                              keep_output=args.keep_output,
                              verbose=args.show_log or args.verbose > 0, environ=environ)

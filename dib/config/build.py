@@ -92,25 +92,27 @@ def load_build_config(cli_values: Mapping[str, Any], *, elements: list[str] | tu
                       environ: Mapping[str, str], argv: list[str] | tuple[str, ...] = (),
                       ramdisk: bool = False) -> BuildConfig:
     """Merge CLI values (already parsed) over the environment over defaults."""
-    values: dict[str, Any] = {}
-    for setting in SETTINGS:
-        given = cli_values.get(setting.name)
-        if given is not None and given != [] and given != ():
-            if setting.kind == APPEND:
-                given = tuple(item for chunk in given for item in chunk)
-            elif setting.kind == COUNT and setting.env:
-                # -x adds to whatever DIB_DEBUG_TRACE already says, as in DIB.
-                base = environ.get(setting.env, "0")
-                given += int(base) if base.isdigit() else 0
-            values[setting.name] = given
-        elif setting.env and environ.get(setting.env, "") != "":
-            values[setting.name] = parse_value(setting, environ[setting.env],
-                                               f"environment variable {setting.env}")
-        else:
-            values[setting.name] = setting.default_value()
+    values = {setting.name: resolve_setting(setting, cli_values.get(setting.name), environ)
+              for setting in SETTINGS}
     _normalise(values, environ)
     return BuildConfig(**values, elements=tuple(elements), ramdisk=ramdisk, argv=tuple(argv),
                        environ=dict(environ))
+
+
+def resolve_setting(setting: Setting, given: Any, environ: Mapping[str, str]) -> Any:
+    """One setting's value: the flag's (already parsed) over the environment
+    variable's over the registry's default."""
+    if given is not None and given != [] and given != ():
+        if setting.kind == APPEND:
+            return tuple(item for chunk in given for item in chunk)
+        if setting.kind == COUNT and setting.env:
+            # -x adds to whatever DIB_DEBUG_TRACE already says, as in DIB.
+            base = environ.get(setting.env, "0")
+            return given + (int(base) if base.isdigit() else 0)
+        return given
+    if setting.env and environ.get(setting.env, "") != "":
+        return parse_value(setting, environ[setting.env], f"environment variable {setting.env}")
+    return setting.default_value()
 
 
 def _normalise(values: dict[str, Any], environ: Mapping[str, str]) -> None:

@@ -30,11 +30,13 @@ def _typed(setting: Setting):
     return convert
 
 
-def add_build_arguments(parser: argparse.ArgumentParser) -> None:
-    """Every setting with a flag becomes an option; defaults stay None so the
-    environment and the registry's defaults can be merged afterwards."""
+def add_build_arguments(parser: argparse.ArgumentParser,
+                        only: Sequence[str] | None = None) -> None:
+    """Every setting with a flag (or just those named in ``only``) becomes an
+    option; defaults stay None so the environment and the registry's defaults
+    can be merged afterwards."""
     for setting in SETTINGS:
-        if not setting.flags:
+        if not setting.flags or (only is not None and setting.name not in only):
             continue
         help_text = setting.help
         if setting.env:

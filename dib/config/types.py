@@ -21,7 +21,10 @@ def positive_float(text: str) -> float:
 
 
 def non_negative_int(text: str) -> int:
-    value = int(text)
+    try:
+        value = int(text)
+    except ValueError:
+        raise ValueError("not a whole number") from None
     if value < 0:
         raise ValueError("must be 0 or more")
     return value

@@ -202,9 +202,15 @@ def _execute(ctx: PhaseContext, phase: Phase, run: PhaseRun, command: list[str],
     events_file.unlink(missing_ok=True)
     LOG.info("running %s.d (%s)", phase.name, "chroot" if phase.in_chroot else "host")
     try:
+        # A timeout must end the hook that hangs, not only dib-run-parts above
+        # it: the phase runs in a process group of its own, killed as one. An
+        # interactive build keeps the terminal's group so a breakpoint's shell
+        # can read it.
+        interactive = _interactive()
         runner.stream(command, env=env, on_line=lambda line: HOOK_LOG.info("%s", line),
                       timeout=ctx.hook_timeout or None, what=f"phase {phase.directory}",
-                      stdin=None if _interactive() else subprocess.DEVNULL)
+                      stdin=None if interactive else subprocess.DEVNULL,
+                      own_group=not interactive)
         failure = None
     except CommandError as exc:
         failure = exc

@@ -45,7 +45,6 @@ import json
 import os
 import re
 import shutil
-import stat
 import subprocess
 import sys
 import tarfile
@@ -56,11 +55,13 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
+from dib import runner
 from dib.elements import ElementIndex, discover
 from dib.elements.discovery import unknown_element
 from dib.elements.model import Element
 from dib.elements.resolve import OPERATING_SYSTEM
 from dib.errors import DibError, ElementError
+from dib.runtime.tree import path_in_layers
 
 SENTINEL = "tmp/dib-test-should-fail"
 OUTPUT_FORMATS_FILE = "test-output-formats"
@@ -266,46 +267,9 @@ class CaseResult:
 # -- the sentinel --------------------------------------------------------------
 
 
-def _is_whiteout(path: Path) -> bool:
-    try:
-        st = os.lstat(path)
-    except OSError:
-        return False
-    return stat.S_ISCHR(st.st_mode) and st.st_rdev == 0
-
-
-def _is_opaque(path: Path) -> bool:
-    for name in ("trusted.overlay.opaque", "user.overlay.opaque"):
-        try:
-            if os.getxattr(path, name, follow_symlinks=False) == b"y":
-                return True
-        except OSError:
-            continue
-    return False
-
-
 def sentinel_in_layers(layers_top_first: Iterable[Path], sentinel: str = SENTINEL) -> bool:
     """Whether ``sentinel`` exists in the tree the overlay ``layers`` make."""
-    parts = Path(sentinel).parts
-    for layer in layers_top_first:
-        hidden = False
-        current = layer
-        for i, part in enumerate(parts):
-            current = current / part
-            if _is_whiteout(current):
-                return False
-            if i < len(parts) - 1:
-                if not current.is_dir() or current.is_symlink():
-                    if os.path.lexists(current):
-                        return False      # replaced by a non-directory here
-                    break
-                if _is_opaque(current):
-                    hidden = True
-            elif os.path.lexists(current):
-                return True
-        if hidden:
-            return False
-    return False
+    return path_in_layers(layers_top_first, sentinel)
 
 
 def failed_build_layers(workspace: Path, report: Mapping[str, Any] | None,
@@ -625,7 +589,7 @@ def check_tar_expectations(tar_path: Path, spec: Mapping[str, Any], *, scratch: 
         argv = ["tar", "--numeric-owner", "-xf", str(tar_path), "-C", str(tree)]
         if os.geteuid() == 0:
             argv.insert(1, "-p")
-        proc = subprocess.run(argv, capture_output=True, text=True)
+        proc = runner.run(argv, check=False, what="tar extraction of the image")
         if proc.returncode != 0:
             return [f"cannot extract {tar_path.name}: {proc.stderr.strip()[-500:]}"]
         return check_expectations(tree, spec)
@@ -642,9 +606,9 @@ def run_unit(element: Element, *, log_dir: Path | None = None,
     if tests is None:
         result.reason = f"no tests/ directory in {element.path}"
         return result
-    proc = subprocess.run([python, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(tests)],
-                          cwd=str(element.path), capture_output=True, text=True,
-                          stdin=subprocess.DEVNULL)
+    proc = runner.run([python, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(tests)],
+                      check=False, cwd=element.path, stdin=subprocess.DEVNULL,
+                      what=f"{element.name}'s hook unit tests")
     output = proc.stdout + proc.stderr
     result.seconds = time.monotonic() - started
     last = next((line for line in reversed(output.splitlines()) if line.strip()), "")

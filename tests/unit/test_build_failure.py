@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import time
 from types import SimpleNamespace
 
 import pytest
@@ -56,6 +57,29 @@ def test_a_command_past_the_hook_timeout_is_reported_as_timed_out(workspace):
         run_phase(context(workspace, hook_timeout=0.5), phase("root"), argv=["sleep", "30"])
     failure = FailureReport.from_error(caught.value)
     assert failure.timed_out and failure.exit_status == 124
+
+
+def test_a_timed_out_hook_is_killed_with_what_it_started(workspace, tmp_path):
+    pidfile = tmp_path / "sleeper.pid"
+    # the hook lets go of the output pipe, so nothing but the kill ends its child
+    host_hook(workspace, "root", "20-broken",
+              f"exec >/dev/null 2>&1\nsleep 300 &\necho $! > {pidfile}\nwait")
+    with pytest.raises(HookError) as caught:
+        run_phase(context(workspace, hook_timeout=1), phase("root"))
+    assert caught.value.timed_out
+    sleeper = int(pidfile.read_text())
+    deadline = time.monotonic() + 5
+    while _alive(sleeper) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not _alive(sleeper), "the hook's child outlived the timeout"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as handle:
+            return handle.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
 
 
 def test_another_error_is_reported_by_its_message():

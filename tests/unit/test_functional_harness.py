@@ -16,6 +16,7 @@ import pytest
 from dib.cli.main import main as dib_main
 from dib.elements import find_elements
 from dib.errors import DibError
+from dib.runtime import tree
 from dib.testing import functional as ft
 from dib.testing.expect import ExpectationError
 
@@ -202,8 +203,8 @@ def test_sentinel_whiteout_hides_lower(tmp_path, monkeypatch):
     marker = high / ft.SENTINEL
     marker.write_text("")
     # A whiteout is a 0/0 character device; creating one needs root, so fake lstat.
-    real = ft._is_whiteout
-    monkeypatch.setattr(ft, "_is_whiteout", lambda p: p == marker or real(p))
+    real = tree.is_whiteout
+    monkeypatch.setattr(tree, "is_whiteout", lambda p: p == marker or real(p))
     assert not ft.sentinel_in_layers([high, low])
 
 
