@@ -30,6 +30,16 @@ def add_parser(subparsers) -> None:
                         help="also build a qcow2 (adding 'vm') and boot it in qemu as "
                              "expect.yaml's boot: says: wait for its marker (default "
                              "'login:'), run its exec checks in the guest")
+    parser.add_argument("--changed", nargs="?", const="", default=None, metavar="REF",
+                        help="instead of naming elements: those whose files changed since "
+                             "REF (default: the merge base of HEAD with the default branch; "
+                             "staged, unstaged and untracked changes count) and every "
+                             "element that depends on them; says why each was chosen")
+    parser.add_argument("--release", metavar="R1,R2",
+                        help="run each case once per release, with DIB_RELEASE set to it; "
+                             "reported as ELEMENT/CASE[RELEASE]")
+    parser.add_argument("--list", action="store_true", dest="list_only",
+                        help="print the selected cases (with --unit: elements) and exit")
     parser.add_argument("--junit", metavar="FILE", help="write JUnit XML results here")
     parser.add_argument("--json", metavar="FILE", dest="json_file",
                         help="write JSON results here ('-' for stdout)")
@@ -78,17 +88,39 @@ def main(args: argparse.Namespace) -> int:
               file=sys.stderr, flush=True)
 
     log_dir = Path(args.log_dir) if args.log_dir else None
+    releases = ft.parse_releases(args.release) if args.release is not None else []
+    if releases and args.unit:
+        raise ft.CaseSelectionError("--release sets DIB_RELEASE for builds; --unit builds "
+                                    "nothing", hint="drop --release, or drop --unit")
+    changed = _changed(args, index) if args.changed is not None else None
+    if changed == []:
+        print("dib test: no element changed: nothing to test", file=sys.stderr)
+        return 0
     if args.unit:
-        chosen = ft.elements_for_unit(args.targets, index, all_elements=args.all_elements)
+        if changed is None:
+            chosen = ft.elements_for_unit(args.targets, index, all_elements=args.all_elements)
+        else:
+            chosen = [index[n] for n in changed if index[n].tests_dir is not None]
+            _note_without("tests/", [n for n in changed if index[n].tests_dir is None])
         if not chosen:
-            print("dib test: no element on the search path has a tests/ directory",
-                  file=sys.stderr)
+            print("dib test: no selected element has a tests/ directory", file=sys.stderr)
+        if args.list_only:
+            print("".join(f"{e.name}/unit\n" for e in chosen), end="")
+            return 0
         for element in chosen:
             result = ft.run_unit(element, log_dir=log_dir)
             results.append(result)
             progress(result)
     else:
-        cases = ft.discover_cases(args.targets, index, all_elements=args.all_elements)
+        if changed is None:
+            cases = ft.discover_cases(args.targets, index, all_elements=args.all_elements)
+        else:
+            cases, without = ft.cases_of_elements(changed, index)
+            _note_without("test-elements/", without)
+        cases = ft.with_releases(cases, releases)
+        if args.list_only:
+            print("".join(f"{case.id}\n" for case in cases), end="")
+            return 0
         timeout = args.hook_timeout
         if timeout is None:
             env_value = environ.get("DIB_HOOK_TIMEOUT", "")
@@ -112,3 +144,21 @@ def main(args: argparse.Namespace) -> int:
         else:
             Path(args.json_file).write_text(text)
     return 0 if all(r.ok for r in results) else 1
+
+
+def _changed(args: argparse.Namespace, index) -> list[str]:
+    """The elements --changed selects, after saying why each was chosen."""
+    from dib.testing import changes
+    from dib.testing.functional import CaseSelectionError
+    if args.targets or args.all_elements:
+        raise CaseSelectionError("--changed chooses the elements itself: give no ELEMENT "
+                                 "and no --all with it",
+                                 hint="a REF goes right after it: --changed=REF")
+    selection = changes.changed_elements(index, args.changed or None, cwd=Path.cwd())
+    print("\n".join(selection.describe("dib test --changed")), file=sys.stderr)
+    return selection.names
+
+
+def _note_without(what: str, names: list[str]) -> None:
+    if names:
+        print(f"dib test: no {what} (nothing to run) in: {', '.join(names)}", file=sys.stderr)
