@@ -5,6 +5,10 @@ import argparse
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from dib.elements import ElementIndex
 
 DESCRIPTION = (
     "Build each test-element of the given elements (ELEMENT for all its cases, "
@@ -12,7 +16,8 @@ DESCRIPTION = (
     "check the result: a case passes when its build succeeds, or when it fails after "
     "creating /tmp/dib-test-should-fail in the target (DIB's convention); expect.yaml "
     "is checked against the built tree, and --boot boots the image in qemu. --unit runs "
-    "the elements' own tests/ with pytest instead. Exit status: 0 all passed, 1 a case "
+    "the elements' own tests/ with pytest instead. --changed picks the elements a git "
+    "change touches and those depending on them. Exit status: 0 all passed, 1 a case "
     "failed, 2 bad usage.")
 
 
@@ -103,7 +108,8 @@ def main(args: argparse.Namespace) -> int:
             chosen = [index[n] for n in changed if index[n].tests_dir is not None]
             _note_without("tests/", [n for n in changed if index[n].tests_dir is None])
         if not chosen:
-            print("dib test: no selected element has a tests/ directory", file=sys.stderr)
+            where = "on the search path" if changed is None else "selected"
+            print(f"dib test: no element {where} has a tests/ directory", file=sys.stderr)
         if args.list_only:
             print("".join(f"{e.name}/unit\n" for e in chosen), end="")
             return 0
@@ -146,7 +152,7 @@ def main(args: argparse.Namespace) -> int:
     return 0 if all(r.ok for r in results) else 1
 
 
-def _changed(args: argparse.Namespace, index) -> list[str]:
+def _changed(args: argparse.Namespace, index: ElementIndex) -> list[str]:
     """The elements --changed selects, after saying why each was chosen."""
     from dib.testing import changes
     from dib.testing.functional import CaseSelectionError
