@@ -76,8 +76,8 @@ def find_base(top: Path, ref: str | None) -> Base:
     if ref:
         if not _ref_exists(top, ref):
             raise ChangedError(f"--changed: '{ref}' is not a commit in {top}",
-                               hint="give a branch, tag or commit; element names go before "
-                                    "--changed, or write --changed=REF")
+                               hint="give a branch, tag or commit; put element names or paths "
+                                    "before --changed, or write --changed=REF")
         return Base(_git(["rev-parse", f"{ref}^{{commit}}"], top).stdout.strip(), ref)
     branch = default_branch(top)
     if not _ref_exists(top, "HEAD"):
