@@ -9,6 +9,8 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from dib.elements import ElementIndex
+    from dib.testing.changes import Selection
+    from dib.testing.functional import Case
 
 DESCRIPTION = (
     "Build each test-element of the given elements (ELEMENT for all its cases, "
@@ -98,15 +100,15 @@ def main(args: argparse.Namespace) -> int:
         raise ft.CaseSelectionError("--release sets DIB_RELEASE for builds; --unit builds "
                                     "nothing", hint="drop --release, or drop --unit")
     changed = _changed(args, index) if args.changed is not None else None
-    if changed == []:
+    if changed is not None and not changed.names and not changed.deleted:
         print("dib test: no element changed: nothing to test", file=sys.stderr)
         return 0
     if args.unit:
         if changed is None:
             chosen = ft.elements_for_unit(args.targets, index, all_elements=args.all_elements)
         else:
-            chosen = [index[n] for n in changed if index[n].tests_dir is not None]
-            _note_without("tests/", [n for n in changed if index[n].tests_dir is None])
+            chosen = [index[n] for n in changed.names if index[n].tests_dir is not None]
+            _note_without("tests/", [n for n in changed.names if index[n].tests_dir is None])
         if not chosen:
             where = "on the search path" if changed is None else "selected"
             print(f"dib test: no element {where} has a tests/ directory", file=sys.stderr)
@@ -121,7 +123,8 @@ def main(args: argparse.Namespace) -> int:
         if changed is None:
             cases = ft.discover_cases(args.targets, index, all_elements=args.all_elements)
         else:
-            cases, without = ft.cases_of_elements(changed, index)
+            cases, without = ft.cases_of_elements(changed.names, index)
+            cases.extend(_cases_using(changed.affected, index))
             _note_without("test-elements/", without)
         cases = ft.with_releases(cases, releases)
         if args.list_only:
@@ -152,8 +155,8 @@ def main(args: argparse.Namespace) -> int:
     return 0 if all(r.ok for r in results) else 1
 
 
-def _changed(args: argparse.Namespace, index: ElementIndex) -> list[str]:
-    """The elements --changed selects, after saying why each was chosen."""
+def _changed(args: argparse.Namespace, index: ElementIndex) -> Selection:
+    """What --changed selects, after saying why each element was chosen."""
     from dib.testing import changes
     from dib.testing.functional import CaseSelectionError
     if args.targets or args.all_elements:
@@ -162,7 +165,17 @@ def _changed(args: argparse.Namespace, index: ElementIndex) -> list[str]:
                                  hint="a REF goes right after it: --changed=REF")
     selection = changes.changed_elements(index, args.changed or None, cwd=Path.cwd())
     print("\n".join(selection.describe("dib test --changed")), file=sys.stderr)
-    return selection.names
+    return selection
+
+
+def _cases_using(affected: list[str], index: ElementIndex) -> list[Case]:
+    """The other elements' cases that build a selected or deleted element."""
+    from dib.testing.functional import cases_depending_on
+    found = cases_depending_on(affected, index)
+    width = max([len(case.id) for case, _why in found] or [0])
+    for case, why in found:
+        print(f"  {case.id:<{width}}  {why}", file=sys.stderr)
+    return [case for case, _why in found]
 
 
 def _note_without(what: str, names: list[str]) -> None:

@@ -128,6 +128,12 @@ class Selection:
         """The elements to check: changed ones, then their dependants."""
         return [*self.changed, *self.dependants]
 
+    @property
+    def affected(self) -> list[str]:
+        """Everything a dependency on which makes a test worth running again:
+        the selected elements and the deleted ones."""
+        return [*self.names, *self.deleted]
+
     def reason(self, name: str) -> str:
         if name in self.changed:
             return "changed: " + _some(self.changed[name])

@@ -125,6 +125,30 @@ def cases_of_elements(names: Sequence[str], index: ElementIndex) -> tuple[list[C
     return cases, without
 
 
+def cases_depending_on(names: Sequence[str], index: ElementIndex
+                       ) -> list[tuple[Case, str]]:
+    """Cases of the other elements whose own element-deps name one of ``names``
+    (or a name one of them provides), each with the reason. A test-element is
+    an element too: it builds whatever it lists, so a change there reaches it
+    even when the element under test does not depend on it."""
+    wanted = set(names)
+    provided = {virtual: name for name in names if name in index
+                for virtual in index[name].provides}
+    found = []
+    for element_name in index.names():
+        if element_name in wanted:
+            continue
+        for case in _cases_of(index[element_name]):
+            deps = Element(case.name, case.path).deps
+            hit = next((d for d in deps if d in wanted or d in provided), None)
+            if hit is None:
+                continue
+            via = hit if hit in wanted else provided[hit]
+            through = "" if hit == via else f" (through '{hit}')"
+            found.append((case, f"its test-element depends on {via}{through}"))
+    return found
+
+
 def discover_cases(targets: Sequence[str], index: ElementIndex, *, all_elements: bool = False
                    ) -> list[Case]:
     """``ELEMENT`` → all its cases; ``ELEMENT/CASE`` → that one; ``all_elements``

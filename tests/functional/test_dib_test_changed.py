@@ -24,15 +24,19 @@ pytestmark = [pytest.mark.functional,
 # name → (element-deps, element-provides); each element has one test-element
 # and a tests/ directory. ct-leaf's dependants: ct-mid by name, ct-top through
 # ct-mid, ct-virtual through the name ct-leaf provides; ct-below is a
-# dependency of ct-leaf, not a dependant, and ct-apart is unrelated.
+# dependency of ct-leaf, not a dependant. ct-apart does not depend on any of
+# them, but its test-element builds ct-top too (CASE_DEPS), and ct-alone is
+# unrelated.
 TREE = {
     "ct-leaf": (["ct-below"], ["ct-thing"]),
     "ct-mid": (["ct-leaf"], []),
     "ct-top": (["ct-mid"], []),
     "ct-virtual": (["ct-thing"], []),
     "ct-apart": ([], []),
+    "ct-alone": ([], []),
     "ct-below": ([], []),
 }
+CASE_DEPS = {"ct-apart": ["ct-top"]}
 
 
 def _write(path: Path, text: str, executable: bool = False) -> None:
@@ -51,7 +55,8 @@ def _make_tree(root: Path) -> None:
             _write(element / "element-deps", "\n".join(deps) + "\n")
         if provides:
             _write(element / "element-provides", "\n".join(provides) + "\n")
-        _write(element / "test-elements/basic/element-deps", name + "\n")
+        case_deps = [name, *CASE_DEPS.get(name, [])]
+        _write(element / "test-elements/basic/element-deps", "\n".join(case_deps) + "\n")
         _write(element / "tests/test_ok.py", "def test_ok():\n    pass\n")
 
 
@@ -86,14 +91,15 @@ def test_changed_selects_the_element_and_its_dependants_only(checkout, tmp_path)
     listed = _dib(["--changed", "--list"], repo, env)
     assert listed.returncode == 0, listed.stderr
     assert listed.stdout.split() == ["ct-leaf/basic", "ct-mid/basic", "ct-virtual/basic",
-                                     "ct-top/basic"]
+                                     "ct-top/basic", "ct-apart/basic"]
     assert "changed: elements/ct-leaf/install.d/10-ct-leaf" in listed.stderr
     assert "depends on ct-leaf (through 'ct-thing')" in listed.stderr
     assert "depends on ct-mid" in listed.stderr
+    assert "ct-apart/basic  its test-element depends on ct-top" in listed.stderr
 
     releases = _dib(["--changed", "--release", "bookworm,trixie", "--list"], repo, env)
     assert releases.stdout.split()[:2] == ["ct-leaf/basic[bookworm]", "ct-leaf/basic[trixie]"]
-    assert len(releases.stdout.split()) == 8
+    assert len(releases.stdout.split()) == 10
 
     junit = tmp_path / "unit.xml"
     ran = _dib(["--changed", "--unit", "--junit", str(junit)], repo, env)

@@ -287,3 +287,32 @@ def test_dib_lint_changed_lints_only_the_selection(in_repo, capsys):
     commit_all(in_repo)
     assert dib_main(["lint", "--no-shellcheck", "--changed=HEAD", "elements"]) == 0
     assert "no element changed: nothing to lint" in capsys.readouterr().err
+
+
+def test_other_elements_cases_that_build_a_changed_element_are_selected(repo):
+    from dib.testing import functional as ft
+    tree = ElementTree(repo / "elements")
+    tree.add("other/test-elements/with-lib", deps=["other", "lib"])
+    tree.add("other/test-elements/on-an-os", deps=["other", "operating-system"])
+    tree.add("other/test-elements/alone", deps=["other"])
+    index = find_elements([repo / "elements"])
+    found = {case.id: why for case, why in ft.cases_depending_on(["lib", "app"], index)}
+    assert found == {"other/with-lib": "its test-element depends on lib"}
+    found = {case.id: why for case, why in ft.cases_depending_on(["base-os"], index)}
+    assert found["other/on-an-os"] == \
+        "its test-element depends on base-os (through 'operating-system')"
+    assert "other/alone" not in found
+    # the selected elements' own cases are selected anyway, not twice
+    assert "app/basic" not in {c.id for c, _ in ft.cases_depending_on(["app"], index)}
+
+
+def test_dib_test_changed_adds_cases_that_build_a_deleted_element(in_repo, capsys):
+    ElementTree(in_repo / "elements").add("other/test-elements/with-lib",
+                                          deps=["other", "lib"])
+    commit_all(in_repo)
+    git(in_repo, "rm", "-rq", "elements/lib")
+    assert dib_main(["test", "--changed=HEAD", "--list"]) == 0
+    out, err = capsys.readouterr()
+    assert out.split() == ["app/basic", "other/with-lib"]
+    assert "other/with-lib  its test-element depends on lib" in err
+    assert "deleted, not checked: elements/lib/" in err
