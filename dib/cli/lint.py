@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from dib.command import run_command
 
@@ -27,6 +28,10 @@ def _configure(parser: argparse.ArgumentParser) -> None:
                         help="do not run shellcheck even if it is installed")
     parser.add_argument("--ignore", action="append", default=[], metavar="RULE",
                         help="skip this rule everywhere (repeatable)")
+    parser.add_argument("--changed", nargs="?", const="", default=None, metavar="REF",
+                        help="only the elements whose files changed since REF (default: "
+                             "the merge base of HEAD with the default branch; working-tree "
+                             "changes count) and the elements that depend on them")
     parser.set_defaults(handler=main)
 
 
@@ -36,13 +41,20 @@ def add_parser(subparsers) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from dib.testing.lint import RULES, LintUsageError, format_json, format_text, lint
+    from dib.testing.lint import (RULES, LintUsageError, format_json, format_text, lint,
+                                  lint_elements)
     ignore = {rule for item in args.ignore for rule in item.replace(",", " ").split()}
     unknown = sorted(ignore - set(RULES))
     if unknown:
         raise LintUsageError(f"dib lint: unknown rule(s) {', '.join(unknown)}",
                              hint=f"rules are {', '.join(RULES)}")
-    report = lint(args.paths or None, shellcheck=not args.no_shellcheck, ignore=ignore)
+    if args.changed is not None:
+        elements = _changed_elements(args.paths, args.changed)
+        if not elements:
+            return 0
+        report = lint_elements(elements, shellcheck=not args.no_shellcheck, ignore=ignore)
+    else:
+        report = lint(args.paths or None, shellcheck=not args.no_shellcheck, ignore=ignore)
     for note in report.notes:
         print(f"note: {note}", file=sys.stderr)
     if args.json:
@@ -53,6 +65,22 @@ def main(args: argparse.Namespace) -> int:
         print(f"dib lint: {len(report.elements)} element(s), "
               f"{count} problem{'s' if count != 1 else ''}", file=sys.stderr)
     return 1 if report.findings else 0
+
+
+def _changed_elements(paths: list[str], ref: str) -> list[Path]:
+    """The element directories --changed selects among those ``paths`` name;
+    says why each was chosen."""
+    from dib.testing import changes
+    from dib.testing.lint import collect_elements, default_paths, is_element_dir
+    chosen = [Path(p) for p in paths] if paths else default_paths()
+    element_dirs = collect_elements(chosen)
+    roots = [p for p in chosen if not is_element_dir(p)]
+    index = changes.index_of(element_dirs, roots)
+    selection = changes.changed_elements(index, ref or None, cwd=Path.cwd())
+    print("\n".join(selection.describe("dib lint --changed")), file=sys.stderr)
+    if not selection.names:
+        print("dib lint: no element changed: nothing to lint", file=sys.stderr)
+    return [index[name].path for name in selection.names]
 
 
 def make_standalone_parser() -> argparse.ArgumentParser:

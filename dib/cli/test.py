@@ -5,9 +5,14 @@ import argparse
 import os
 import sys
 from pathlib import Path
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 
 from dib.config.cli import add_build_arguments
+
+if TYPE_CHECKING:
+    from dib.elements import ElementIndex
+    from dib.testing.changes import Selection
+    from dib.testing.functional import Case
 
 DESCRIPTION = (
     "Build each test-element of the given elements (ELEMENT for all its cases, "
@@ -15,9 +20,10 @@ DESCRIPTION = (
     "check the result: a case passes when its build succeeds, or when it fails after "
     "creating /tmp/dib-test-should-fail in the target (DIB's convention); expect.yaml "
     "is checked against the built tree, and --boot boots the image in qemu. --unit runs "
-    "the elements' own tests/ with pytest instead. A case's hook that runs longer than "
-    "600 s is stopped unless --hook-timeout or DIB_HOOK_TIMEOUT says otherwise. Exit status: 0 all passed, 1 a case "
-    "failed, 2 bad usage.")
+    "the elements' own tests/ with pytest instead. --changed picks the elements a git "
+    "change touches and those depending on them. A case's hook that runs longer than "
+    "600 s is stopped unless --hook-timeout or DIB_HOOK_TIMEOUT says otherwise. Exit "
+    "status: 0 all passed, 1 a case failed, 2 bad usage.")
 
 
 #: build settings a test case takes from the command line or the environment
@@ -38,6 +44,16 @@ def add_parser(subparsers) -> None:
                         help="also build a qcow2 (adding 'vm') and boot it in qemu as "
                              "expect.yaml's boot: says: wait for its marker (default "
                              "'login:'), run its exec checks in the guest")
+    parser.add_argument("--changed", nargs="?", const="", default=None, metavar="REF",
+                        help="instead of naming elements: those whose files changed since "
+                             "REF (default: the merge base of HEAD with the default branch; "
+                             "staged, unstaged and untracked changes count) and every "
+                             "element that depends on them; says why each was chosen")
+    parser.add_argument("--release", metavar="R1,R2",
+                        help="run each case once per release, with DIB_RELEASE set to it; "
+                             "reported as ELEMENT/CASE[RELEASE]")
+    parser.add_argument("--list", action="store_true", dest="list_only",
+                        help="print the selected cases (with --unit: elements) and exit")
     parser.add_argument("--junit", metavar="FILE", help="write JUnit XML results here")
     parser.add_argument("--json", metavar="FILE", dest="json_file",
                         help="write JSON results here ('-' for stdout)")
@@ -83,17 +99,41 @@ def main(args: argparse.Namespace) -> int:
               file=sys.stderr, flush=True)
 
     log_dir = Path(args.log_dir) if args.log_dir else None
+    releases = ft.parse_releases(args.release) if args.release is not None else []
+    if releases and args.unit:
+        raise ft.CaseSelectionError("--release sets DIB_RELEASE for builds; --unit builds "
+                                    "nothing", hint="drop --release, or drop --unit")
+    changed = _changed(args, index) if args.changed is not None else None
+    if changed is not None and not changed.names and not changed.deleted:
+        print("dib test: no element changed: nothing to test", file=sys.stderr)
+        return 0
     if args.unit:
-        chosen = ft.elements_for_unit(args.targets, index, all_elements=args.all_elements)
+        if changed is None:
+            chosen = ft.elements_for_unit(args.targets, index, all_elements=args.all_elements)
+        else:
+            chosen = [index[n] for n in changed.names if index[n].tests_dir is not None]
+            _note_without("tests/", [n for n in changed.names if index[n].tests_dir is None])
         if not chosen:
-            print("dib test: no element on the search path has a tests/ directory",
-                  file=sys.stderr)
+            where = "on the search path" if changed is None else "selected"
+            print(f"dib test: no element {where} has a tests/ directory", file=sys.stderr)
+        if args.list_only:
+            print("".join(f"{e.name}/unit\n" for e in chosen), end="")
+            return 0
         for element in chosen:
             result = ft.run_unit(element, log_dir=log_dir)
             results.append(result)
             progress(result)
     else:
-        cases = ft.discover_cases(args.targets, index, all_elements=args.all_elements)
+        if changed is None:
+            cases = ft.discover_cases(args.targets, index, all_elements=args.all_elements)
+        else:
+            cases, without = ft.cases_of_elements(changed.names, index)
+            cases.extend(_cases_using(changed.affected, index))
+            _note_without("test-elements/", without)
+        cases = ft.with_releases(cases, releases)
+        if args.list_only:
+            print("".join(f"{case.id}\n" for case in cases), end="")
+            return 0
         value = case_settings(args, environ)
         options = ft.Options(cache_dir=Path(value["cache_dir"]),
                              hook_timeout=value["hook_timeout"], boot=args.boot,
@@ -113,3 +153,31 @@ def main(args: argparse.Namespace) -> int:
         else:
             Path(args.json_file).write_text(text)
     return 0 if all(r.ok for r in results) else 1
+
+
+def _changed(args: argparse.Namespace, index: ElementIndex) -> Selection:
+    """What --changed selects, after saying why each element was chosen."""
+    from dib.testing import changes
+    from dib.testing.functional import CaseSelectionError
+    if args.targets or args.all_elements:
+        raise CaseSelectionError("--changed chooses the elements itself: give no ELEMENT "
+                                 "and no --all with it",
+                                 hint="a REF goes right after it: --changed=REF")
+    selection = changes.changed_elements(index, args.changed or None, cwd=Path.cwd())
+    print("\n".join(selection.describe("dib test --changed")), file=sys.stderr)
+    return selection
+
+
+def _cases_using(affected: list[str], index: ElementIndex) -> list[Case]:
+    """The other elements' cases that build a selected or deleted element."""
+    from dib.testing.functional import cases_depending_on
+    found = cases_depending_on(affected, index)
+    width = max([len(case.id) for case, _why in found] or [0])
+    for case, why in found:
+        print(f"  {case.id:<{width}}  {why}", file=sys.stderr)
+    return [case for case, _why in found]
+
+
+def _note_without(what: str, names: list[str]) -> None:
+    if names:
+        print(f"dib test: no {what} (nothing to run) in: {', '.join(names)}", file=sys.stderr)

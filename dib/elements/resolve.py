@@ -86,3 +86,49 @@ def with_build_defaults(requested: Sequence[str], *, arch: str, skip_base: bool,
     if ramdisk_element and ramdisk_element not in names:
         names.insert(0, ramdisk_element)
     return names
+
+
+@dataclass(frozen=True)
+class Reached:
+    """Why an element depends on a changed one: ``via`` is the element it
+    depends on (a changed one or another dependant), ``name`` the word in its
+    element-deps that leads there (``via`` itself, or a name ``via`` provides)."""
+
+    via: str
+    name: str
+
+    def describe(self) -> str:
+        if self.name == self.via:
+            return f"depends on {self.via}"
+        return f"depends on {self.via} (through '{self.name}')"
+
+
+def dependants(names: Sequence[str], index: ElementIndex) -> dict[str, Reached]:
+    """The reverse closure of ``names`` over ``index``: every other element that
+    depends on one of them, directly or through other elements, by name in
+    element-deps or by a name one of them lists in element-provides.
+
+    ``names`` may hold elements that are no longer in the index (deleted):
+    whatever still names them in element-deps is a dependant. The result is
+    in breadth-first order, so the nearest reason is the one kept.
+    """
+    providers: dict[str, list[str]] = collections.defaultdict(list)
+    for name in index.names():
+        for virtual in index[name].provides:
+            providers[virtual].append(name)
+    # target element → [(dependant, the name in its element-deps)]
+    users: dict[str, list[tuple[str, str]]] = collections.defaultdict(list)
+    for name in index.names():
+        for dep in index[name].deps:
+            for target in dict.fromkeys([dep, *providers.get(dep, [])]):
+                users[target].append((name, dep))
+    found: dict[str, Reached] = {}
+    queue = collections.deque(dict.fromkeys(names))
+    while queue:
+        target = queue.popleft()
+        for user, dep in users.get(target, []):
+            if user in names or user in found:
+                continue
+            found[user] = Reached(target, dep)
+            queue.append(user)
+    return found

@@ -51,7 +51,7 @@ import tarfile
 import tempfile
 import time
 import xml.etree.ElementTree as ET
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
@@ -92,10 +92,16 @@ class Case:
     name: str             # the test-element's name
     path: Path            # .../<element>/test-elements/<name>
     element_path: Path    # .../<element>
+    release: str = ""     # DIB_RELEASE for this run ('': whatever the environment says)
 
     @property
     def id(self) -> str:
-        return f"{self.element}/{self.name}"
+        return f"{self.element}/{self.label}"
+
+    @property
+    def label(self) -> str:
+        """The case's name in reports: with ``[release]`` when it has one."""
+        return f"{self.name}[{self.release}]" if self.release else self.name
 
     @property
     def search_dir(self) -> Path:
@@ -106,6 +112,42 @@ class Case:
 def _cases_of(element: Element) -> list[Case]:
     return [Case(element.name, name, path, element.path)
             for name, path in element.test_elements.items()]
+
+
+def cases_of_elements(names: Sequence[str], index: ElementIndex) -> tuple[list[Case], list[str]]:
+    """Every case of the named elements, and the names of those that have none."""
+    cases: list[Case] = []
+    without: list[str] = []
+    for name in names:
+        found = _cases_of(index[name])
+        cases.extend(found)
+        if not found:
+            without.append(name)
+    return cases, without
+
+
+def cases_depending_on(names: Sequence[str], index: ElementIndex
+                       ) -> list[tuple[Case, str]]:
+    """Cases of the other elements whose own element-deps name one of ``names``
+    (or a name one of them provides), each with the reason. A test-element is
+    an element too: it builds whatever it lists, so a change there reaches it
+    even when the element under test does not depend on it."""
+    wanted = set(names)
+    provided = {virtual: name for name in names if name in index
+                for virtual in index[name].provides}
+    found = []
+    for element_name in index.names():
+        if element_name in wanted:
+            continue
+        for case in _cases_of(index[element_name]):
+            deps = Element(case.name, case.path).deps
+            hit = next((d for d in deps if d in wanted or d in provided), None)
+            if hit is None:
+                continue
+            via = hit if hit in wanted else provided[hit]
+            through = "" if hit == via else f" (through '{hit}')"
+            found.append((case, f"its test-element depends on {via}{through}"))
+    return found
 
 
 def discover_cases(targets: Sequence[str], index: ElementIndex, *, all_elements: bool = False
@@ -146,6 +188,31 @@ def discover_cases(targets: Sequence[str], index: ElementIndex, *, all_elements:
             available = chosen
         cases.extend(available)
     return list(dict.fromkeys(cases))
+
+
+_RELEASE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+
+
+def parse_releases(text: str) -> list[str]:
+    """``--release bookworm,trixie`` → the releases, in order, each once."""
+    words = [w for w in re.split(r"[\s,]+", text) if w]
+    if not words:
+        raise CaseSelectionError("--release names no release",
+                                 hint="give one or more, separated by commas: "
+                                      "--release bookworm,trixie")
+    for word in words:
+        if not _RELEASE_NAME.match(word):
+            raise CaseSelectionError(f"--release: '{word}' is not a release name",
+                                     hint="use the names DIB_RELEASE takes, such as "
+                                          "bookworm or noble")
+    return list(dict.fromkeys(words))
+
+
+def with_releases(cases: Sequence[Case], releases: Sequence[str]) -> list[Case]:
+    """Each case once per release (none given: the cases as they are)."""
+    if not releases:
+        return list(cases)
+    return [replace(case, release=release) for case in cases for release in releases]
 
 
 def _usage(exc: ElementError) -> CaseSelectionError:
@@ -190,6 +257,10 @@ def case_environ(case: Case, environ: Mapping[str, str]) -> dict[str, str]:
     env = {k: v for k, v in environ.items() if k != "break"}   # no interactive shells
     rest = env.get("ELEMENTS_PATH", "")
     env["ELEMENTS_PATH"] = str(case.search_dir) + (":" + rest if rest else "")
+    if case.release:
+        # The same variable a build reads from the environment; the
+        # release reaches the phase cache's keys through it too.
+        env["DIB_RELEASE"] = case.release
     return env
 
 
@@ -254,10 +325,15 @@ class CaseResult:
     kind: str = "functional"     # or "unit"
     log: str = ""                # kept log file, if any
     boot: dict[str, Any] | None = None
+    release: str = ""            # DIB_RELEASE the case was built with, if --release set it
+
+    @property
+    def label(self) -> str:
+        return f"{self.case}[{self.release}]" if self.release else self.case
 
     @property
     def id(self) -> str:
-        return f"{self.element}/{self.case}"
+        return f"{self.element}/{self.label}"
 
     @property
     def ok(self) -> bool:
@@ -442,7 +518,10 @@ def _output_to(log_path: Path, *, echo: bool = False) -> Iterator[None]:
 
 
 def case_dir_for(case: Case, cache_dir: Path) -> Path:
-    return Path(cache_dir) / "tests" / case.element / case.name
+    # One directory per release too, so that two releases of a case can
+    # run at the same time and each keeps a stable path.
+    name = f"{case.name}@{case.release}" if case.release else case.name
+    return Path(cache_dir) / "tests" / case.element / name
 
 
 def run_case(case: Case, options: Options) -> CaseResult:
@@ -453,7 +532,7 @@ def run_case(case: Case, options: Options) -> CaseResult:
         try:
             result = _run_case(case, options, work, log_path)
         except DibError as exc:
-            result = CaseResult(case.element, case.name, ERROR,
+            result = CaseResult(case.element, case.name, ERROR, release=case.release,
                                 reason=exc.message.splitlines()[0], details=str(exc))
         finally:
             kept = _keep_log(case, options, log_path)
@@ -468,7 +547,8 @@ def _keep_log(case: Case, options: Options, log_path: Path) -> str:
     if options.log_dir is None or not log_path.exists():
         return ""
     options.log_dir.mkdir(parents=True, exist_ok=True)
-    target = options.log_dir / f"{case.element}--{case.name}.log"
+    suffix = f"@{case.release}" if case.release else ""
+    target = options.log_dir / f"{case.element}--{case.name}{suffix}.log"
     shutil.copyfile(log_path, target)
     return str(target)
 
@@ -501,7 +581,7 @@ def _run_case(case: Case, options: Options, work: Path, log_path: Path) -> CaseR
     }
     config = load_build_config(cli_values, elements=names, environ=environ,
                                argv=["dib", "test", case.id])
-    result = CaseResult(case.element, case.name, FAIL)
+    result = CaseResult(case.element, case.name, FAIL, release=case.release)
     with _output_to(log_path, echo=options.verbose):
         status = _build(_prepare(config))
     log_text = log_path.read_text(errors="replace") if log_path.exists() else ""
@@ -709,7 +789,7 @@ def format_junit(results: Sequence[CaseResult], *, tail_lines: int = 60) -> str:
                               failures=str(counts["failed"]), errors=str(counts["errors"]),
                               skipped=str(counts["skipped"]), time=f"{counts['seconds']:.3f}")
         for r in items:
-            case = ET.SubElement(suite, "testcase", name=r.case, classname=f"{r.kind}.{element}",
+            case = ET.SubElement(suite, "testcase", name=r.label, classname=f"{r.kind}.{element}",
                                  time=f"{r.seconds:.3f}")
             if r.log:
                 ET.SubElement(case, "properties").append(

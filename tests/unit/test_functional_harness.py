@@ -454,6 +454,62 @@ def test_a_case_that_is_already_running_is_refused(tmp_path, elements, fake_pipe
             ft.run_case(case, _options(tmp_path, elements))
 
 
+# -- --release ---------------------------------------------------------------------------
+
+
+def test_release_expansion_names_each_run_and_sets_dib_release(index):
+    cases = ft.with_releases(ft.discover_cases(["tiny"], index), ["bookworm", "trixie"])
+    assert [c.id for c in cases] == ["tiny/basic[bookworm]", "tiny/basic[trixie]",
+                                     "tiny/on-fake-os[bookworm]", "tiny/on-fake-os[trixie]"]
+    env = ft.case_environ(cases[1], {"DIB_RELEASE": "bullseye", "PATH": "/bin"})
+    assert env["DIB_RELEASE"] == "trixie" and env["PATH"] == "/bin"
+    assert ft.case_environ(ft.discover_cases(["tiny/basic"], index)[0],
+                           {"DIB_RELEASE": "bullseye"})["DIB_RELEASE"] == "bullseye"
+    work = {ft.case_dir_for(c, Path("/c")) for c in cases}
+    assert len(work) == 4       # each run of a case has a directory of its own
+
+
+def test_parse_releases():
+    assert ft.parse_releases("bookworm, trixie,bookworm") == ["bookworm", "trixie"]
+    with pytest.raises(ft.CaseSelectionError, match="names no release"):
+        ft.parse_releases(" , ")
+    with pytest.raises(ft.CaseSelectionError, match="'../x' is not a release name"):
+        ft.parse_releases("bookworm,../x")
+
+
+def test_a_release_run_builds_with_dib_release_and_reports_its_name(tmp_path, elements,
+                                                                    fake_pipeline):
+    _outcome, seen = fake_pipeline
+    case, = ft.with_releases([_case(elements, "basic")], ["trixie"])
+    result = ft.run_case(case, _options(tmp_path, elements, log_dir=tmp_path / "logs"))
+    assert result.status == ft.PASS, result
+    assert seen["config"].environ["DIB_RELEASE"] == "trixie"
+    assert result.id == "tiny/basic[trixie]"
+    assert Path(result.log).name == "tiny--basic@trixie.log"
+    assert "tiny/basic[trixie]" in ft.format_text([result])
+    junit = ET.fromstring(ft.format_junit([result]))
+    assert junit.find("testsuite/testcase").get("name") == "basic[trixie]"
+    record = json.loads(ft.format_json([result]))["results"][0]
+    assert (record["id"], record["case"], record["release"]) == \
+        ("tiny/basic[trixie]", "basic", "trixie")
+
+
+def test_cli_release_runs_each_case_per_release(elements_env, tmp_path, monkeypatch, capsys):
+    elements_env.add("tiny")
+    elements_env.add("tiny/test-elements/c1", deps=["tiny"])
+    ran = []
+    monkeypatch.setattr(ft, "run_case", lambda case, options: ran.append(case.id) or
+                        ft.CaseResult(case.element, case.name, ft.PASS, release=case.release))
+    assert dib_main(["test", "tiny", "--release", "bookworm,trixie",
+                     "--cache-dir", str(tmp_path / "c")]) == 0
+    assert ran == ["tiny/c1[bookworm]", "tiny/c1[trixie]"]
+    assert "2 case(s): 2 passed" in capsys.readouterr().out
+    assert dib_main(["test", "tiny", "--release", "bookworm,trixie", "--list"]) == 0
+    assert capsys.readouterr().out == "tiny/c1[bookworm]\ntiny/c1[trixie]\n"
+    assert dib_main(["test", "--unit", "tiny", "--release", "trixie"]) == 2
+    assert "--unit builds nothing" in capsys.readouterr().err
+
+
 # -- unit tests and the command line -------------------------------------------------------
 
 

@@ -27,7 +27,7 @@ from dib.testing.lint.rules import RULES, Rule
 
 __all__ = ["RULES", "Finding", "LintReport", "LintUsageError", "Linter", "Rule",
            "collect_elements", "default_paths", "format_json", "format_text",
-           "is_element_dir", "lint", "project_ignores"]
+           "is_element_dir", "lint", "lint_elements", "project_ignores"]
 
 
 def lint(paths: Sequence[str | os.PathLike] | None = None, *, shellcheck: bool = True,
@@ -37,7 +37,15 @@ def lint(paths: Sequence[str | os.PathLike] | None = None, *, shellcheck: bool =
     (default: ./elements, else ELEMENTS_PATH)."""
     environ = os.environ if environ is None else environ
     chosen = list(paths) if paths else default_paths(environ)
-    elements = collect_elements(chosen)
+    return lint_elements(collect_elements(chosen), shellcheck=shellcheck, environ=environ,
+                         ignore=ignore, search_paths=search_paths)
+
+
+def lint_elements(elements: Sequence[Path], *, shellcheck: bool = True,
+                  environ: Mapping[str, str] | None = None, ignore: Iterable[str] = (),
+                  search_paths: Sequence[Path] | None = None) -> LintReport:
+    """Lint these element directories (as ``collect_elements`` finds them)."""
+    environ = os.environ if environ is None else environ
     linter = Linter(shellcheck=shellcheck, environ=environ,
                     ignore=set(ignore) | project_ignores(), search_paths=search_paths)
     return linter.run(elements)
