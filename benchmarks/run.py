@@ -30,7 +30,8 @@ DIBRUN = Path("/tmp/dibrun")
 DIB_VENV = DIBRUN / "venv"
 
 SCENARIOS = ["tar-cold", "vm-cold", "vm-warm-unchanged", "vm-warm-finalise-changed",
-             "hook-unit-test", "element-test-warm", "ipa-cold", "ipa-warm-late-change"]
+             "hook-unit-test", "element-test-warm", "ipa-cold", "ipa-warm-late-change",
+             "cloud-cold"]
 
 # goal per scenario: ("ratio", x) means ours <= x * DIB; ("seconds", s) means ours <= s
 GOALS = {
@@ -42,9 +43,15 @@ GOALS = {
     "element-test-warm": ("seconds", 10.0),
     "ipa-cold": ("ratio", 0.5),
     "ipa-warm-late-change": ("seconds", 5.0),
+    "cloud-cold": ("ratio", 0.5),
+    "cloud-cold boot to login:": ("seconds", 30.0),
 }
 IPA_ELEMENTS = ["ironic-python-agent-ramdisk", "debian-minimal"]
 IPA_INPUTS = Path("/var/tmp/dib-functional/ipa-inputs")
+CLOUD_ELEMENTS = ["debian", "vm", "cloud-init-datasources", "growroot", "devuser",
+                  "enable-serial-console"]
+# cloud-init-datasources insists on a list, in DIB as in ours
+CLOUD_ENV = {"DIB_CLOUD_INIT_DATASOURCES": "NoCloud, ConfigDrive"}
 
 STAMP_HOOK = """#!/bin/bash
 # benchmark: a finalise.d hook whose content changes between runs
@@ -219,32 +226,59 @@ class Bench:
         self.record("vm-cold", "dib", dsecs, drc, log=str(dlog))
         self.add_row("vm-cold", secs, dsecs, ours_ok=rc == 0, dib_ok=drc == 0, load=lo,
                      note="MBR qcow2; DIB with the kpartx/dmsetup shim")
-        # boot both images (BIOS), seconds to login:
+        dimg = self.dib_output(dname, "qcow2")
+        self.boot_both("vm-cold", i, self.out / "vm.qcow2" if rc == 0 else None,
+                       dimg if drc == 0 else None)
+        if not self.args.keep and dimg.exists():
+            dimg.unlink()
+
+    def boot_both(self, scenario: str, i: int, img: Path | None, dimg: Path | None) -> None:
+        """Boot our image and DIB's (BIOS) and record the seconds to login:."""
         ours_boot = dib_boot = None
-        img = self.out / "vm.qcow2"
-        if rc == 0 and img.exists():
-            bsecs, brc, blog = self.timed(f"boot-ours-{i}", [
+        if img is not None and img.exists():
+            bsecs, brc, blog = self.timed(f"boot-ours-{scenario}-{i}", [
                 "dib", "boot", str(img), "--firmware", "bios", "--json", "--timeout", "180",
-                "--log", str(self.logs / f"boot-ours-{i}.console")])
+                "--log", str(self.logs / f"boot-ours-{scenario}-{i}.console")])
             data = parse_json_out(blog)
             ours_boot = data.get("seconds") if data and brc == 0 else None
-            self.record("vm-cold-boot", "ours", ours_boot, brc, wall=round(bsecs, 2),
+            self.record(f"{scenario}-boot", "ours", ours_boot, brc, wall=round(bsecs, 2),
                         size_bytes=img.stat().st_size, boot=data)
-        dimg = self.dib_output(dname, "qcow2")
-        if drc == 0 and dimg.exists():
-            bsecs, brc, blog = self.timed(f"boot-dib-{i}", [
+        if dimg is not None and dimg.exists():
+            bsecs, brc, blog = self.timed(f"boot-dib-{scenario}-{i}", [
                 sys.executable, str(self.dib_bench / "bootcheck.py"), str(dimg),
-                str(self.logs / f"boot-dib-{i}.console"), "180"])
+                str(self.logs / f"boot-dib-{scenario}-{i}.console"), "180"])
             data = parse_json_out(blog)
             if data and data.get("reached_login"):
                 dib_boot = data["milestones_s"].get("login:")
-            self.record("vm-cold-boot", "dib", dib_boot, brc, wall=round(bsecs, 2),
+            self.record(f"{scenario}-boot", "dib", dib_boot, brc, wall=round(bsecs, 2),
                         size_bytes=dimg.stat().st_size, boot=data)
-        self.add_row("vm-cold boot to login:", ours_boot, dib_boot,
+        self.add_row(f"{scenario} boot to login:", ours_boot, dib_boot,
                      ours_ok=ours_boot is not None, dib_ok=dib_boot is not None,
                      note="BIOS, qemu TCG; ours `dib boot`, DIB's bootcheck.py")
-        if not self.args.keep and dimg.exists():
-            dimg.unlink()
+
+    def s_cloud_cold(self, i: int) -> None:
+        cache = Path(tempfile.mkdtemp(prefix="cache-cloud-", dir=self.work))
+        icache = Path(tempfile.mkdtemp(prefix="image-cache-cloud-", dir=self.work))
+        name = f"cloud-cold-{i}"
+        secs, rc, _, steps = self.ours_build(name, CLOUD_ELEMENTS, cache, icache,
+                                             env=dict(self.ours_env, **CLOUD_ENV))
+        lo = self._last_load
+        self.record("cloud-cold", "ours", secs, rc, report=steps)
+        dname = f"bench-cloud-{i}"
+        dsecs, drc, dlog = self.dib_build(dname, CLOUD_ELEMENTS, shim=True, env=CLOUD_ENV)
+        self.record("cloud-cold", "dib", dsecs, drc, log=str(dlog))
+        self.add_row("cloud-cold", secs, dsecs, ours_ok=rc == 0, dib_ok=drc == 0, load=lo,
+                     note="`debian vm cloud-init-datasources growroot devuser "
+                          "enable-serial-console`; fresh caches for ours; DIB with the "
+                          "kpartx/dmsetup shim")
+        dimg = self.dib_output(dname, "qcow2")
+        self.boot_both("cloud-cold", i, self.out / f"{name}.qcow2" if rc == 0 else None,
+                       dimg if drc == 0 else None)
+        if not self.args.keep:
+            shutil.rmtree(cache, ignore_errors=True)
+            shutil.rmtree(icache, ignore_errors=True)
+            for path in (dimg, self.out / f"{name}.qcow2"):
+                path.unlink(missing_ok=True)
 
     def _fill_vm_cache(self) -> None:
         if self.vm_filled:
@@ -431,7 +465,8 @@ class Bench:
     # -- driver ----------------------------------------------------------------------------
 
     def run(self, names: list[str]) -> None:
-        if any(n in ("tar-cold", "vm-cold", "vm-warm-unchanged", "ipa-cold") for n in names):
+        if any(n in ("tar-cold", "vm-cold", "vm-warm-unchanged", "ipa-cold", "cloud-cold")
+               for n in names):
             self.ensure_dib()
         log(f"work dir {self.work}; results -> {self.results_file}")
         for i in range(1, self.args.repeat + 1):
