@@ -95,8 +95,10 @@ def _in_quotes(before: str) -> bool:
 
 def _assigned_before_read(env_files: Iterable[Path]) -> set[str]:
     """Names whose first appearance in environment.d (sourced in order) is an
-    assignment. On one line the right-hand side is read before the left is
-    set, so ``export X=${X:-1}`` reads X first."""
+    unconditional assignment. On one line the right-hand side is read before
+    the left is set, so ``export X=${X:-1}`` reads X first. An indented
+    assignment is taken to be conditional (inside if/case): the user's value
+    may survive it, so it does not make the variable the element's own."""
     seen: set[str] = set()
     own: set[str] = set()
     for path in env_files:
@@ -104,7 +106,7 @@ def _assigned_before_read(env_files: Iterable[Path]) -> set[str]:
             reads, sets = classify_line(line)
             seen.update(reads)
             for name in sets:
-                if name not in seen:
+                if name not in seen and not line[:1].isspace():
                     own.add(name)
                     seen.add(name)
     return own
