@@ -50,3 +50,12 @@ def test_engine_variables_include_the_settings_variables():
     names = engine_variables()
     assert {"DIB_IMAGE_SIZE", "DIB_BLOCK_DEVICE_CONFIG", "DIB_DEBUG_TRACE"} <= names
     assert "DIB_RELEASE" not in names    # an operating-system element sets it
+
+
+def test_author_guide_names_every_variable_the_build_sets():
+    # The guide tells element authors which variables need no README entry.
+    guide = Path(__file__).resolve().parents[2] / "docs" / "element-author-guide.md"
+    if not guide.is_file():
+        pytest.skip("no docs in this tree")
+    text = guide.read_text()
+    assert [name for name in HOOK_DIB_VARIABLES if f"`{name}`" not in text] == []
