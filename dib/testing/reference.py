@@ -19,6 +19,7 @@ from dib.elements.model import Element
 from dib.elements.phases import HOOK_PHASE_NAMES
 from dib.elements.variables import (VariableStatus, scan_element, setters,
                                     variable_statuses)
+from dib.errors import ConfigError
 from dib.runtime.environment import engine_variables
 
 INDEX = "index.rst"
@@ -40,8 +41,15 @@ class Tree:
 
     @classmethod
     def of(cls, element_dirs: Sequence[Path]) -> "Tree":
-        elements = {p.name: Element(p.name, p) for p in sorted(element_dirs,
-                                                                 key=lambda p: p.name)}
+        elements: dict[str, Element] = {}
+        for path in sorted(element_dirs, key=lambda p: p.name):
+            if path.name in elements:
+                # One page per name: a second element of that name has no page.
+                raise ConfigError(
+                    f"dib elements doc: two elements named '{path.name}': "
+                    f"{elements[path.name].path} and {path}",
+                    hint="render the trees one at a time, into different directories")
+            elements[path.name] = Element(path.name, path)
         return cls(elements, setters({n: e.path for n, e in elements.items()}),
                    engine_variables())
 

@@ -146,3 +146,14 @@ def test_shipped_reference_is_up_to_date():
     pages = render_pages(sorted(p for p in (root / "elements").iterdir() if p.is_dir()))
     problems = check_pages(pages, root / "docs" / "elements")
     assert problems == [], "run: dib elements doc\n" + "\n".join(problems)
+
+
+def test_two_elements_of_one_name_are_an_error(reference_tree, tmp_path, capsys):
+    other = tmp_path / "more" / "tool"
+    other.mkdir(parents=True)
+    (other / "README.rst").write_text("tool\n")
+    assert dib_main(["elements", "doc", "-o", str(tmp_path / "docs"),
+                     str(reference_tree.root), str(tmp_path / "more")]) == 2
+    err = capsys.readouterr().err
+    assert "two elements named 'tool'" in err and str(other) in err
+    assert not (tmp_path / "docs").exists()
