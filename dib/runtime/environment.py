@@ -8,7 +8,7 @@ from typing import Mapping
 
 from dib import runner
 from dib.config.build import BuildConfig
-from dib.config.settings import recorded_argv
+from dib.config.settings import SETTINGS, recorded_argv
 from dib.elements.envinfo import element_array_body, image_element_vars
 from dib.elements.model import environment_files
 from dib.elements.resolve import Resolution
@@ -21,6 +21,19 @@ ALWAYS_KEPT = ("PATH", "HOME", "TERM", "LANG", "USER", "LOGNAME", "ELEMENTS_PATH
 # Host-specific variables that must not leak into the chroot.
 NOT_IN_CHROOT = ("TMPDIR", "VIRTUAL_ENV", "PYTHONPATH", "PYTHONHOME", "TARGET_ROOT",
                  "LD_LIBRARY_PATH")
+# The DIB_* variables base_environment gives every hook, whatever the caller's
+# environment. With the settings' variables (docs/settings.md) they are what an
+# element may read without documenting it: the build, not an element, owns them.
+HOOK_DIB_VARIABLES = ("DIB_ARGS", "DIB_CHECKSUM", "DIB_DEBUG_TRACE", "DIB_DEFAULT_INSTALLTYPE",
+                      "DIB_ENV", "DIB_IMAGE_CACHE", "DIB_LOCKFILES", "DIB_MIN_TMPFS",
+                      "DIB_NO_TMPFS", "DIB_OFFLINE", "DIB_PYTHON_EXEC")
+
+
+def engine_variables() -> frozenset[str]:
+    """Every DIB_* variable the build itself defines for hooks: the settings'
+    variables and HOOK_DIB_VARIABLES."""
+    return frozenset(HOOK_DIB_VARIABLES) | {s.env for s in SETTINGS
+                                            if s.env and s.env.startswith("DIB_")}
 
 
 def dib_env_text(environ: Mapping[str, str]) -> str:

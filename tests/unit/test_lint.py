@@ -65,6 +65,8 @@ BAD = {
     "package-installs": {"package-installs.yaml": ("curl:\n  phase: sometime.d\n", 0o644)},
     "shellcheck": {"install.d/50-good": (HOOK + "UNUSED_THING=1\n", 0o755)},
     "python": {"install.d/60-python": ("#!/usr/bin/env python3\ndef broken(:\n", 0o755)},
+    "undocumented-variable": {"install.d/50-good": (
+        HOOK + 'echo "${DIB_GOOD_COLOUR:-blue}"\n', 0o755)},
 }
 
 
@@ -243,3 +245,82 @@ def test_shipped_elements_have_no_hook_problems():
     serious = [f for f in report.findings
                if f.rule in ("hookname", "python", "yaml", "pkgmap", "package-installs")]
     assert serious == [], "\n".join(f.text() for f in serious)
+
+
+def variable_findings(report) -> list:
+    return [f for f in report.findings if f.rule == "undocumented-variable"]
+
+
+def test_undocumented_variable_names_element_file_and_variable(elements):
+    write_element(elements, "good", {
+        "install.d/50-good": (HOOK + 'echo "${DIB_GOOD_COLOUR:-blue}"\n', 0o755),
+        "install.d/55-more": (HOOK + 'echo "$DIB_GOOD_COLOUR"\n', 0o755)})
+    (finding,) = variable_findings(run_lint([elements / "good"], shellcheck=False))
+    assert finding.file.endswith("install.d/50-good")
+    assert finding.line == HOOK.count("\n") + 1
+    assert finding.element == "good"
+    assert "DIB_GOOD_COLOUR" in finding.message and "'good'" in finding.message
+    assert "document it" in finding.message and "1 other file" in finding.message
+
+
+def test_variable_named_in_readme_is_documented(elements):
+    readme = "====\ngood\n====\n\nDIB_GOOD_COLOUR\n  The colour (default blue).\n"
+    write_element(elements, "good", {
+        "README.rst": (readme, 0o644),
+        "install.d/50-good": (HOOK + 'echo "${DIB_GOOD_COLOUR:-blue}"\n', 0o755)})
+    assert variable_findings(run_lint([elements / "good"], shellcheck=False)) == []
+
+
+def test_variables_from_environment_d_and_package_installs_count(elements):
+    write_element(elements, "good", {
+        "environment.d/10-good.bash": ("export DIB_GOOD_A=${DIB_GOOD_A:-1}\n", 0o644),
+        "package-installs.yaml": ("curl:\n  when: DIB_GOOD_B = 1\n", 0o644)})
+    report = run_lint([elements / "good"], shellcheck=False)
+    assert sorted(f.message.split()[3] for f in variable_findings(report)) == [
+        "DIB_GOOD_A", "DIB_GOOD_B"]
+
+
+def test_engine_variables_are_allowed(elements):
+    # DIB_DEBUG_TRACE is in every hook; DIB_IMAGE_SIZE is a setting
+    # (docs/settings.md), DIB_PYTHON_EXEC is exported by the build.
+    write_element(elements, "good", {"install.d/50-good": (
+        HOOK + 'echo "${DIB_IMAGE_SIZE:-} $DIB_PYTHON_EXEC"\n', 0o755)})
+    assert variable_findings(run_lint([elements / "good"], shellcheck=False)) == []
+
+
+def test_variable_set_and_documented_by_another_element_is_allowed(elements):
+    write_element(elements, "alpha", {
+        "README.rst": ("alpha\n\nSets DIB_ALPHA_MODE for other elements.\n", 0o644),
+        "environment.d/10-alpha.bash": ("export DIB_ALPHA_MODE=fast\n", 0o644)})
+    write_element(elements, "good", {"install.d/50-good": (
+        HOOK + 'echo "$DIB_ALPHA_MODE"\n', 0o755)})
+    assert variable_findings(run_lint([elements], shellcheck=False)) == []
+    # Set but not documented there: the reader must document it itself.
+    write_element(elements, "alpha", {"README.rst": ("alpha\n", 0o644)})
+    report = run_lint([elements], shellcheck=False)
+    assert [f.element for f in variable_findings(report)] == ["good"]
+
+
+def test_variable_the_element_sets_for_others_is_not_a_read(elements):
+    write_element(elements, "good", {"environment.d/10-good.bash": (
+        "export DIB_GOOD_OUTPUT=1\nif [ \"$DIB_GOOD_OUTPUT\" = 1 ]; then\n"
+        "    export GOOD_VAR=1\nfi\n", 0o644)})
+    assert variable_findings(run_lint([elements / "good"], shellcheck=False)) == []
+
+
+def test_missing_readme_is_one_problem_not_one_per_variable(elements):
+    write_element(elements, "good", {"install.d/50-good": (
+        HOOK + 'echo "${DIB_GOOD_COLOUR:-blue}"\n', 0o755)})
+    (elements / "good" / "README.rst").unlink()
+    report = run_lint([elements / "good"], shellcheck=False)
+    assert "readme" in rules_of(report)
+    assert variable_findings(report) == []
+
+
+def test_shipped_elements_document_their_variables():
+    shipped = Path(__file__).resolve().parents[2] / "elements"
+    if not shipped.is_dir():
+        pytest.skip("no shipped elements in this tree")
+    report = lint([str(shipped)], shellcheck=False, environ={})
+    found = variable_findings(report)
+    assert found == [], "\n".join(f.text() for f in found)

@@ -27,6 +27,7 @@ class Linter:
         self._disabled: dict[Path, set[str]] = {}
         self._shell_files: list[tuple[Path, str, str]] = []   # (path, dialect, element)
         self._known: set[str] | None = None
+        self._owners: dict[str, list[str]] | None = None
 
     # -- bookkeeping --------------------------------------------------------
     def add(self, element: str, problem: Problem, rule: str) -> None:
@@ -64,7 +65,7 @@ class Linter:
 
     def lint_element(self, element_dir: Path) -> None:
         name = element_dir.name
-        view = ElementView(name, element_dir, self.known_elements)
+        view = ElementView(name, element_dir, self.known_elements, self.variable_owners)
         for rule in _of_scope(ELEMENT):
             for problem in rule.check(view):
                 self.add(name, problem, rule.id)
@@ -101,6 +102,17 @@ class Linter:
             known.update(p.name for p in self.report.elements)
             self._known = known
         return self._known
+
+    def variable_owners(self) -> dict[str, list[str]]:
+        """DIB_* variables that elements on the search path (the ones being
+        linted included) set in environment.d and document."""
+        if self._owners is None:
+            from dib.elements.discovery import find_elements
+            from dib.elements.variables import setters
+            dirs = {el.name: el.path for el in find_elements(self._search_dirs()).elements.values()}
+            dirs.update({p.name: p for p in self.report.elements})
+            self._owners = setters(dirs)
+        return self._owners
 
     def _search_dirs(self) -> list[Path]:
         dirs = [element_dir.parent for element_dir in self.report.elements]

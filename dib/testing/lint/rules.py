@@ -21,7 +21,9 @@ from dib.elements.formats import check_pkg_map
 from dib.elements.model import HOOK_NAME
 from dib.elements.package_installs import validate as validate_package_installs
 from dib.elements.phases import HOOK_PHASE_NAMES
+from dib.elements.variables import variable_statuses
 from dib.errors import DibError, ElementError
+from dib.runtime.environment import engine_variables
 from dib.testing.lint import shellcheck
 from dib.testing.lint.report import Problem
 
@@ -130,6 +132,9 @@ class ElementView:
     name: str
     path: Path
     known: Callable[[], set[str]]     # element names (and provides) on the search path
+    # DIB_* variable → elements on the search path that set it in
+    # environment.d and document it (dib.elements.variables.setters)
+    variable_owners: Callable[[], dict[str, list[str]]] = dict
 
 
 # --------------------------------------------------------------------------- file rules
@@ -273,6 +278,22 @@ def _readme(e: ElementView) -> Iterable[Problem]:
         yield Problem(e.path, 0, "element has no README.rst")
 
 
+def _undocumented_variable(e: ElementView) -> Iterable[Problem]:
+    if not (e.path / "README.rst").is_file():
+        return    # the readme rule reports it; one problem per variable would be noise
+    statuses = variable_statuses(e.name, e.path, engine=engine_variables(),
+                                 owners=e.variable_owners())
+    for status in statuses:
+        if not status.undocumented:
+            continue
+        (path, line), *others = status.places
+        also = f" (also read in {len(others)} other file(s))" if others else ""
+        yield Problem(path, line,
+                      f"element '{e.name}' reads {status.name} but its README.rst does not "
+                      f"mention it{also}: document it there (what it does, its values "
+                      "and default)")
+
+
 def _hookname(e: ElementView) -> Iterable[Problem]:
     for phase in HOOK_PHASE_NAMES:
         directory = e.path / f"{phase}.d"
@@ -393,6 +414,9 @@ def _rules() -> dict[str, Rule]:
              _missing_dep, ELEMENT),
         Rule("package-installs", "package-installs.yaml/json matches its schema",
              _package_installs, ELEMENT),
+        Rule("undocumented-variable", "every DIB_* variable an element reads is named in "
+             "its README.rst, unless the build or another element that documents it "
+             "sets it", _undocumented_variable, ELEMENT),
         Rule("shellcheck", "shellcheck finds no warnings or errors", shellcheck.check,
              SHELL_FILES),
         Rule("python", "Python hooks compile", _python),
