@@ -39,6 +39,7 @@ class BuildConfig:
     skip_base: bool = False
     packages: tuple[str, ...] = ()
     checksum: tuple[str, ...] = ()
+    sbom: tuple[str, ...] = ("spdx",)
     image_size: float | None = None
     image_extra_size: int | None = None
     image_cache: str = ""
