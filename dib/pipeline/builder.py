@@ -192,6 +192,7 @@ class Builder:
         epoch = sbom.check_source_date_epoch(self.env.get("SOURCE_DATE_EPOCH"))
         elements = [(e.name, e.path) for e in self.prepared.resolution.elements]
         values = {"formats": ",".join(config.sbom), "version": __version__,
+                  "code": sbom.code_identity(),
                   "image-path": config.image_name, "manifest-dir": manifest_dir,
                   "source-date-epoch": epoch or "",
                   # attribution of loose files names these elements

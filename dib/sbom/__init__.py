@@ -2,6 +2,7 @@
 CycloneDX 1.5 JSON, read from the finished tree (docs/sbom.md)."""
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from pathlib import Path
@@ -18,6 +19,15 @@ FORMATS = {"spdx": ("spdx.json", documents.spdx),
 DEFAULT_MANIFEST_DIR = "/etc/dib-manifests"
 # The copies inside the image, in the manifests directory.
 INSIDE_NAME = "sbom"
+
+
+def code_identity() -> str:
+    """A digest of this package's source: the cache key of the SBOM step
+    holds it, so a dib whose SBOM code changed writes the SBOM anew."""
+    digest = hashlib.sha256()
+    for path in sorted(Path(__file__).parent.glob("*.py")):
+        digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()
 
 
 def check_source_date_epoch(value: str | None) -> str | None:

@@ -56,7 +56,7 @@ def spdx(inventory: Inventory, created: str, tool: str) -> dict[str, Any]:
     refs: dict[str, str] = {}
     packages: list[dict[str, Any]] = [{
         "SPDXID": IMAGE_REF, "name": inventory.name, "downloadLocation": "NOASSERTION",
-        "filesAnalyzed": False, "primaryPackagePurpose": "OPERATING-SYSTEM",
+        "filesAnalyzed": False, "primaryPackagePurpose": "OPERATING_SYSTEM",
         "licenseConcluded": "NOASSERTION", "licenseDeclared": "NOASSERTION",
         "copyrightText": "NOASSERTION"}]
     relationships = [{"spdxElementId": "SPDXRef-DOCUMENT", "relationshipType": "DESCRIBES",
