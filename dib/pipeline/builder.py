@@ -65,7 +65,8 @@ class Builder:
             self._internal_step("tidy", {"version": "1"}, tidy_tree)
             if self.config.sbom:
                 self._sbom_step()
-            self.report.outputs = self._outputs()
+            self.report.outputs = self._outputs() + [
+                f"{self.config.image_name}.{sbom.FORMATS[kind][0]}" for kind in self.config.sbom]
         except BaseException as exc:
             self.report.failure = FailureReport.from_error(exc)
             raise

@@ -51,6 +51,7 @@ def write_sboms(tree: Path, image_name: str, formats: Iterable[str], *,
     inventory = collect(tree, os.path.basename(image_name), manifest_dir, elements)
     inside = tree / manifest_dir.strip("/")
     inside.mkdir(parents=True, exist_ok=True)
+    Path(image_name).parent.mkdir(parents=True, exist_ok=True)
     written = []
     for kind in formats:
         suffix, build = FORMATS[kind]

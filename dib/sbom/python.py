@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import dataclass
+from email.message import Message
 from email.parser import HeaderParser
 from pathlib import Path
 
@@ -53,7 +54,7 @@ def read_metadata(text: str, location: str) -> PythonPackage | None:
                          location=location)
 
 
-def _license(headers) -> licenses.Expression:
+def _license(headers: Message) -> licenses.Expression:
     """PEP 639's License-Expression when given; else a License field that is
     one known name; else a classifier that names one licence exactly."""
     declared = (headers.get("License-Expression") or "").strip()

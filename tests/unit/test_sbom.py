@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from dib.config.build import load_build_config
+from dib.config.cli import build_parser, config_from_args
 from dib.errors import ConfigError
 from dib.sbom import documents, dpkg, files, licenses, python, rootfs, write_sboms
 from dib.sbom.inventory import Distro, collect, deb_purl, pypi_purl
@@ -58,7 +58,8 @@ def fake_tree(root: Path, *, os_id: str = "debian", version_id: str = "12") -> P
           + "\n" + status_entry("gone", "1.0", state="deinstall ok config-files"))
     write(root, "var/lib/dpkg/info/bash.list", "/.\n/bin\n/bin/bash\n/etc/bash.bashrc\n"
           "/usr/share/doc/bash/copyright\n")
-    write(root, "var/lib/dpkg/info/libc6:amd64.list", "/usr/lib/libc.so.6\n/usr/share/doc/libc6/copyright\n")
+    write(root, "var/lib/dpkg/info/libc6:amd64.list",
+          "/usr/lib/libc.so.6\n/usr/share/doc/libc6/copyright\n")
     write(root, "usr/bin/bash", b"\x7fELF bash")
     write(root, "etc/bash.bashrc", "# rc\n")
     write(root, "usr/lib/libc.so.6", b"\x7fELF libc")
@@ -329,18 +330,33 @@ def test_a_bad_source_date_epoch_is_named(tmp_path):
 
 # -- the setting ----------------------------------------------------------------------
 
-def sbom_setting(cli: dict, environ: dict) -> tuple[str, ...]:
-    return load_build_config(cli, elements=["x"], environ=environ).sbom
+def sbom_setting(argv: list[str], environ: dict) -> tuple[str, ...]:
+    argv = [*argv, "debian-minimal"]
+    args = build_parser("disk-image-create", "test").parse_args(argv)
+    return config_from_args(args, environ=environ, argv=argv).sbom
 
 
 def test_sbom_setting_default_list_and_none():
-    from dib.config import types
-    assert sbom_setting({}, {}) == ("spdx",)
-    assert sbom_setting({"sbom": types.sbom_formats("spdx,cyclonedx")}, {}) == \
-        ("spdx", "cyclonedx")
-    assert sbom_setting({}, {"DIB_SBOM": "none"}) == ()
+    assert sbom_setting([], {}) == ("spdx",)
+    assert sbom_setting(["--sbom", "spdx,cyclonedx"], {}) == ("spdx", "cyclonedx")
+    assert sbom_setting([], {"DIB_SBOM": "cyclonedx"}) == ("cyclonedx",)
+    # the flag beats the environment, and none is a choice, not "not given"
+    assert sbom_setting(["--sbom", "none"], {"DIB_SBOM": "cyclonedx"}) == ()
+    assert sbom_setting([], {"DIB_SBOM": "none"}) == ()
 
 
 def test_an_unknown_sbom_format_is_refused():
     with pytest.raises(ConfigError, match=r"DIB_SBOM.*unknown SBOM format swid"):
-        sbom_setting({}, {"DIB_SBOM": "spdx,swid"})
+        sbom_setting([], {"DIB_SBOM": "spdx,swid"})
+
+
+def test_sbom_in_a_yaml_manifest(tmp_path):
+    from dib.config import manifest
+    path = tmp_path / "images.yaml"
+    path.write_text("- imagename: a\n  elements: [debian-minimal]\n  sbom: [spdx, cyclonedx]\n"
+                    "- imagename: b\n  elements: [debian-minimal]\n  sbom: none\n")
+    first, second = manifest.load_manifests([path], environ={})
+    assert first.sbom == ("spdx", "cyclonedx") and second.sbom == ()
+    path.write_text("- imagename: a\n  elements: [debian-minimal]\n  sbom: [swid]\n")
+    with pytest.raises(ConfigError, match="sbom"):
+        manifest.load_manifests([path], environ={})
