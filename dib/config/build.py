@@ -103,9 +103,7 @@ def load_build_config(cli_values: Mapping[str, Any], *, elements: list[str] | tu
 def resolve_setting(setting: Setting, given: Any, environ: Mapping[str, str]) -> Any:
     """One setting's value: the flag's (already parsed) over the environment
     variable's over the registry's default."""
-    # An empty value given for a setting (--sbom none) is a choice; only
-    # a repeatable flag given no times at all is the same as not given.
-    if given is not None and not (setting.kind == APPEND and not given):
+    if given is not None and (given not in ([], ()) or setting.empty_is_value):
         if setting.kind == APPEND:
             return tuple(item for chunk in given for item in chunk)
         if setting.kind == COUNT and setting.env:

@@ -41,6 +41,9 @@ class Setting:
     # (the disk's size, checksums, where caches live): the phase cache does
     # not key on their variables.
     affects_tree: bool = True
+    # True where a flag's value can parse to nothing on purpose (--sbom
+    # none): that empty value is then a choice, not "flag not given".
+    empty_is_value: bool = False
 
     def default_value(self) -> Any:
         return self.default() if callable(self.default) else self.default
@@ -94,7 +97,7 @@ SETTINGS: tuple[Setting, ...] = (
             "manifests directory: a comma list of spdx (SPDX 2.3 JSON, NAME.spdx.json) and "
             "cyclonedx (CycloneDX 1.5 JSON, NAME.cdx.json); 'none' writes none.",
             types.sbom_formats, default=("spdx",), flags=("--sbom",), env="DIB_SBOM",
-            yaml_key="sbom", metavar="FORMATS", affects_tree=False),
+            yaml_key="sbom", metavar="FORMATS", affects_tree=False, empty_is_value=True),
     Setting("image_size", "Size of the disk image in GiB, as DIB counts it (fractions allowed); default: "
             "computed from the tree.", types.positive_float, default=None,
             flags=("--image-size",), env="DIB_IMAGE_SIZE", yaml_key="image-size",
