@@ -38,6 +38,7 @@ _DEBIAN_ALIASES = {"expat": "MIT", "apache-2": "Apache-2.0", "mpl-2": "MPL-2.0",
 # GNU licences: Debian writes GPL-2 and GPL-2+, SPDX GPL-2.0-only and -or-later.
 _GNU = re.compile(r"^(?P<family>A?GPL|LGPL|GFDL)-(?P<major>\d)(?:\.(?P<minor>\d))?"
                   r"(?P<plus>\+)?$", re.IGNORECASE)
+_LICENSE_REF = re.compile(r"^LicenseRef-[A-Za-z0-9.-]+$")
 _TOKENS = re.compile(r"\(|\)|[^\s()]+")
 # The format line of a machine-readable copyright file ends with this.
 _DEP5_FORMAT = "copyright-format/1.0"
@@ -91,6 +92,9 @@ def convert(debian: str) -> Expression:
             out.append(token)
         elif token.lower() in ("and", "or"):
             out.append(token.upper())
+        elif _LICENSE_REF.match(token):
+            out.append(token)       # already a reference (PEP 639 allows them)
+            refs[token] = token.removeprefix("LicenseRef-")
         else:
             known = spdx_id(token)
             if known is None:

@@ -147,6 +147,7 @@ def test_a_free_form_copyright_file_asserts_nothing():
     ("GPL-2+ with OpenSSL exception", "LicenseRef-GPL-2-plus-with-OpenSSL-exception"),
     ("GPL-2+, and BSD-3-clause", "LicenseRef-GPL-2-plus-and-BSD-3-clause"),
     ("or GPL-2", "LicenseRef-or-GPL-2"),
+    ("MIT OR LicenseRef-Proprietary", "MIT OR LicenseRef-Proprietary"),
 ])
 def test_debian_names_become_spdx_expressions(debian, expected):
     assert licenses.convert(debian).text == expected
