@@ -39,6 +39,7 @@ class BuildConfig:
     skip_base: bool = False
     packages: tuple[str, ...] = ()
     checksum: tuple[str, ...] = ()
+    sbom: tuple[str, ...] = ("spdx",)
     image_size: float | None = None
     image_extra_size: int | None = None
     image_cache: str = ""
@@ -102,7 +103,7 @@ def load_build_config(cli_values: Mapping[str, Any], *, elements: list[str] | tu
 def resolve_setting(setting: Setting, given: Any, environ: Mapping[str, str]) -> Any:
     """One setting's value: the flag's (already parsed) over the environment
     variable's over the registry's default."""
-    if given is not None and given != [] and given != ():
+    if given is not None and (given not in ([], ()) or setting.empty_is_value):
         if setting.kind == APPEND:
             return tuple(item for chunk in given for item in chunk)
         if setting.kind == COUNT and setting.env:

@@ -48,6 +48,12 @@ def _schema_for(setting: Setting) -> tuple[dict, str]:
         return ({"anyOf": [{"type": "boolean"}, {"type": "string"},
                            {"type": "array", "items": {"type": "string", "enum": kinds}}]},
                 "a boolean, or a list of md5/sha256")
+    if setting.parse is types.sbom_formats:
+        kinds = [*types.SBOM_FORMATS, "none"]
+        return ({"anyOf": [{"type": "string"},
+                           {"type": "array", "items": {"type": "string", "enum": kinds}}]},
+                f"a list of {', '.join(types.SBOM_FORMATS)} (or one comma-separated string; "
+                "none for no SBOM)")
     if setting.kind == SWITCH:
         return {"type": "boolean"}, "a boolean"
     if setting.kind == COUNT:

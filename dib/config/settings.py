@@ -41,6 +41,9 @@ class Setting:
     # (the disk's size, checksums, where caches live): the phase cache does
     # not key on their variables.
     affects_tree: bool = True
+    # True where a flag's value can parse to nothing on purpose (--sbom
+    # none): that empty value is then a choice, not "flag not given".
+    empty_is_value: bool = False
 
     def default_value(self) -> Any:
         return self.default() if callable(self.default) else self.default
@@ -90,6 +93,11 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("checksum", "Write .md5 and .sha256 files beside each image.",
             types.checksum_kinds, default=(), flags=("--checksum",), env="DIB_CHECKSUM",
             yaml_key="checksum", kind=SWITCH, affects_tree=False),
+    Setting("sbom", "Software bills of materials to write beside the image and into its "
+            "manifests directory: a comma list of spdx (SPDX 2.3 JSON, NAME.spdx.json) and "
+            "cyclonedx (CycloneDX 1.5 JSON, NAME.cdx.json); 'none' writes none.",
+            types.sbom_formats, default=("spdx",), flags=("--sbom",), env="DIB_SBOM",
+            yaml_key="sbom", metavar="FORMATS", affects_tree=False, empty_is_value=True),
     Setting("image_size", "Size of the disk image in GiB, as DIB counts it (fractions allowed); default: "
             "computed from the tree.", types.positive_float, default=None,
             flags=("--image-size",), env="DIB_IMAGE_SIZE", yaml_key="image-size",

@@ -67,3 +67,18 @@ def checksum_kinds(text: str) -> tuple[str, ...]:
     if bad:
         raise ValueError(f"unknown checksum {', '.join(bad)}; use md5, sha256 or 1")
     return kinds
+
+
+SBOM_FORMATS = ("spdx", "cyclonedx")
+
+
+def sbom_formats(text: str) -> tuple[str, ...]:
+    """--sbom: a comma list of spdx and cyclonedx; 'none' for no SBOM."""
+    kinds = comma_list(text.lower())
+    if kinds == ("none",):
+        return ()
+    bad = [k for k in kinds if k not in SBOM_FORMATS]
+    if bad or not kinds:
+        raise ValueError(f"unknown SBOM format {', '.join(bad) or '(empty)'}; use "
+                         f"{', '.join(SBOM_FORMATS)} (comma list) or none")
+    return tuple(dict.fromkeys(kinds))

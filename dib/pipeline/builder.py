@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from dib import bootloader
+from dib import __version__, bootloader, sbom
 from dib.cache import CacheStore, Checkpoints, keys, products, prune, snapshot_hooks
 from dib.cache.disks import DiskBases
 from dib.cache.outputs import OutputCache
@@ -63,7 +63,10 @@ class Builder:
                 if phase.name == "finalise" and self.disk.wants_bootloader:
                     self._bootloader_step()
             self._internal_step("tidy", {"version": "1"}, tidy_tree)
-            self.report.outputs = self._outputs()
+            if self.config.sbom:
+                self._sbom_step()
+            self.report.outputs = self._outputs() + [
+                f"{self.config.image_name}.{sbom.FORMATS[kind][0]}" for kind in self.config.sbom]
         except BaseException as exc:
             self.report.failure = FailureReport.from_error(exc)
             raise
@@ -179,6 +182,30 @@ class Builder:
         self._internal_step("bootloader", values,
                             lambda tree: bootloader.prepare_tree(tree, self.disk.plan,
                                                                  options=options))
+
+    def _sbom_step(self) -> None:
+        """The SBOMs, read from the finished tree. A step like the others:
+        a warm rebuild of an unchanged tree mounts the stored layer (the
+        copies inside the image) and gets the files beside the image back
+        from the cache entry, without reading the tree again."""
+        config = self.config
+        manifest_dir = self.env.get("DIB_MANIFEST_IMAGE_DIR") or sbom.DEFAULT_MANIFEST_DIR
+        epoch = sbom.check_source_date_epoch(self.env.get("SOURCE_DATE_EPOCH"))
+        elements = [(e.name, e.path) for e in self.prepared.resolution.elements]
+        values = {"formats": ",".join(config.sbom), "version": __version__,
+                  "code": sbom.code_identity(),
+                  "image-path": config.image_name, "manifest-dir": manifest_dir,
+                  "source-date-epoch": epoch or "",
+                  # attribution of loose files names these elements
+                  "elements": ",".join(name for name, _path in elements)}
+
+        def action(tree: Path) -> None:
+            written = sbom.write_sboms(tree, config.image_name, config.sbom,
+                                       manifest_dir=manifest_dir, elements=elements,
+                                       source_date_epoch=epoch)
+            LOG.info("SBOM written: %s", " ".join(str(p) for p in written))
+        self._step("sbom", self.checkpoints.internal_inputs("sbom", values), action,
+                   host_side=True)
 
     def _on_hook(self, run: HookRun) -> None:
         self.report.hooks.append(run.__dict__)

@@ -6,7 +6,7 @@ import re
 import shutil
 from pathlib import Path
 
-from dib import runner
+from dib import runner, sbom
 from dib.errors import PreflightError
 from dib.pipeline import artifacts
 from dib.pipeline.prepare import Prepared
@@ -33,6 +33,10 @@ def preflight(prepared: Prepared) -> None:
                              "is not a file",
                              hint="name the CA bundle hooks should trust, or 'none'")
     _check_repository_overrides(prepared)
+    if config.sbom:
+        # found now rather than when the SBOM is written, after every phase
+        # (the outputs read the same variable)
+        sbom.check_source_date_epoch(config.environ.get("SOURCE_DATE_EPOCH"))
     out_dir = Path(config.image_name).parent
     if not out_dir.is_dir():
         raise PreflightError(f"output directory {out_dir} does not exist",

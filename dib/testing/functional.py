@@ -578,6 +578,9 @@ def _run_case(case: Case, options: Options, work: Path, log_path: Path) -> CaseR
         "json_report": str(report_path), "hook_timeout": options.hook_timeout,
         "cache_dir": str(options.cache_dir), "no_cache": options.no_cache or None,
         "break_points": (), "dry_run": None,
+        # Test builds write no SBOM (reading the tree costs about a second per
+        # case) unless DIB_SBOM asks for one.
+        "sbom": None if environ.get("DIB_SBOM") else (),
     }
     config = load_build_config(cli_values, elements=names, environ=environ,
                                argv=["dib", "test", case.id])

@@ -1,0 +1,66 @@
+"""Reading files of an image tree from the host, as the image would see them.
+
+An absolute symlink in the tree (``/etc/os-release -> /usr/lib/os-release``)
+names a path of the image, not of the host, so links are followed by hand
+and never leave the tree.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+# More links than this on one path is a loop.
+_MAX_LINKS = 40
+
+
+def resolve(root: Path, relative: str, follow_last: bool = True) -> str | None:
+    """``relative`` (with or without a leading slash) as a path relative to
+    ``root`` with every symlink resolved inside the tree; None for a loop."""
+    pending = [p for p in relative.split("/") if p not in ("", ".")]
+    pending.reverse()
+    done: list[str] = []
+    links = 0
+    while pending:
+        part = pending.pop()
+        if part == "..":
+            if done:
+                done.pop()
+            continue
+        candidate = os.path.join(root, *done, part)
+        if os.path.islink(candidate) and (pending or follow_last):
+            links += 1
+            if links > _MAX_LINKS:
+                return None
+            target = os.readlink(candidate)
+            if target.startswith("/"):
+                done = []
+            pending.extend(reversed([p for p in target.split("/") if p not in ("", ".")]))
+            continue
+        done.append(part)
+    return "/".join(done)
+
+
+def read_text(root: Path, relative: str) -> str | None:
+    """A regular file of the tree as text (undecodable bytes replaced), or None."""
+    resolved = resolve(root, relative)
+    if resolved is None:
+        return None
+    path = root / resolved
+    if not path.is_file():
+        return None
+    return path.read_text(encoding="utf-8", errors="replace")
+
+
+def os_release(root: Path) -> dict[str, str]:
+    """The image's os-release fields (empty when it has none)."""
+    text = read_text(root, "etc/os-release") or read_text(root, "usr/lib/os-release") or ""
+    fields: dict[str, str] = {}
+    for line in text.splitlines():
+        key, sep, value = line.strip().partition("=")
+        if not sep or key.startswith("#"):
+            continue
+        value = value.strip()
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "\"'":
+            value = value[1:-1]
+        fields[key] = value
+    return fields
