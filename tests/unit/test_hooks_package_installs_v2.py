@@ -109,6 +109,69 @@ def test_pkg_map_error_fails(tmp_path, env):
     assert calls(env) == []
 
 
+# ------------------------------------------- plain package-installs-<element> lists
+
+def write_list(directory: Path, element: str, text: str) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / f"package-installs-{element}"
+    path.write_text(text)
+    return path
+
+
+def test_plain_list_installs_every_name_mapped(tmp_path, env):
+    phase_dir = tmp_path / "install.d"
+    write_list(phase_dir, "growy", "# the web server\nweb\n\n  growroot  \n-gcc # build only\n")
+    write_list(phase_dir, "plain", "nano\n")
+    proc = run_v2(env, "--phase", "install.d", "--legacy-dir", str(phase_dir),
+                  str(write_squash(tmp_path, DATA)))
+    assert proc.returncode == 0, proc.stderr + proc.stdout
+    # A '-' name is installed for the phase too; growroot maps to nothing for
+    # growy; the plain lists come before the squashed list, duplicates go.
+    assert calls(env) == ["install-packages apache2 apache2-utils gcc nano curl"]
+
+
+def test_plain_list_dash_names_are_removed_by_the_uninstall_run(tmp_path, env):
+    phase_dir = tmp_path / "install.d"
+    write_list(phase_dir, "growy", "web\n-web\n-gcc\n")
+    proc = run_v2(env, "--phase", "install.d", "--uninstall", "--legacy-dir", str(phase_dir),
+                  str(write_squash(tmp_path, DATA)))
+    assert proc.returncode == 0, proc.stderr + proc.stdout
+    assert calls(env) == ["install-packages -e apache2 apache2-utils gcc nano"]
+
+
+def test_plain_list_without_the_squashed_file(tmp_path, env):
+    phase_dir = tmp_path / "post-install.d"
+    write_list(phase_dir, "plain", "curl\n")
+    proc = run_v2(env, "--phase", "post-install.d", "--legacy-dir", str(phase_dir),
+                  str(tmp_path / "absent.json"))
+    assert proc.returncode == 0, proc.stderr + proc.stdout
+    assert calls(env) == ["install-packages curl"]
+
+
+def test_plain_list_through_a_link_is_read(tmp_path, env):
+    # install-types links install.d/<element>-<type>-install/* into install.d.
+    phase_dir = tmp_path / "install.d"
+    write_list(phase_dir / "plain-package-install", "plain", "glean\n")
+    write_list(phase_dir / "plain-source-install", "plain", "git\n")
+    (phase_dir / "package-installs-plain").symlink_to(
+        "plain-package-install/package-installs-plain")
+    proc = run_v2(env, "--phase", "install.d", "--legacy-dir", str(phase_dir),
+                  str(tmp_path / "absent.json"))
+    assert proc.returncode == 0, proc.stderr + proc.stdout
+    assert calls(env) == ["install-packages glean"]
+
+
+def test_plain_list_with_a_bare_dash_is_named(tmp_path, env):
+    phase_dir = tmp_path / "install.d"
+    bad = write_list(phase_dir, "plain", "curl\n-\n")
+    proc = run_v2(env, "--phase", "install.d", "--legacy-dir", str(phase_dir),
+                  str(tmp_path / "absent.json"))
+    assert proc.returncode == 1
+    assert f"{bad} line 2" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert calls(env) == []
+
+
 # ---------------------------------------------------------------- cache-url
 
 CURL = r"""#!/bin/bash

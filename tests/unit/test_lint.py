@@ -31,6 +31,8 @@ GOOD = {
     "install.d/60-python": ("#!/usr/bin/env python3\nimport sys\nprint(sys.argv)\n", 0o755),
     "root.d/10-root": (HOOK + 'sudo touch "$TARGET_ROOT/etc/x"\n', 0o755),
     "package-installs.yaml": ("curl:\nvim:\n  phase: post-install.d\n", 0o644),
+    # An old-style plain package list: data that package-installs reads, not a hook.
+    "install.d/package-installs-good": ("curl\n# build only\n-gcc\n", 0o644),
     "pkg-map": ('{"family": {"debian": {"vim": "vim-tiny"}}}\n', 0o644),
     "source-repository-good": ("good git /opt/good https://example.invalid/good\n", 0o644),
     "block-device-default.yaml": ("- local_loop:\n    name: image0\n", 0o644),

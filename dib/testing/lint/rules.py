@@ -42,6 +42,9 @@ SET_U = re.compile(r"^set -[^ ]*u")
 SET_PIPEFAIL = re.compile(r"^set -o pipefail")
 SHELL_SHEBANG = re.compile(r"\b(bash|sh|dash)\b")
 SKIP_DIRS = {".git", "__pycache__", ".tox", ".venv", ".pytest_cache", ".mypy_cache"}
+# The old plain package lists package-installs reads from a phase directory:
+# data, not hooks, so not being executable is right.
+PLAIN_PACKAGE_LIST = "package-installs-"
 # Files whose own format is checked elsewhere (or not at all): no shell rules.
 NOT_SCRIPTS = (".rst", ".yaml", ".yml", ".py")
 
@@ -301,6 +304,8 @@ def _hookname(e: ElementView) -> Iterable[Problem]:
             continue
         for entry in sorted(directory.iterdir()):
             if entry.name in SKIP_DIRS or entry.name.startswith(".") or entry.is_dir():
+                continue
+            if entry.name.startswith(PLAIN_PACKAGE_LIST):
                 continue
             if not HOOK_NAME.match(entry.name):
                 yield Problem(entry, 0, "dib-run-parts silently skips this file: its name "
