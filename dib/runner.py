@@ -272,6 +272,18 @@ class Spawned:
         except ProcessLookupError:
             pass
 
+    def signal_group(self, signum: int) -> None:
+        """Send a signal to everything the command started (its process
+        group), as a Ctrl-C on a terminal would; only to the command itself
+        when it shares our group."""
+        if not self.own_group:
+            self.send_signal(signum)
+            return
+        try:
+            os.killpg(self.proc.pid, signum)
+        except (ProcessLookupError, PermissionError):
+            pass
+
     def kill(self) -> int:
         """SIGKILL the command (its process group, if it has its own), reap
         it, close the pipes."""

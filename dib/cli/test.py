@@ -2,12 +2,14 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import TYPE_CHECKING, Any, BinaryIO, Callable, Iterator, Mapping, TextIO
 
 from dib.config.cli import add_build_arguments
+from dib.errors import ConfigError
 
 if TYPE_CHECKING:
     from dib.elements import ElementIndex
@@ -57,6 +59,14 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--junit", metavar="FILE", help="write JUnit XML results here")
     parser.add_argument("--json", metavar="FILE", dest="json_file",
                         help="write JSON results here ('-' for stdout)")
+    parser.add_argument("--subunit", metavar="FILE", dest="subunit_file",
+                        help="write a subunit v2 stream of the results here, for stestr, "
+                             "subunit-trace or subunit2html ('-' for stdout; the text "
+                             "report then goes to stderr)")
+    parser.add_argument("-j", "--jobs", type=_jobs, default=None, metavar="N",
+                        help="run N cases at once, each in a process of its own (default: "
+                             "the number of CPUs); results still come in the order the "
+                             "cases are listed; -j 1 runs them one by one in this process")
     # the build settings a case honours, declared once in the settings registry
     add_build_arguments(parser, only=CASE_SETTINGS)
     parser.add_argument("--os", dest="default_os", default=None, metavar="ELEMENT",
@@ -69,6 +79,16 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--show-log", action="store_true",
                         help="show the builds' output as they run")
     parser.set_defaults(handler=main)
+
+
+def _jobs(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: '{text}'") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be 1 or more")
+    return value
 
 
 def case_settings(args: argparse.Namespace, environ: Mapping[str, str]) -> dict[str, Any]:
@@ -89,9 +109,13 @@ def main(args: argparse.Namespace) -> int:
     from dib.elements import discover
     from dib.testing import functional as ft
 
+    if args.subunit_file == "-" and args.json_file == "-":
+        raise ConfigError("--subunit and --json cannot both write to stdout",
+                          hint="give one of them a file name")
     environ = dict(os.environ)
     index = discover(environ)
-    results: list[ft.CaseResult] = []
+    jobs = args.jobs or os.cpu_count() or 1
+    run: Callable[[], list[ft.CaseResult]]
 
     def progress(result: ft.CaseResult) -> None:
         note = f"  {result.reason}" if result.reason else ""
@@ -119,10 +143,8 @@ def main(args: argparse.Namespace) -> int:
         if args.list_only:
             print("".join(f"{e.name}/unit\n" for e in chosen), end="")
             return 0
-        for element in chosen:
-            result = ft.run_unit(element, log_dir=log_dir)
-            results.append(result)
-            progress(result)
+        def run() -> list[ft.CaseResult]:
+            return ft.run_units(chosen, log_dir=log_dir, on_result=progress, jobs=jobs)
     else:
         if changed is None:
             cases = ft.discover_cases(args.targets, index, all_elements=args.all_elements)
@@ -142,8 +164,20 @@ def main(args: argparse.Namespace) -> int:
                              keep_output=args.keep_output,
                              verbose=args.show_log or args.verbose > 0, environ=environ)
         print(f"dib test: {len(cases)} case(s)", file=sys.stderr, flush=True)
-        results = ft.run_all(cases, options, on_result=progress)
-    sys.stdout.write(ft.format_text(results))
+
+        def run() -> list[ft.CaseResult]:
+            return ft.run_all(cases, options, on_result=progress, jobs=jobs)
+    with _stdout_for_subunit(args.subunit_file == "-") as (report_out, subunit_out):
+        results = run()
+        _write_reports(args, results, report_out, subunit_out)
+    return 0 if all(r.ok for r in results) else 1
+
+
+def _write_reports(args: argparse.Namespace, results: list, report_out: TextIO,
+                   subunit_out: BinaryIO | None) -> None:
+    from dib.testing import functional as ft
+    report_out.write(ft.format_text(results))
+    report_out.flush()
     if args.junit:
         Path(args.junit).write_text(ft.format_junit(results))
     if args.json_file:
@@ -152,7 +186,33 @@ def main(args: argparse.Namespace) -> int:
             sys.stdout.write(text)
         else:
             Path(args.json_file).write_text(text)
-    return 0 if all(r.ok for r in results) else 1
+    if args.subunit_file:
+        from dib.testing.subunit_report import write_subunit
+        if subunit_out is not None:
+            write_subunit(results, subunit_out)
+        else:
+            with open(args.subunit_file, "wb") as handle:
+                write_subunit(results, handle)
+
+
+@contextlib.contextmanager
+def _stdout_for_subunit(wanted: bool) -> Iterator[tuple[TextIO, BinaryIO | None]]:
+    """With ``--subunit -`` the stream owns stdout: anything else written
+    there (the text report, a stray print of a hook or library) would
+    corrupt it, so fd 1 points at stderr until the stream is written."""
+    if not wanted:
+        yield sys.stdout, None
+        return
+    sys.stdout.flush()
+    saved = os.dup(1)
+    os.dup2(2, 1)
+    try:
+        with os.fdopen(os.dup(saved), "wb") as stream:
+            yield sys.stderr, stream
+    finally:
+        sys.stdout.flush()
+        os.dup2(saved, 1)
+        os.close(saved)
 
 
 def _changed(args: argparse.Namespace, index: ElementIndex) -> Selection:

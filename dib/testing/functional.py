@@ -326,6 +326,10 @@ class CaseResult:
     log: str = ""                # kept log file, if any
     boot: dict[str, Any] | None = None
     release: str = ""            # DIB_RELEASE the case was built with, if --release set it
+    started: float = 0.0         # wall clock (epoch seconds) when the case began
+    # A failed case's whole log (build output, or the unit run's), for
+    # reports that carry it (subunit); not part of the JSON report.
+    output: str = field(default="", repr=False)
 
     @property
     def label(self) -> str:
@@ -526,21 +530,43 @@ def case_dir_for(case: Case, cache_dir: Path) -> Path:
 
 def run_case(case: Case, options: Options) -> CaseResult:
     """Build one case and judge it; never leaves a workspace or mount behind."""
-    started = time.monotonic()
+    started, wall = time.monotonic(), time.time()
     with _locked_dir(case_dir_for(case, options.cache_dir)) as work:
         log_path = work / "build.log"
+        result: CaseResult | None = None
         try:
-            result = _run_case(case, options, work, log_path)
-        except DibError as exc:
-            result = CaseResult(case.element, case.name, ERROR, release=case.release,
-                                reason=exc.message.splitlines()[0], details=str(exc))
+            try:
+                result = _run_case(case, options, work, log_path)
+            except DibError as exc:
+                result = CaseResult(case.element, case.name, ERROR, release=case.release,
+                                    reason=exc.message.splitlines()[0], details=str(exc))
         finally:
             kept = _keep_log(case, options, log_path)
+            if result is not None and not result.ok:
+                result.output = _read_tail(log_path)
             if not options.keep_output:
                 _empty(work)
         result.log = kept
         result.seconds = time.monotonic() - started
+        result.started = wall
     return result
+
+
+MAX_OUTPUT = 8 * 1024 * 1024
+
+
+def _read_tail(path: Path, limit: int = MAX_OUTPUT) -> str:
+    """A log's text, its last ``limit`` bytes when it is longer (a runaway
+    hook must not fill memory)."""
+    try:
+        with open(path, "rb") as handle:
+            size = os.fstat(handle.fileno()).st_size
+            handle.seek(max(0, size - limit))
+            data = handle.read()
+    except OSError:
+        return ""
+    text = data.decode(errors="replace")
+    return text if size <= limit else f"(first {size - limit} bytes left out)\n" + text
 
 
 def _keep_log(case: Case, options: Options, log_path: Path) -> str:
@@ -684,7 +710,7 @@ def run_unit(element: Element, *, log_dir: Path | None = None,
              python: str = sys.executable) -> CaseResult:
     """``python -m pytest`` on the element's ``tests/``."""
     started = time.monotonic()
-    result = CaseResult(element.name, "unit", SKIP, kind="unit")
+    result = CaseResult(element.name, "unit", SKIP, kind="unit", started=time.time())
     tests = element.tests_dir
     if tests is None:
         result.reason = f"no tests/ directory in {element.path}"
@@ -703,6 +729,7 @@ def run_unit(element: Element, *, log_dir: Path | None = None,
         result.status = FAIL
         result.reason = last.strip("= ") or f"pytest exited with status {proc.returncode}"
         result.details = "\n".join(output.splitlines()[-60:])
+        result.output = output
     if log_dir is not None:
         log_dir.mkdir(parents=True, exist_ok=True)
         target = log_dir / f"{element.name}--unit.log"
@@ -712,10 +739,34 @@ def run_unit(element: Element, *, log_dir: Path | None = None,
 
 
 def run_all(cases: Sequence[Case], options: Options,
-            on_result: Callable[[CaseResult], None] | None = None) -> list[CaseResult]:
+            on_result: Callable[[CaseResult], None] | None = None, *, jobs: int = 1
+            ) -> list[CaseResult]:
+    """Run the cases, ``jobs`` at a time (each then in a process of its own,
+    see ``dib.testing.parallel``); results in the order of ``cases``."""
+    if jobs > 1 and len(cases) > 1:
+        from dib.testing.parallel import BuildJob, run_jobs
+        return run_jobs([BuildJob(case, options) for case in cases], jobs,
+                        on_result=on_result)
     results = []
     for case in cases:
         result = run_case(case, options)
+        results.append(result)
+        if on_result:
+            on_result(result)
+    return results
+
+
+def run_units(elements: Sequence[Element], *, log_dir: Path | None = None,
+              on_result: Callable[[CaseResult], None] | None = None, jobs: int = 1
+              ) -> list[CaseResult]:
+    """``run_unit`` for each element, ``jobs`` at a time; results in order."""
+    if jobs > 1 and len(elements) > 1:
+        from dib.testing.parallel import UnitJob, run_jobs
+        return run_jobs([UnitJob(e.name, e.path, log_dir) for e in elements], jobs,
+                        on_result=on_result)
+    results = []
+    for element in elements:
+        result = run_unit(element, log_dir=log_dir)
         results.append(result)
         if on_result:
             on_result(result)
@@ -762,9 +813,14 @@ def summary(results: Sequence[CaseResult]) -> dict[str, Any]:
 
 def format_json(results: Sequence[CaseResult]) -> str:
     data = {"summary": summary(results),
-            "results": [dict(asdict(r), id=r.id, seconds=round(r.seconds, 2))
-                        for r in results]}
+            "results": [_json_result(r) for r in results]}
     return json.dumps(data, indent=1) + "\n"
+
+
+def _json_result(r: CaseResult) -> dict[str, Any]:
+    data = dict(asdict(r), id=r.id, seconds=round(r.seconds, 2), started=round(r.started, 3))
+    del data["output"]     # the log file (--log-dir) has it
+    return data
 
 
 _XML_BAD = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f]")

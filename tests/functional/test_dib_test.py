@@ -52,6 +52,19 @@ def _dib_test(args: list[str], env: dict[str, str], cwd: Path) -> subprocess.Com
                           capture_output=True, text=True, timeout=1800)
 
 
+def _subunit_tests(data: bytes) -> list[dict]:
+    import io
+
+    from subunit import ByteStreamToStreamResult
+    from testtools import StreamToDict
+    tests: list[dict] = []
+    result = StreamToDict(tests.append)
+    result.startTestRun()
+    ByteStreamToStreamResult(io.BytesIO(data), non_subunit_name="stdout").run(result)
+    result.stopTestRun()
+    return tests
+
+
 @pytest.fixture
 def env(tmp_path) -> dict[str, str]:
     env = dict(os.environ)
@@ -93,8 +106,10 @@ def test_tiny_element_cases(tiny, env, tmp_path):
     cache_dir = Path(env.get("DIB_CACHE_DIR") or Path.home() / ".cache/dib")
     before = _mounts()
     junit, report = tmp_path / "junit.xml", tmp_path / "results.json"
+    stream = tmp_path / "results.subunit"
     proc = _dib_test(["dt-tiny", "--junit", str(junit), "--json", str(report),
-                      "--hook-timeout", "300"], env, tmp_path)
+                      "--subunit", str(stream), "-j", "2", "--hook-timeout", "300"],
+                     env, tmp_path)
     assert proc.returncode == 1, proc.stdout + proc.stderr
     results = {r["case"]: r for r in json.loads(report.read_text())["results"]}
     assert results["passes"]["status"] == "pass", results["passes"]
@@ -110,6 +125,13 @@ def test_tiny_element_cases(tiny, env, tmp_path):
     assert suite.get("tests") == "3" and suite.get("failures") == "1"
     assert suite.find("testcase[@name='breaks']/failure").get("type") == \
         "post-install/20-breaks"
+    # the same in subunit, in the listed order, the failure with its build log
+    tests = _subunit_tests(stream.read_bytes())
+    assert [(t["id"], t["status"]) for t in tests] == [
+        ("functional.dt-tiny.breaks", "fail"), ("functional.dt-tiny.must-fail", "success"),
+        ("functional.dt-tiny.passes", "success")]
+    log = tests[0]["details"]["log"].as_text()
+    assert "tiny broke here" in log and "post-install" in log
     # nothing left behind: no mount, no workspace, no image
     assert _mounts() == before
     assert _workspaces(cache_dir) == []

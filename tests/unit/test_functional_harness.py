@@ -500,7 +500,8 @@ def test_cli_release_runs_each_case_per_release(elements_env, tmp_path, monkeypa
     ran = []
     monkeypatch.setattr(ft, "run_case", lambda case, options: ran.append(case.id) or
                         ft.CaseResult(case.element, case.name, ft.PASS, release=case.release))
-    assert dib_main(["test", "tiny", "--release", "bookworm,trixie",
+    # -j 1: the cases run in this process, where run_case is replaced
+    assert dib_main(["test", "tiny", "--release", "bookworm,trixie", "-j", "1",
                      "--cache-dir", str(tmp_path / "c")]) == 0
     assert ran == ["tiny/c1[bookworm]", "tiny/c1[trixie]"]
     assert "2 case(s): 2 passed" in capsys.readouterr().out

@@ -3,7 +3,7 @@ folds it (dib.elements.package_installs)."""
 import subprocess
 from pathlib import Path
 
-import pytest
+import testtools
 import yaml
 
 from dib.elements import package_installs
@@ -22,21 +22,27 @@ def installed(kernel, release="noble", arch="amd64"):
     return names & KERNELS, names
 
 
-@pytest.mark.parametrize("kernel,release,want", [
-    ("linux-image-generic", "noble", {"linux-image-generic"}),
-    ("linux-image-virtual", "noble", {"linux-image-virtual"}),
-    ("linux-image-kvm", "jammy", {"linux-image-kvm"}),
-    ("linux-image-hwe", "noble", {"linux-generic-hwe-24.04"}),
-    ("linux-image-hwe", "jammy", {"linux-generic-hwe-22.04"}),
-])
-def test_one_kernel_for_the_setting(kernel, release, want):
-    kernels, names = installed(kernel, release)
-    assert kernels == want
-    assert "initramfs-tools" in names
+class TestKernelPackage(testtools.TestCase):
 
+    def test_one_kernel_for_the_setting(self):
+        for kernel, release, want in [
+            ("linux-image-generic", "noble", {"linux-image-generic"}),
+            ("linux-image-virtual", "noble", {"linux-image-virtual"}),
+            ("linux-image-kvm", "jammy", {"linux-image-kvm"}),
+            ("linux-image-hwe", "noble", {"linux-generic-hwe-24.04"}),
+            ("linux-image-hwe", "jammy", {"linux-generic-hwe-22.04"}),
+        ]:
+            kernels, names = installed(kernel, release)
+            self.assertEqual(want, kernels, f"DIB_UBUNTU_KERNEL={kernel} on {release}")
+            self.assertIn("initramfs-tools", names)
 
-def test_no_kvm_kernel_on_arm64():
-    assert installed("linux-image-kvm", arch="arm64")[0] == set()
+    def test_no_kvm_kernel_on_arm64(self):
+        self.assertEqual(set(), installed("linux-image-kvm", arch="arm64")[0])
+
+    def test_generic_kernel_unless_told_otherwise(self):
+        self.assertEqual("linux-image-generic", kernel_setting())
+        self.assertEqual("linux-image-virtual",
+                         kernel_setting(DIB_UBUNTU_KERNEL="linux-image-virtual"))
 
 
 def kernel_setting(**env):
@@ -44,8 +50,3 @@ def kernel_setting(**env):
              'printf %s "$DIB_UBUNTU_KERNEL"'
     return subprocess.run(["bash", "-c", script], env={"PATH": "/usr/bin:/bin", **env},
                           capture_output=True, text=True, check=True).stdout
-
-
-def test_generic_kernel_unless_told_otherwise():
-    assert kernel_setting() == "linux-image-generic"
-    assert kernel_setting(DIB_UBUNTU_KERNEL="linux-image-virtual") == "linux-image-virtual"
