@@ -39,403 +39,48 @@ every run would make every run cold.
 from __future__ import annotations
 
 import contextlib
-import difflib
 import fcntl
 import json
 import os
-import re
 import shutil
 import subprocess
 import sys
-import tarfile
 import tempfile
 import time
-import xml.etree.ElementTree as ET
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
 from dib import runner
-from dib.elements import ElementIndex, discover
-from dib.elements.discovery import unknown_element
+from dib.elements import discover
 from dib.elements.model import Element
-from dib.elements.resolve import OPERATING_SYSTEM
-from dib.errors import DibError, ElementError
-from dib.runtime.tree import path_in_layers
+from dib.errors import DibError
+# The harness's public face: cases, verdicts and results are defined in
+# their own modules and used from here.
+from dib.testing.cases import (DEFAULT_FORMATS, DEFAULT_OS, OUTPUT_FORMATS_FILE,
+                               Case, CaseError, CaseSelectionError, case_elements,
+                               case_environ, cases_depending_on, cases_of_elements,
+                               check_case_metadata, discover_cases, elements_for_unit,
+                               parse_releases, provides_os, read_output_formats,
+                               with_releases)
+from dib.testing.results import (ERROR, FAIL, PASS, SKIP, TAIL_LINES, CaseResult,
+                                 format_json, format_junit, format_text, summary)
+from dib.testing.verdict import (SENTINEL, decide, explain_failure,
+                                 failed_build_layers, sentinel_in_layers, tar_has_sentinel)
 
-SENTINEL = "tmp/dib-test-should-fail"
-OUTPUT_FORMATS_FILE = "test-output-formats"
-DEFAULT_OS = "debian-minimal"
+__all__ = [
+    "DEFAULT_FORMATS", "DEFAULT_HOOK_TIMEOUT", "DEFAULT_OS", "ERROR", "FAIL",
+    "OUTPUT_FORMATS_FILE", "PASS", "SENTINEL", "SKIP", "TAIL_LINES", "Case", "CaseError",
+    "CaseResult", "CaseSelectionError", "Options", "case_dir_for", "case_elements",
+    "case_environ", "cases_depending_on", "cases_of_elements", "check_case_metadata",
+    "check_tar_expectations", "decide", "discover_cases", "elements_for_unit",
+    "explain_failure", "failed_build_layers", "format_json", "format_junit", "format_text",
+    "parse_releases", "provides_os", "read_output_formats", "run_all", "run_case",
+    "run_unit", "run_units", "sentinel_in_layers", "summary", "tar_has_sentinel",
+    "with_releases",
+]
+
 DEFAULT_HOOK_TIMEOUT = 600
-DEFAULT_FORMATS = ("tar",)
-TAIL_LINES = 25
-
-PASS, FAIL, ERROR, SKIP = "pass", "fail", "error", "skip"
-
-
-class CaseSelectionError(ElementError):
-    """``dib test`` was asked for something that does not exist."""
-
-    exit_code = 2
-
-
-class CaseError(DibError):
-    """A test-element cannot be built as given (broken metadata)."""
-
-
-# -- discovery ---------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Case:
-    element: str          # the element under test
-    name: str             # the test-element's name
-    path: Path            # .../<element>/test-elements/<name>
-    element_path: Path    # .../<element>
-    release: str = ""     # DIB_RELEASE for this run ('': whatever the environment says)
-
-    @property
-    def id(self) -> str:
-        return f"{self.element}/{self.label}"
-
-    @property
-    def label(self) -> str:
-        """The case's name in reports: with ``[release]`` when it has one."""
-        return f"{self.name}[{self.release}]" if self.release else self.name
-
-    @property
-    def search_dir(self) -> Path:
-        """The directory prepended to ELEMENTS_PATH for this case."""
-        return self.path.parent
-
-
-def _cases_of(element: Element) -> list[Case]:
-    return [Case(element.name, name, path, element.path)
-            for name, path in element.test_elements.items()]
-
-
-def cases_of_elements(names: Sequence[str], index: ElementIndex) -> tuple[list[Case], list[str]]:
-    """Every case of the named elements, and the names of those that have none."""
-    cases: list[Case] = []
-    without: list[str] = []
-    for name in names:
-        found = _cases_of(index[name])
-        cases.extend(found)
-        if not found:
-            without.append(name)
-    return cases, without
-
-
-def cases_depending_on(names: Sequence[str], index: ElementIndex
-                       ) -> list[tuple[Case, str]]:
-    """Cases of the other elements whose own element-deps name one of ``names``
-    (or a name one of them provides), each with the reason. A test-element is
-    an element too: it builds whatever it lists, so a change there reaches it
-    even when the element under test does not depend on it."""
-    wanted = set(names)
-    provided = {virtual: name for name in names if name in index
-                for virtual in index[name].provides}
-    found = []
-    for element_name in index.names():
-        if element_name in wanted:
-            continue
-        for case in _cases_of(index[element_name]):
-            deps = Element(case.name, case.path).deps
-            hit = next((d for d in deps if d in wanted or d in provided), None)
-            if hit is None:
-                continue
-            via = hit if hit in wanted else provided[hit]
-            through = "" if hit == via else f" (through '{hit}')"
-            found.append((case, f"its test-element depends on {via}{through}"))
-    return found
-
-
-def discover_cases(targets: Sequence[str], index: ElementIndex, *, all_elements: bool = False
-                   ) -> list[Case]:
-    """``ELEMENT`` → all its cases; ``ELEMENT/CASE`` → that one; ``all_elements``
-    → every element on the search path that has test-elements."""
-    if all_elements:
-        cases = [c for name in index.names() for c in _cases_of(index[name])]
-        if not cases and not targets:
-            raise CaseSelectionError("no element on the search path has test-elements",
-                                 hint="add test-elements/<case>/ to an element, or put its "
-                                      "directory on ELEMENTS_PATH")
-    else:
-        cases = []
-    if not targets and not all_elements:
-        raise CaseSelectionError("no element given", hint="name one or more elements "
-                                                      "(ELEMENT or ELEMENT/CASE), or use --all")
-    for target in targets:
-        element_name, _, case_name = target.strip("/").partition("/")
-        if element_name not in index:
-            raise _usage(unknown_element(element_name, index.names()))
-        element = index[element_name]
-        available = _cases_of(element)
-        if not available:
-            raise CaseSelectionError(f"element '{element_name}' has no test-elements "
-                                 f"({element.path / 'test-elements'} is missing or empty)",
-                                 hint="add a case: test-elements/<case>/element-deps naming "
-                                      f"'{element_name}'; or run its unit tests with --unit")
-        if case_name:
-            chosen = [c for c in available if c.name == case_name]
-            if not chosen:
-                names = [c.name for c in available]
-                close = difflib.get_close_matches(case_name, names, n=3, cutoff=0.5)
-                hint = (f"did you mean {', '.join(repr(c) for c in close)}?" if close
-                        else f"its cases: {', '.join(names)}")
-                raise CaseSelectionError(f"element '{element_name}' has no test-element "
-                                     f"'{case_name}'", hint=hint)
-            available = chosen
-        cases.extend(available)
-    return list(dict.fromkeys(cases))
-
-
-_RELEASE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
-
-
-def parse_releases(text: str) -> list[str]:
-    """``--release bookworm,trixie`` → the releases, in order, each once."""
-    words = [w for w in re.split(r"[\s,]+", text) if w]
-    if not words:
-        raise CaseSelectionError("--release names no release",
-                                 hint="give one or more, separated by commas: "
-                                      "--release bookworm,trixie")
-    for word in words:
-        if not _RELEASE_NAME.match(word):
-            raise CaseSelectionError(f"--release: '{word}' is not a release name",
-                                     hint="use the names DIB_RELEASE takes, such as "
-                                          "bookworm or noble")
-    return list(dict.fromkeys(words))
-
-
-def with_releases(cases: Sequence[Case], releases: Sequence[str]) -> list[Case]:
-    """Each case once per release (none given: the cases as they are)."""
-    if not releases:
-        return list(cases)
-    return [replace(case, release=release) for case in cases for release in releases]
-
-
-def _usage(exc: ElementError) -> CaseSelectionError:
-    return CaseSelectionError(exc.message, hint=exc.hint)
-
-
-def elements_for_unit(targets: Sequence[str], index: ElementIndex, *, all_elements: bool
-                      ) -> list[Element]:
-    names: list[str] = []
-    if all_elements:
-        names = [n for n in index.names() if index[n].tests_dir is not None]
-    elif not targets:
-        raise CaseSelectionError("no element given", hint="name one or more elements, or --all")
-    for target in targets:
-        name = target.strip("/").partition("/")[0]
-        if name not in index:
-            raise _usage(unknown_element(name, index.names()))
-        names.append(name)
-    return [index[n] for n in dict.fromkeys(names)]
-
-
-# -- one case's inputs -------------------------------------------------------
-
-
-def read_output_formats(case_dir: Path) -> tuple[str, ...]:
-    """``test-output-formats``: output types, separated by spaces, commas or
-    lines (``#`` starts a comment); default ``tar``."""
-    path = case_dir / OUTPUT_FORMATS_FILE
-    if not path.is_file():
-        return DEFAULT_FORMATS
-    words: list[str] = []
-    for line in path.read_text().splitlines():
-        line = line.split("#", 1)[0]
-        words.extend(w for w in re.split(r"[\s,]+", line) if w)
-    if not words:
-        raise CaseError(f"{path}: no output type listed",
-                        hint="list output types such as 'tar' or 'qcow2', or remove the file")
-    return tuple(dict.fromkeys(words))
-
-
-def case_environ(case: Case, environ: Mapping[str, str]) -> dict[str, str]:
-    env = {k: v for k, v in environ.items() if k != "break"}   # no interactive shells
-    rest = env.get("ELEMENTS_PATH", "")
-    env["ELEMENTS_PATH"] = str(case.search_dir) + (":" + rest if rest else "")
-    if case.release:
-        # The same variable a build reads from the environment; the
-        # release reaches the phase cache's keys through it too.
-        env["DIB_RELEASE"] = case.release
-    return env
-
-
-def provides_os(names: Sequence[str], index: ElementIndex) -> bool:
-    """Whether the dependency closure of ``names`` provides an operating system
-    (unknown names are left for the resolver to report)."""
-    seen: set[str] = set()
-    queue = list(names)
-    while queue:
-        name = queue.pop()
-        if name in seen or name not in index:
-            continue
-        seen.add(name)
-        element = index[name]
-        if OPERATING_SYSTEM in element.provides:
-            return True
-        queue.extend(element.deps)
-    return False
-
-
-def case_elements(case: Case, index: ElementIndex, *, default_os: str = DEFAULT_OS,
-                  boot: bool = False) -> list[str]:
-    names = [case.element, case.name]
-    if not provides_os(names, index):
-        names.append(default_os)
-    if boot and "vm" not in names:
-        names.append("vm")
-    return names
-
-
-def check_case_metadata(case: Case, index: ElementIndex) -> dict[str, Any]:
-    """Read everything the case declares; raise a DibError naming the file.
-    Returns the parsed expectations."""
-    from dib.testing.expect import load_expectations
-    element = index.get(case.name) if case.name in index else Element(case.name, case.path)
-    if element.path.resolve() != case.path.resolve():
-        raise CaseError(f"test-element '{case.id}' is shadowed by the element "
-                        f"'{case.name}' in {element.path}",
-                        hint="give the test-element a name no other element uses")
-    if not (case.path / "element-deps").is_file():
-        raise CaseError(f"{case.path}/element-deps is missing",
-                        hint=f"a test-element depends on the element under test: list "
-                             f"'{case.element}' in it")
-    element.load_all()
-    read_output_formats(case.path)
-    return load_expectations(case.path)
-
-
-# -- results -----------------------------------------------------------------
-
-
-@dataclass
-class CaseResult:
-    element: str
-    case: str
-    status: str                  # pass, fail, error, skip
-    seconds: float = 0.0
-    reason: str = ""             # one line
-    details: str = ""            # hook error text, expectation failures, output tail
-    hook: str = ""               # phase/hook that failed, when known
-    expected_failure: bool = False
-    kind: str = "functional"     # or "unit"
-    log: str = ""                # kept log file, if any
-    boot: dict[str, Any] | None = None
-    release: str = ""            # DIB_RELEASE the case was built with, if --release set it
-    started: float = 0.0         # wall clock (epoch seconds) when the case began
-    # A failed case's whole log (build output, or the unit run's), for
-    # reports that carry it (subunit); not part of the JSON report.
-    output: str = field(default="", repr=False)
-
-    @property
-    def label(self) -> str:
-        return f"{self.case}[{self.release}]" if self.release else self.case
-
-    @property
-    def id(self) -> str:
-        return f"{self.element}/{self.label}"
-
-    @property
-    def ok(self) -> bool:
-        return self.status in (PASS, SKIP)
-
-
-# -- the sentinel --------------------------------------------------------------
-
-
-def sentinel_in_layers(layers_top_first: Iterable[Path], sentinel: str = SENTINEL) -> bool:
-    """Whether ``sentinel`` exists in the tree the overlay ``layers`` make."""
-    return path_in_layers(layers_top_first, sentinel)
-
-
-def failed_build_layers(workspace: Path, report: Mapping[str, Any] | None,
-                        cache_dir: Path | None) -> list[Path]:
-    """The layers of a failed build, top first: each step's layer from the
-    phase cache if it is there, else from the workspace."""
-    local: dict[str, list[Path]] = {}
-    numbered = []
-    for path in (workspace / "layers").glob("[0-9]*-*"):
-        number, _, name = path.name.partition("-")
-        if number.isdigit() and path.is_dir():
-            numbered.append((int(number), name, path))
-    for _number, name, path in sorted(numbered):
-        local.setdefault(name, []).append(path)
-    if not report or not report.get("steps"):
-        return [p for _n, _name, p in sorted(numbered, reverse=True)]
-    stack: list[Path] = []
-    for step in report["steps"]:
-        name, key = step.get("name", ""), step.get("key", "")
-        cached = cache_dir / "phases" / "entries" / key / "layer" if cache_dir and key else None
-        if cached is not None and cached.is_dir():
-            stack.append(cached)
-        elif local.get(name):
-            stack.append(local[name].pop(0))
-    return list(reversed(stack))
-
-
-def tar_has_sentinel(tar_path: Path, sentinel: str = SENTINEL) -> bool:
-    wanted = sentinel.strip("/")
-    with tarfile.open(tar_path) as tar:
-        for member in tar:
-            if member.name.lstrip("./").rstrip("/") == wanted or \
-                    os.path.normpath(member.name).lstrip("/") == wanted:
-                return True
-    return False
-
-
-def decide(build_status: int, *, sentinel_at_failure: bool, sentinel_in_output: bool
-           ) -> tuple[str, str, bool]:
-    """DIB's rule → (status, reason, expected_failure)."""
-    if build_status == 0:
-        if sentinel_in_output:
-            return FAIL, f"the build should have failed but passed (/{SENTINEL} is in the " \
-                         "image)", False
-        return PASS, "", False
-    if sentinel_at_failure:
-        return PASS, "failed as expected", True
-    return FAIL, "the build failed", False
-
-
-# -- the build's error text ------------------------------------------------------
-
-_ERROR_LINE = re.compile(r"^(?:dib|disk-image-create): error: (.*)$")
-_HOOK_ERROR = re.compile(r"hook (?P<hook>\S+) of element '(?P<element>[^']*)' failed "
-                         r"with exit status (?P<code>-?\d+)")
-_TIMEOUT = re.compile(r"timed out after (?P<secs>[0-9.]+) s")
-
-
-def error_from_log(text: str) -> tuple[str, str, str]:
-    """(one-line reason, details, failing hook) from a build's captured output."""
-    lines = text.splitlines()
-    start = None
-    for i in range(len(lines) - 1, -1, -1):
-        if _ERROR_LINE.match(lines[i]):
-            start = i
-            break
-    if start is None:
-        tail = "\n".join(lines[-TAIL_LINES:])
-        return "the build failed", tail, ""
-    first = _ERROR_LINE.match(lines[start]).group(1)   # type: ignore[union-attr]
-    details = "\n".join([first, *lines[start + 1:]]).rstrip()
-    hook = ""
-    match = _HOOK_ERROR.search(first)
-    reason = first
-    if match:
-        hook = match.group("hook")
-        timeout = _TIMEOUT.search(details)
-        if timeout:
-            secs = timeout.group("secs")
-            secs = secs[:-2] if secs.endswith(".0") else secs
-            reason = (f"hook {hook} of element '{match.group('element')}' timed out "
-                      f"after {secs} s")
-    return reason, details, hook
-
-
-# -- running ---------------------------------------------------------------------
 
 
 @dataclass
@@ -623,7 +268,8 @@ def _run_case(case: Case, options: Options, work: Path, log_path: Path) -> CaseR
         status_word, reason, expected = decide(status, sentinel_at_failure=at_failure,
                                                sentinel_in_output=False)
         result.status, result.expected_failure = status_word, expected
-        why, details, hook = error_from_log(log_text)
+        why, details, hook = explain_failure(report, log_text,
+                                             hook_timeout=options.hook_timeout)
         result.hook = hook
         if expected:
             result.reason = f"failed as expected ({why})"
@@ -771,99 +417,3 @@ def run_units(elements: Sequence[Element], *, log_dir: Path | None = None,
         if on_result:
             on_result(result)
     return results
-
-
-# -- reporting ---------------------------------------------------------------------
-
-
-def format_text(results: Sequence[CaseResult], *, tail_lines: int = TAIL_LINES) -> str:
-    rows = [(r.id, r.status.upper(), f"{r.seconds:.1f}", r.reason) for r in results]
-    widths = [max([len(h)] + [len(row[i]) for row in rows])
-              for i, h in enumerate(("case", "result", "seconds"))]
-    lines = [f"{'case':<{widths[0]}}  {'result':<{widths[1]}}  {'seconds':>{widths[2]}}  reason"]
-    lines.append("  ".join("-" * w for w in widths) + "  ------")
-    for case, status, secs, reason in rows:
-        lines.append(f"{case:<{widths[0]}}  {status:<{widths[1]}}  {secs:>{widths[2]}}  "
-                     f"{reason}".rstrip())
-    failed = [r for r in results if not r.ok]
-    for r in failed:
-        if r.details:
-            lines.append("")
-            lines.append(f"--- {r.id}: {r.status.upper()}" + (f" in {r.hook}" if r.hook else ""))
-            detail = r.details.splitlines()
-            lines.extend(detail[-tail_lines:] if len(detail) > tail_lines else detail)
-            if r.log:
-                lines.append(f"(full log: {r.log})")
-    counts = summary(results)
-    lines.append("")
-    lines.append(f"{counts['total']} case(s): {counts['passed']} passed, {counts['failed']} "
-                 f"failed, {counts['errors']} error(s), {counts['skipped']} skipped "
-                 f"({counts['seconds']:.1f} s)")
-    return "\n".join(lines) + "\n"
-
-
-def summary(results: Sequence[CaseResult]) -> dict[str, Any]:
-    return {"total": len(results),
-            "passed": sum(r.status == PASS for r in results),
-            "failed": sum(r.status == FAIL for r in results),
-            "errors": sum(r.status == ERROR for r in results),
-            "skipped": sum(r.status == SKIP for r in results),
-            "seconds": round(sum(r.seconds for r in results), 2)}
-
-
-def format_json(results: Sequence[CaseResult]) -> str:
-    data = {"summary": summary(results),
-            "results": [_json_result(r) for r in results]}
-    return json.dumps(data, indent=1) + "\n"
-
-
-def _json_result(r: CaseResult) -> dict[str, Any]:
-    data = dict(asdict(r), id=r.id, seconds=round(r.seconds, 2), started=round(r.started, 3))
-    del data["output"]     # the log file (--log-dir) has it
-    return data
-
-
-_XML_BAD = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f]")
-
-
-def _xml_text(text: str) -> str:
-    return _XML_BAD.sub("?", text)
-
-
-def format_junit(results: Sequence[CaseResult], *, tail_lines: int = 60) -> str:
-    """JUnit XML: one testsuite per element, one testcase per case."""
-    suites = ET.Element("testsuites", name="dib test")
-    by_element: dict[str, list[CaseResult]] = {}
-    for r in results:
-        by_element.setdefault(r.element, []).append(r)
-    totals = summary(results)
-    suites.set("tests", str(totals["total"]))
-    suites.set("failures", str(totals["failed"]))
-    suites.set("errors", str(totals["errors"]))
-    suites.set("skipped", str(totals["skipped"]))
-    suites.set("time", f"{totals['seconds']:.3f}")
-    for element, items in by_element.items():
-        counts = summary(items)
-        suite = ET.SubElement(suites, "testsuite", name=element, tests=str(counts["total"]),
-                              failures=str(counts["failed"]), errors=str(counts["errors"]),
-                              skipped=str(counts["skipped"]), time=f"{counts['seconds']:.3f}")
-        for r in items:
-            case = ET.SubElement(suite, "testcase", name=r.label, classname=f"{r.kind}.{element}",
-                                 time=f"{r.seconds:.3f}")
-            if r.log:
-                ET.SubElement(case, "properties").append(
-                    ET.Element("property", name="log", value=r.log))
-            if r.status in (FAIL, ERROR):
-                tag = "failure" if r.status == FAIL else "error"
-                message = r.reason + (f" [{r.hook}]" if r.hook and r.hook not in r.reason else "")
-                node = ET.SubElement(case, tag, message=_xml_text(message),
-                                     type=r.hook or r.status)
-                detail = r.details.splitlines()[-tail_lines:]
-                node.text = _xml_text("\n".join(detail))
-            elif r.status == SKIP:
-                ET.SubElement(case, "skipped", message=_xml_text(r.reason))
-            elif r.reason:
-                out = ET.SubElement(case, "system-out")
-                out.text = _xml_text(r.reason)
-    ET.indent(suites)
-    return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(suites, "unicode") + "\n"

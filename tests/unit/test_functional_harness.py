@@ -15,27 +15,16 @@ import pytest
 
 from dib.cli.main import main as dib_main
 from dib.elements import find_elements
-from dib.errors import DibError
+from dib.errors import DibError, HookError
+from dib.pipeline.report import BuildReport, FailureReport
 from dib.runtime import tree
 from dib.testing import functional as ft
 from dib.testing.expect import ExpectationError
 
-HOOK_ERROR_LOG = """\
-12:00:00.000 | running install.d (chroot)
-12:00:01.000 | dib-run-parts Running /tmp/in_target.d/install.d/50-break
-12:00:01.100 | oops: nothing to install
-dib: error: hook install/50-break of element 'tiny' failed with exit status 3
-  last lines of its output:
-    oops: nothing to install
-"""
-
-TIMEOUT_LOG = """\
-dib: error: hook post-install/10-hang of element 'tiny-case' failed with exit status 124
-  last lines of its output:
-    sleeping
-    (timed out after 2 s)
-    (hook timed out after 2 s)
-"""
+def _failed_report(error: Exception) -> dict:
+    """The JSON report a build writes when it fails with ``error``."""
+    report = BuildReport("image", ["tiny"], failure=FailureReport.from_error(error))
+    return json.loads(json.dumps(report.as_dict()))
 
 
 # -- fixtures ----------------------------------------------------------------------
@@ -249,21 +238,33 @@ def test_tar_has_sentinel(tmp_path):
     assert not ft.tar_has_sentinel(make(["./etc/x"]))
 
 
-def test_error_from_log_names_the_hook():
-    reason, details, hook = ft.error_from_log(HOOK_ERROR_LOG)
+def test_a_failed_hook_is_named_from_the_report():
+    report = _failed_report(HookError("tiny", "install", "50-break", 3,
+                                      "oops: nothing to install"))
+    reason, details, hook = ft.explain_failure(report, "", hook_timeout=600)
     assert hook == "install/50-break"
-    assert reason.startswith("hook install/50-break of element 'tiny' failed with exit status 3")
+    assert reason == "hook install/50-break of element 'tiny' failed with exit status 3"
     assert "oops: nothing to install" in details
 
 
-def test_error_from_log_reports_a_timeout():
-    reason, _details, hook = ft.error_from_log(TIMEOUT_LOG)
+def test_a_timed_out_hook_is_reported_with_the_limit():
+    report = _failed_report(HookError("tiny-case", "post-install", "10-hang", 124,
+                                      "sleeping", timed_out=True))
+    reason, _details, hook = ft.explain_failure(report, "", hook_timeout=2)
     assert hook == "post-install/10-hang"
     assert reason == "hook post-install/10-hang of element 'tiny-case' timed out after 2 s"
 
 
-def test_error_from_log_without_an_error_line_gives_the_tail():
-    reason, details, hook = ft.error_from_log("\n".join(f"line {i}" for i in range(100)))
+def test_another_failure_gives_its_message():
+    report = _failed_report(DibError("no space left on the device"))
+    reason, details, hook = ft.explain_failure(report, "", hook_timeout=600)
+    assert (reason, hook) == ("no space left on the device", "")
+    assert "no space left" in details
+
+
+def test_without_a_report_the_log_tail_is_what_there_is():
+    log = "\n".join(f"line {i}" for i in range(100))
+    reason, details, hook = ft.explain_failure(None, log, hook_timeout=600)
     assert reason == "the build failed" and hook == ""
     assert details.splitlines()[-1] == "line 99" and len(details.splitlines()) == ft.TAIL_LINES
 
@@ -338,7 +339,7 @@ def _tar_of(files: dict[str, str], path: Path) -> None:
 def fake_pipeline(monkeypatch):
     """Replace prepare() and build(); ``outcome`` says what the build leaves."""
     outcome = {"files": {"etc/tiny": "hello"}, "status": 0, "sentinel_in_layer": False,
-               "log": ""}
+               "log": "", "report": {}}
     seen = {}
 
     def prepare(config):
@@ -356,7 +357,7 @@ def fake_pipeline(monkeypatch):
         if outcome["sentinel_in_layer"]:
             (layer / ft.SENTINEL).write_text("")
         Path(config.json_report).write_text(json.dumps(
-            {"steps": [{"name": "install", "key": "not-cached"}]}))
+            {"steps": [{"name": "install", "key": "not-cached"}], **outcome["report"]}))
         os.write(2, outcome["log"].encode())
         return outcome["status"]
 
@@ -408,9 +409,14 @@ def test_sentinel_in_the_image_fails_the_case(tmp_path, elements, fake_pipeline)
     assert result.status == ft.FAIL and "should have failed" in result.reason
 
 
+BROKEN_HOOK = HookError("tiny", "install", "50-break", 3, "oops: nothing to install")
+BUILD_LOG = "12:00:01.100 | oops: nothing to install\ndib: error: the hook failed\n"
+
+
 def test_expected_failure_passes_and_workspace_is_removed(tmp_path, elements, fake_pipeline):
     outcome, _seen = fake_pipeline
-    outcome.update(status=1, sentinel_in_layer=True, log=HOOK_ERROR_LOG)
+    outcome.update(status=1, sentinel_in_layer=True, log=BUILD_LOG,
+                   report=_failed_report(BROKEN_HOOK))
     case = _case(elements, "on-fake-os")
     result = ft.run_case(case, _options(tmp_path, elements))
     assert result.status == ft.PASS and result.expected_failure
@@ -421,14 +427,14 @@ def test_expected_failure_passes_and_workspace_is_removed(tmp_path, elements, fa
 def test_unexpected_failure_reports_the_hook_and_its_output(tmp_path, elements,
                                                             fake_pipeline):
     outcome, _seen = fake_pipeline
-    outcome.update(status=1, log=HOOK_ERROR_LOG)
+    outcome.update(status=1, log=BUILD_LOG, report=_failed_report(BROKEN_HOOK))
     logs = tmp_path / "logs"
     result = ft.run_case(_case(elements, "on-fake-os"), _options(tmp_path, elements,
                                                                  log_dir=logs))
     assert result.status == ft.FAIL and not result.expected_failure
     assert result.hook == "install/50-break"
     assert "oops: nothing to install" in result.details
-    assert Path(result.log).read_text().endswith(HOOK_ERROR_LOG)
+    assert Path(result.log).read_text().endswith(BUILD_LOG)
 
 
 def test_broken_metadata_is_an_error_result_and_nothing_is_built(tmp_path, elements,
