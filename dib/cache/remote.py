@@ -115,7 +115,10 @@ class RemoteCache:
         if body is None:
             return None
         config, layer = parse_manifest(body)
-        meta = json.loads(self.registry.get_small_blob(config["digest"], config["size"]))
+        try:
+            meta = json.loads(self.registry.get_small_blob(config["digest"], config["size"]))
+        except (ValueError, UnicodeDecodeError):
+            raise BadEntry(f"the record of entry {key[:12]} is not JSON") from None
         check_meta(meta, key)
         return meta, layer
 
@@ -160,18 +163,14 @@ class RemoteCache:
             blob = staging / "blob"
             pack(entry.path, blob, self.compressor)
             digest, size = oci.file_digest(blob)
-            config = json.dumps({k: entry.meta[k] for k in META_FIELDS if k in entry.meta}
-                                | {"key": entry.key}, sort_keys=True).encode()
-            config_desc = oci.descriptor(CONFIG_TYPE, oci.sha256_digest(config), len(config))
-            layer_desc = oci.descriptor(LAYER_TYPES[self.compressor], digest, size)
-            if not self.registry.has_blob(config_desc["digest"]):
-                self.registry.put_blob(config_desc["digest"], len(config), config)
+            config, manifest = entry_manifest(entry.key, entry.meta, digest, size,
+                                              self.compressor)
+            config_digest = oci.sha256_digest(config)
+            if not self.registry.has_blob(config_digest):
+                self.registry.put_blob(config_digest, len(config), config)
             if not self.registry.has_blob(digest):
                 with open(blob, "rb") as data:
                     self.registry.put_blob(digest, size, data)
-            manifest = oci.image_manifest(config_desc, [layer_desc], annotations={
-                "org.opencontainers.image.title": f"dib phase cache: {entry.meta.get('step')}",
-                "dev.dib.cache.key": entry.key, "dev.dib.cache.step": str(entry.meta.get("step"))})
             self.registry.put_manifest(tag, manifest)
         except (oci.RegistryError, CommandError, OSError) as exc:
             self._give_up(exc, f"pushing {entry.key[:12]}")
@@ -179,6 +178,21 @@ class RemoteCache:
         finally:
             shutil.rmtree(staging, ignore_errors=True)
         return Transfer(size, time.monotonic() - started)
+
+
+def entry_manifest(key: str, meta: Mapping[str, Any], layer_digest: str, layer_size: int,
+                   compressor: str) -> tuple[bytes, bytes]:
+    """(config blob, manifest) of the entry ``key`` whose packed tar has
+    ``layer_digest``: the record travels as the config, the tar as the one layer."""
+    record = {name: meta[name] for name in META_FIELDS if name in meta}
+    config = json.dumps(dict(record, key=key), sort_keys=True).encode()
+    step = str(meta.get("step"))
+    manifest = oci.image_manifest(
+        oci.descriptor(CONFIG_TYPE, oci.sha256_digest(config), len(config)),
+        [oci.descriptor(LAYER_TYPES[compressor], layer_digest, layer_size)],
+        annotations={"org.opencontainers.image.title": f"dib phase cache: {step}",
+                     "dev.dib.cache.key": key, "dev.dib.cache.step": step})
+    return config, manifest
 
 
 class BadEntry(oci.RegistryError):
