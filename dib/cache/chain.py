@@ -36,6 +36,8 @@ class Checkpoints:
         self.pulled: dict[str, Transfer] = {}
         #: keys of the entries this build made and stored, in order
         self.made: list[str] = []
+        #: key → why the remote cache did not give the step it was asked for
+        self.remote_misses: dict[str, str] = {}
         self.tree_id: str | None = None
         self.settings: dict[str, str] = {}
         self.element_data: dict[str, str] = {}
@@ -93,8 +95,14 @@ class Checkpoints:
         """The entry for ``key`` from the shared cache, stored locally first."""
         if self.remote is None or self.store is None:
             return None
+        if not self.remote.reads:
+            return None
         pulled = self.remote.pull(key, self.store)
         if pulled is None:
+            if key in self.remote.damaged:
+                self.remote_misses[key] = "the remote cache's copy was damaged"
+            elif self.remote.reads:
+                self.remote_misses[key] = "not in the remote cache either"
             return None
         entry, transfer = pulled
         self.pulled[key] = transfer

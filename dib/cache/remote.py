@@ -191,7 +191,7 @@ def entry_manifest(key: str, meta: Mapping[str, Any], layer_digest: str, layer_s
         oci.descriptor(CONFIG_TYPE, oci.sha256_digest(config), len(config)),
         [oci.descriptor(LAYER_TYPES[compressor], layer_digest, layer_size)],
         annotations={"org.opencontainers.image.title": f"dib phase cache: {step}",
-                     "dev.dib.cache.key": key, "dev.dib.cache.step": step})
+                     "dib.cache.key": key, "dib.cache.step": step})
     return config, manifest
 
 

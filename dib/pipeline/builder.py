@@ -150,6 +150,8 @@ class Builder:
             with self.checkpoints.making(key, name, inputs, self.ws.hooks) as hit:
                 if hit is None:
                     self._current.reason = self.checkpoints.why_rebuilt(name, inputs)
+                    if key in self.checkpoints.remote_misses:
+                        self._current.reason += "; " + self.checkpoints.remote_misses[key]
                     self._make(name, key, inputs, action, host_side)
         if hit is not None:
             self.tree.add_layer(hit)

@@ -88,6 +88,7 @@ def test_a_build_pushes_every_step_it_made(pushed, registry):
     assert [s["name"] for s in steps][:1] == ["root"]
     for step in steps:
         assert step["cache"] == "miss", step["name"]
+        assert step["reason"].endswith("not in the remote cache either"), step["name"]
         assert step["pushed"] and step["pushed"]["bytes"] > 0, step["name"]
         manifest = registry.get_json(f"dib/phases/manifests/{step['key']}")
         [layer] = manifest["layers"]
@@ -121,6 +122,7 @@ def test_a_damaged_blob_is_discarded_and_its_step_made_again(pulled, registry, s
     assert again.returncode == 0, again.output[-3000:]
     step = again.step(victim["name"])
     assert step["cache"] == "miss"
+    assert step["reason"].endswith("the remote cache's copy was damaged")
     assert "damaged" in again.output
     assert GIVE_UP not in again.output   # the registry itself is still used
     # The damaged entry was replaced by the one made here.

@@ -46,9 +46,9 @@ def test_keys_that_differ_only_in_bad_characters_get_different_tags():
 
 def test_cache_remote_is_read_from_the_environment():
     config = load_build_config({}, elements=["x"], environ={
-        "DIB_CACHE_REMOTE": "oci://registry.example:5000/team/dib-cache",
+        "DIB_CACHE_REMOTE": "oci://192.0.2.10:5000/team/dib-cache",
         "DIB_CACHE_REMOTE_MODE": "read"})
-    assert config.cache_remote == "oci://registry.example:5000/team/dib-cache"
+    assert config.cache_remote == "oci://192.0.2.10:5000/team/dib-cache"
     assert config.cache_remote_mode == "read"
     assert not config.cache_remote_insecure and not config.cache_remote_required
 
@@ -72,8 +72,8 @@ def test_a_bad_cache_remote_mode_lists_the_accepted_ones():
 
 
 @pytest.mark.parametrize("url, insecure, base", [
-    ("oci://registry.example/r", False, "https://registry.example"),
-    ("oci://registry.example:5000/r", True, "http://registry.example:5000"),
+    ("oci://192.0.2.10/r", False, "https://192.0.2.10"),
+    ("oci://192.0.2.10:5000/r", True, "http://192.0.2.10:5000"),
     ("oci://127.0.0.1:5000/r", False, "http://127.0.0.1:5000"),
     ("oci://localhost/r", False, "http://localhost"),
     ("oci://[::1]:5000/r", False, "http://[::1]:5000"),
@@ -94,27 +94,27 @@ def auth_file(path: Path, entries: dict[str, tuple[str, str]]) -> Path:
 
 
 def test_credentials_are_found_by_host_and_port(tmp_path):
-    files = [auth_file(tmp_path / "a.json", {"https://reg.example:5000/v1/": ("u1", "p:1"),
-                                             "other.example": ("u2", "p2")})]
-    assert oci.credentials_for("reg.example:5000", files) == ("u1", "p:1")
-    assert oci.credentials_for("other.example", files) == ("u2", "p2")
-    assert oci.credentials_for("reg.example", files) is None
+    files = [auth_file(tmp_path / "a.json", {"https://192.0.2.11:5000/v1/": ("u1", "p:1"),
+                                             "192.0.2.12": ("u2", "p2")})]
+    assert oci.credentials_for("192.0.2.11:5000", files) == ("u1", "p:1")
+    assert oci.credentials_for("192.0.2.12", files) == ("u2", "p2")
+    assert oci.credentials_for("192.0.2.11", files) is None
 
 
 def test_registry_auth_file_comes_before_the_docker_config(tmp_path):
-    podman = auth_file(tmp_path / "auth.json", {"reg.example": ("podman", "x")})
+    podman = auth_file(tmp_path / "auth.json", {"192.0.2.11": ("podman", "x")})
     (tmp_path / "docker").mkdir()
-    auth_file(tmp_path / "docker" / "config.json", {"reg.example": ("docker", "y")})
+    auth_file(tmp_path / "docker" / "config.json", {"192.0.2.11": ("docker", "y")})
     files = oci.auth_files({"REGISTRY_AUTH_FILE": str(podman),
                             "DOCKER_CONFIG": str(tmp_path / "docker")})
-    assert oci.credentials_for("reg.example", files) == ("podman", "x")
+    assert oci.credentials_for("192.0.2.11", files) == ("podman", "x")
 
 
 def test_an_unreadable_auth_file_is_skipped(tmp_path):
     bad = tmp_path / "bad.json"
     bad.write_text("{not json")
-    good = auth_file(tmp_path / "good.json", {"reg.example": ("u", "p")})
-    assert oci.credentials_for("reg.example", [bad, tmp_path / "missing", good]) == ("u", "p")
+    good = auth_file(tmp_path / "good.json", {"192.0.2.11": ("u", "p")})
+    assert oci.credentials_for("192.0.2.11", [bad, tmp_path / "missing", good]) == ("u", "p")
 
 
 # -- manifest layout ----------------------------------------------------------------
@@ -135,7 +135,7 @@ def test_an_entry_is_one_manifest_with_its_record_as_config_and_one_tar_layer():
                                   "size": len(config)}
     assert manifest["layers"] == [{"mediaType": "application/vnd.oci.image.layer.v1.tar+zstd",
                                    "digest": layer_digest, "size": 4096}]
-    assert manifest["annotations"]["dev.dib.cache.step"] == "install"
+    assert manifest["annotations"]["dib.cache.step"] == "install"
     record = json.loads(config)
     # What the receiving store works out for itself does not travel.
     assert record == {"parent": None, "step": "install", "inputs": META["inputs"],
@@ -357,6 +357,6 @@ def test_a_bearer_challenge_is_answered_with_a_token_got_with_the_stored_credent
 
 def test_an_upload_that_leads_to_another_host_is_refused(fake):
     fake.routes[("POST", "/v2/dib/cache/blobs/uploads/")] = (
-        202, {"Location": "http://elsewhere.invalid/upload/1"}, b"")
+        202, {"Location": "http://198.51.100.7/upload/1"}, b"")
     with pytest.raises(oci.RegistryError, match="another host"):
         fake.cache().registry.put_blob(oci.sha256_digest(b"x"), 1, b"x")
