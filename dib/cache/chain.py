@@ -255,4 +255,5 @@ def _apply_hooks_delta(delta: Path, hooks_dir: Path) -> None:
 def entry_summary(entry: Entry) -> dict[str, Any]:
     return {"key": entry.key, "step": entry.meta.get("step"), "size": entry.size,
             "created": entry.meta.get("created"), "last_used": entry.last_used,
-            "build": entry.meta.get("build"), "parent": entry.parent}
+            "build": entry.meta.get("build"), "parent": entry.parent,
+            "remote": entry.meta.get("remote")}

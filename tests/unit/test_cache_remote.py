@@ -20,6 +20,7 @@ from dib.cache import oci, remote
 from dib.cache.store import CacheStore
 from dib.config.build import load_build_config
 from dib.errors import ConfigError, DibError
+from dib.pipeline.report import BuildReport, StepReport
 
 KEY = "5c390d8592be" + "0" * 52
 
@@ -360,3 +361,25 @@ def test_an_upload_that_leads_to_another_host_is_refused(fake):
         202, {"Location": "http://198.51.100.7/upload/1"}, b"")
     with pytest.raises(oci.RegistryError, match="another host"):
         fake.cache().registry.put_blob(oci.sha256_digest(b"x"), 1, b"x")
+
+
+# -- what the build says -------------------------------------------------------------
+
+def test_the_report_tells_local_and_remote_hits_misses_and_pushes_apart():
+    report = BuildReport(image_name="image", elements=["x"], steps=[
+        StepReport("root", "k1", cached=True, cache="local-hit"),
+        StepReport("install", "k2", cached=True, cache="remote-hit",
+                   pulled={"bytes": 3 * 1024 * 1024, "seconds": 2.0}),
+        StepReport("finalise", "k3", cache="miss", reason="no entry for this step yet",
+                   pushed={"bytes": 2048, "seconds": 0.5}),
+    ])
+    assert report.steps[0].explanation() == "reused from cache"
+    assert report.steps[1].explanation() == "pulled from the remote cache (3.0 MiB in 2.0 s)"
+    assert report.steps[2].explanation() == "rebuilt: no entry for this step yet"
+    table = report.table().splitlines()
+    assert table[2].split()[-1] == "hit" and "remote" not in table[2]
+    assert table[3].endswith("remote hit")
+    assert table[4].endswith("miss, pushed")
+    steps = json.loads(json.dumps(report.as_dict()))["steps"]
+    assert [s["cache"] for s in steps] == ["local-hit", "remote-hit", "miss"]
+    assert steps[2]["pushed"] == {"bytes": 2048, "seconds": 0.5}
