@@ -251,6 +251,9 @@ class Registry:
             if exc.code == 404:
                 return None
             raise self._status(exc, f"GET manifest {tag}") from None
+        except (OSError, http.client.HTTPException) as exc:
+            raise RegistryError(f"{self.ref.host} broke off sending manifest {tag}: "
+                                f"{exc or type(exc).__name__}") from None
 
     def put_manifest(self, tag: str, body: bytes) -> None:
         try:

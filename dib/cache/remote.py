@@ -13,6 +13,7 @@ on without it, locally.
 """
 from __future__ import annotations
 
+import http.client
 import json
 import logging
 import os
@@ -105,7 +106,8 @@ class RemoteCache:
             LOG.warning("remote cache: %s; discarding it and making this step here", exc)
             self.damaged.add(key)
             return None
-        except oci.RegistryError as exc:
+        except (oci.RegistryError, OSError, http.client.HTTPException) as exc:
+            # Whatever went wrong, the step can still be made here.
             self._give_up(exc, f"fetching entry {key[:12]}")
             return None
         return entry, Transfer(int(layer["size"]), time.monotonic() - started)
@@ -172,7 +174,7 @@ class RemoteCache:
                 with open(blob, "rb") as data:
                     self.registry.put_blob(digest, size, data)
             self.registry.put_manifest(tag, manifest)
-        except (oci.RegistryError, CommandError, OSError) as exc:
+        except (oci.RegistryError, CommandError, OSError, http.client.HTTPException) as exc:
             self._give_up(exc, f"pushing {entry.key[:12]}")
             return None
         finally:

@@ -11,6 +11,7 @@ import json
 import logging
 import socket
 import threading
+import time
 from pathlib import Path
 from typing import Callable
 
@@ -182,6 +183,7 @@ class FakeRegistry:
 
     def __init__(self) -> None:
         self.routes: dict[tuple[str, str], tuple[int, dict[str, str], bytes]] = {}
+        self.delay = 0.0
         self.requests: list[tuple[str, str, dict[str, str]]] = []
         fake = self
 
@@ -189,6 +191,7 @@ class FakeRegistry:
             def _answer(self) -> None:
                 path = self.path.split("?", 1)[0]
                 fake.requests.append((self.command, self.path, dict(self.headers)))
+                time.sleep(fake.delay)
                 length = int(self.headers.get("Content-Length") or 0)
                 if length:
                     self.rfile.read(length)
@@ -313,6 +316,19 @@ def test_a_registry_answering_garbage_costs_one_warning_then_is_left_alone(
     assert "building locally without it" in caplog.text
     assert len(fake.requests) == 1
     assert not cache.reads and not cache.writes
+
+
+def test_a_registry_that_does_not_answer_in_time_costs_one_warning(fake, tmp_path, caplog):
+    fake.delay = 2.0
+    cache = fake.cache()
+    cache.registry.timeout = 0.3
+    store = CacheStore(tmp_path / "cache")
+    started = time.monotonic()
+    with caplog.at_level(logging.WARNING):
+        assert cache.pull(KEY, store) is None
+        assert cache.pull("1" * 64, store) is None
+    assert time.monotonic() - started < 1.5
+    assert len(caplog.records) == 1 and "building locally without it" in caplog.text
 
 
 def test_a_registry_that_is_not_there_costs_one_warning(tmp_path, caplog):
