@@ -209,10 +209,12 @@ class Registry:
         query = urllib.parse.urlencode({k: v for k, v in fields.items()
                                         if k in ("service", "scope")})
         request = urllib.request.Request(f"{realm}?{query}" if query else realm)
-        if self._credentials:
+        # Credentials go to the token service only over TLS, or to the
+        # registry's own address.
+        if self._credentials and (realm.startswith("https://") or _same_origin(realm, self.base)):
             request.add_header("Authorization", "Basic " + _basic(*self._credentials))
         try:
-            with urllib.request.urlopen(request, timeout=self.timeout) as answer:
+            with self._opener.open(request, timeout=self.timeout) as answer:
                 body = json.loads(answer.read(1 << 16))
         except (urllib.error.URLError, OSError, ValueError) as exc:
             raise RegistryError(f"no token from the registry's token service: "

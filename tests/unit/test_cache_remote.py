@@ -399,3 +399,18 @@ def test_the_report_tells_local_and_remote_hits_misses_and_pushes_apart():
     steps = json.loads(json.dumps(report.as_dict()))["steps"]
     assert [s["cache"] for s in steps] == ["local-hit", "remote-hit", "miss"]
     assert steps[2]["pushed"] == {"bytes": 2048, "seconds": 0.5}
+
+
+def test_credentials_never_go_to_a_token_service_elsewhere_over_plain_http(fake, tmp_path):
+    auth = auth_file(tmp_path / "auth.json", {fake.host: ("builder", "s3cret-pass")})
+    # Another origin (same server, other name): plain HTTP there gets no password.
+    realm = f"http://localhost:{fake.server.server_address[1]}/token"
+    fake.routes[("GET", f"/v2/dib/cache/manifests/{KEY}")] = (
+        401, {"WWW-Authenticate": f'Bearer realm="{realm}",service="fake"'}, b"{}")
+    fake.routes[("GET", "/token")] = (200, {}, json.dumps({"token": "anonymous"}).encode())
+    cache = fake.cache(environ={"REGISTRY_AUTH_FILE": str(auth)})
+    with pytest.raises(oci.RegistryError):
+        cache.registry.get_manifest(KEY)
+    [token_request] = [r for r in fake.requests if r[1].startswith("/token")]
+    assert "Authorization" not in token_request[2]
+    assert fake.requests[-1][2]["Authorization"] == "Bearer anonymous"
