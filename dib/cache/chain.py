@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any, Iterator, Mapping
 
 from dib.cache import keys, products
+from dib.cache.remote import RemoteCache, Transfer
 from dib.cache.store import CacheStore, Entry
 from dib.config.build import BuildConfig
 
@@ -28,8 +29,15 @@ class Checkpoints:
     but wrote the same files does not force the steps after it to rerun.
     """
 
-    def __init__(self, store: CacheStore | None) -> None:
+    def __init__(self, store: CacheStore | None, remote: RemoteCache | None = None) -> None:
         self.store = store
+        self.remote = remote if store is not None else None
+        #: key → what the registry sent, for the steps pulled from it
+        self.pulled: dict[str, Transfer] = {}
+        #: keys of the entries this build made and stored, in order
+        self.made: list[str] = []
+        #: key → why the remote cache did not give the step it was asked for
+        self.remote_misses: dict[str, str] = {}
         self.tree_id: str | None = None
         self.settings: dict[str, str] = {}
         self.element_data: dict[str, str] = {}
@@ -72,8 +80,9 @@ class Checkpoints:
         if self.store is None or self._tainted:
             return None
         entry = self.store.use(key)
-        if entry is None:
-            return None
+        return None if entry is None else self._reuse(key, entry, hooks_dir)
+
+    def _reuse(self, key: str, entry: Entry, hooks_dir: Path) -> Path:
         _apply_hooks_delta(entry.path / HOOKS_DELTA, hooks_dir)
         restored = products.restore(entry.path / products.PRODUCTS, self.image)
         if restored:
@@ -82,16 +91,36 @@ class Checkpoints:
         self._last_key = key
         return entry.layer
 
+    def _pull(self, key: str, hooks_dir: Path) -> Path | None:
+        """The entry for ``key`` from the shared cache, stored locally first."""
+        if self.remote is None or self.store is None:
+            return None
+        if not self.remote.reads:
+            return None
+        pulled = self.remote.pull(key, self.store)
+        if pulled is None:
+            if key in self.remote.damaged:
+                self.remote_misses[key] = "the remote cache's copy was damaged"
+            elif self.remote.reads:
+                self.remote_misses[key] = "not in the remote cache either"
+            return None
+        entry, transfer = pulled
+        self.pulled[key] = transfer
+        LOG.info("pulled step %s from the remote cache (%d bytes in %.1f s)",
+                 entry.meta.get("step"), transfer.bytes, transfer.seconds)
+        return self._reuse(key, entry, hooks_dir)
+
     @contextmanager
     def making(self, key: str, step: str, inputs: Mapping[str, str],
                hooks_dir: Path) -> Iterator[Path | None]:
         """Held while this build makes a step. Yields the layer another build
-        made for the same key while this one waited for it, or None: make it."""
+        made for the same key while this one waited for it, or the one the
+        remote cache holds, or None: make it."""
         if self.store is None or self._tainted or "uncacheable" in inputs:
             yield None
             return
         with self.store.making(key, f"step {step}"):
-            yield self.lookup(key, hooks_dir)
+            yield self.lookup(key, hooks_dir) or self._pull(key, hooks_dir)
 
     def why_rebuilt(self, step: str, inputs: Mapping[str, str]) -> str:
         if self.store is None:
@@ -147,7 +176,23 @@ class Checkpoints:
                 "output": output or key}
         entry = self.store.publish(key, layer, meta, extras=extras)
         self._last_key = key
+        self.made.append(key)
         return entry.layer
+
+    def push_made(self) -> dict[str, Transfer]:
+        """Upload the entries this build made to the remote cache; key → what
+        was sent, for those that were."""
+        pushed: dict[str, Transfer] = {}
+        if self.remote is None or self.store is None:
+            return pushed
+        for key in self.made:
+            entry = self.store.get(key)
+            if entry is None or not self.remote.writes:
+                continue
+            transfer = self.remote.push(entry, self.store)
+            if transfer is not None:
+                pushed[key] = transfer
+        return pushed
 
     def _advance(self, output: str) -> None:
         self.tree_id = _chain(self.tree_id, output)
@@ -210,4 +255,5 @@ def _apply_hooks_delta(delta: Path, hooks_dir: Path) -> None:
 def entry_summary(entry: Entry) -> dict[str, Any]:
     return {"key": entry.key, "step": entry.meta.get("step"), "size": entry.size,
             "created": entry.meta.get("created"), "last_used": entry.last_used,
-            "build": entry.meta.get("build"), "parent": entry.parent}
+            "build": entry.meta.get("build"), "parent": entry.parent,
+            "remote": entry.meta.get("remote")}

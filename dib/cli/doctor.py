@@ -25,6 +25,8 @@ CHECKS = (
     ("boot checks", "qemu-system-x86_64", "qemu-system-x86"),
     ("hook unit tests: sandbox", "bwrap", "bubblewrap"),
     ("lint: shell checks", "shellcheck", "shellcheck"),
+    ("remote cache: zstd layers (else gzip)", "zstd", "zstd"),
+    ("remote cache tests: a local registry", "docker-registry", "docker-registry"),
 )
 GRUB_PLATFORMS = (("bootloader: BIOS", "/usr/lib/grub/i386-pc", "grub-pc-bin"),
                   ("bootloader: UEFI", "/usr/lib/grub/x86_64-efi", "grub-efi-amd64-bin"),

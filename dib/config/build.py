@@ -64,6 +64,10 @@ class BuildConfig:
     json_report: str | None = None
     cache_dir: str = ""
     no_cache: bool = False
+    cache_remote: str | None = None
+    cache_remote_mode: str = "readwrite"
+    cache_remote_insecure: bool = False
+    cache_remote_required: bool = False
     explain_cache: bool = False
     host_ca_bundle: str = ""
     hook_timeout: int = 0

@@ -169,6 +169,25 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("no_cache", "Build from scratch without reading or writing the phase cache.",
             types.boolean, default=False, flags=("--no-cache",), env="DIB_NO_CACHE",
             yaml_key="no-cache", kind=SWITCH, recorded=False, affects_tree=False),
+    Setting("cache_remote", "Share the phase cache through this OCI registry repository "
+            "(oci://HOST[:PORT]/REPO): a step missing here is looked up there, a step "
+            "made here is pushed there after the build.", types.oci_url, default=None,
+            flags=("--cache-remote",), env="DIB_CACHE_REMOTE", yaml_key="cache-remote",
+            metavar="URL", recorded=False, affects_tree=False),
+    Setting("cache_remote_mode", "What the build does with --cache-remote: read (pull only), "
+            "write (push only) or readwrite.", str, default="readwrite",
+            flags=("--cache-remote-mode",), env="DIB_CACHE_REMOTE_MODE",
+            yaml_key="cache-remote-mode", choices=("read", "write", "readwrite"),
+            recorded=False, affects_tree=False),
+    Setting("cache_remote_insecure", "Talk to the --cache-remote registry over plain HTTP "
+            "(a registry on a loopback address is always reached that way).", types.boolean,
+            default=False, flags=("--cache-remote-insecure",), env="DIB_CACHE_REMOTE_INSECURE",
+            yaml_key="cache-remote-insecure", kind=SWITCH, recorded=False, affects_tree=False),
+    Setting("cache_remote_required", "Fail at once, before any slow work, when the "
+            "--cache-remote registry does not answer (default: warn and build locally).",
+            types.boolean, default=False, flags=("--cache-remote-required",),
+            env="DIB_CACHE_REMOTE_REQUIRED", yaml_key="cache-remote-required", kind=SWITCH,
+            recorded=False, affects_tree=False),
     Setting("explain_cache", "Say for each phase whether it was reused and why not.",
             types.boolean, default=False, flags=("--explain-cache",), yaml_key="explain-cache",
             kind=SWITCH, recorded=False, affects_tree=False),

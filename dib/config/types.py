@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import os
+import re
+import urllib.parse
 
 
 def boolean(text: str) -> bool:
@@ -82,3 +84,36 @@ def sbom_formats(text: str) -> tuple[str, ...]:
         raise ValueError(f"unknown SBOM format {', '.join(bad) or '(empty)'}; use "
                          f"{', '.join(SBOM_FORMATS)} (comma list) or none")
     return tuple(dict.fromkeys(kinds))
+
+
+# The distribution spec's grammar of repository names.
+OCI_REPOSITORY_RE = re.compile(r"^[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*"
+                               r"(?:/[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*)*$")
+
+
+def oci_location(text: str) -> tuple[str, str]:
+    """(HOST[:PORT], REPO) of ``oci://HOST[:PORT]/REPO``."""
+    if not text.startswith("oci://"):
+        raise ValueError("expected oci://HOST[:PORT]/REPO")
+    host, _, repository = text[len("oci://"):].partition("/")
+    repository = repository.rstrip("/")
+    if not host or not repository:
+        raise ValueError("expected oci://HOST[:PORT]/REPO (a host and a repository)")
+    try:
+        parts = urllib.parse.urlsplit(f"//{host}")
+        parts.port  # raises on a port that is not a number
+    except ValueError:
+        raise ValueError(f"'{host}' is not HOST or HOST:PORT") from None
+    if not parts.hostname or parts.username or parts.password:
+        raise ValueError(f"'{host}' is not HOST or HOST:PORT (credentials do not go in the "
+                         "URL: they are read from ~/.docker/config.json)")
+    if not OCI_REPOSITORY_RE.match(repository):
+        raise ValueError(f"'{repository}' is not a repository name (lower case letters, "
+                         "digits, '.', '_', '-', parts separated by '/')")
+    return host, repository
+
+
+def oci_url(text: str) -> str:
+    """``oci://HOST[:PORT]/REPO``, checked; kept as text."""
+    host, repository = oci_location(text.strip())
+    return f"oci://{host}/{repository}"

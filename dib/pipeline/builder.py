@@ -16,12 +16,14 @@ from dib import __version__, bootloader, sbom
 from dib.cache import CacheStore, Checkpoints, keys, products, prune, snapshot_hooks
 from dib.cache.disks import DiskBases
 from dib.cache.outputs import OutputCache
+from dib.cache.remote import RemoteCache, from_settings
+from dib.config.build import BuildConfig
 from dib.elements import element_paths, shipped_hooks_dir
 from dib.elements.package_installs import squash
 from dib.errors import DibError
 from dib.pipeline import artifacts
 from dib.pipeline.prepare import Prepared
-from dib.pipeline.report import BuildReport, FailureReport, StepReport
+from dib.pipeline.report import BuildReport, FailureReport, StepReport, transfer_text
 from dib.plan import PHASES, Phase
 from dib.runtime import hooktree
 from dib.runtime.environment import base_environment, sourced_environment
@@ -44,7 +46,8 @@ class Builder:
                                   elements=prepared.resolution.names)
         self.store = None if self.config.no_cache else CacheStore(
             Path(self.config.cache_dir) / "phases")
-        self.checkpoints = Checkpoints(self.store)
+        self.remote = _remote_cache(self.config) if self.store is not None else None
+        self.checkpoints = Checkpoints(self.store, self.remote)
         self.outputs_cache = None if self.config.no_cache else OutputCache(
             Path(self.config.cache_dir))
         self.disk_bases = None if self.config.no_cache else DiskBases(
@@ -53,6 +56,8 @@ class Builder:
     def run(self) -> int:
         started = time.monotonic()
         try:
+            if self.remote is not None and self.config.cache_remote_required:
+                self.remote.check()
             ctx = self._setup()
             for phase in PHASES:
                 if phase.name == "pre-finalise" and self.disk.config is not None:
@@ -67,6 +72,7 @@ class Builder:
                 self._sbom_step()
             self.report.outputs = self._outputs() + [
                 f"{self.config.image_name}.{sbom.FORMATS[kind][0]}" for kind in self.config.sbom]
+            self._push()
         except BaseException as exc:
             self.report.failure = FailureReport.from_error(exc)
             raise
@@ -147,10 +153,15 @@ class Builder:
             with self.checkpoints.making(key, name, inputs, self.ws.hooks) as hit:
                 if hit is None:
                     self._current.reason = self.checkpoints.why_rebuilt(name, inputs)
+                    if key in self.checkpoints.remote_misses:
+                        self._current.reason += "; " + self.checkpoints.remote_misses[key]
                     self._make(name, key, inputs, action, host_side)
         if hit is not None:
             self.tree.add_layer(hit)
             self._current.cached = True
+        self._current.cache = _cache_word(hit is not None, self.checkpoints.pulled.get(key))
+        if key in self.checkpoints.pulled:
+            self._current.pulled = vars(self.checkpoints.pulled[key])
         self._current.seconds = time.monotonic() - started
         if self.config.explain_cache:
             LOG.info("cache: %-13s %s", name, self._current.explanation())
@@ -171,6 +182,21 @@ class Builder:
                                               beside_before=beside)
         if stored is not None:
             self.tree.replace_top(stored)
+
+    def _push(self) -> None:
+        """Share what this build made, now that its outputs are done."""
+        if self.remote is None or not self.remote.writes:
+            return
+        pushed = self.checkpoints.push_made()
+        for step in self.report.steps:
+            if step.key in pushed:
+                step.pushed = vars(pushed[step.key])
+                if self.config.explain_cache:
+                    LOG.info("cache: %-13s pushed to the remote cache (%s)", step.name,
+                             transfer_text(step.pushed))
+        if pushed:
+            LOG.info("pushed %d steps to the remote cache %s (%d bytes)", len(pushed),
+                     self.remote.registry.ref, sum(t.bytes for t in pushed.values()))
 
     def _bootloader_step(self) -> None:
         """grub.cfg in the tree, written from the host (root by UUID, DIB's
@@ -222,6 +248,7 @@ class Builder:
         destination = Path(self.config.image_name).parent
         produced = self.outputs_cache.restore(key, destination) if self.outputs_cache \
             else None
+        step.cache = "local-hit" if produced is not None else "miss"
         if produced is not None:
             step.cached = True
             LOG.info("outputs unchanged since an earlier build: %s",
@@ -251,6 +278,19 @@ class Builder:
         if self.config.json_report:
             Path(self.config.json_report).write_text(
                 json.dumps(self.report.as_dict(), indent=1) + "\n")
+
+
+def _remote_cache(config: BuildConfig) -> RemoteCache | None:
+    if not config.cache_remote:
+        return None
+    return from_settings(config.cache_remote, mode=config.cache_remote_mode,
+                         insecure=config.cache_remote_insecure, environ=config.environ)
+
+
+def _cache_word(hit: bool, pulled: object) -> str:
+    if not hit:
+        return "miss"
+    return "remote-hit" if pulled is not None else "local-hit"
 
 
 def _check_root_made(tree: Path) -> None:

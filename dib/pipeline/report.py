@@ -16,11 +16,28 @@ class StepReport:
     cached: bool = False
     reason: str = ""
     hooks: list[dict[str, Any]] = field(default_factory=list)
+    #: "local-hit", "remote-hit" or "miss"; "" for a step without a key
+    cache: str = ""
+    #: {"bytes", "seconds"} of the entry pulled from / pushed to the remote cache
+    pulled: dict[str, float] | None = None
+    pushed: dict[str, float] | None = None
 
     def explanation(self) -> str:
+        if self.cache == "remote-hit" and self.pulled:
+            return f"pulled from the remote cache ({transfer_text(self.pulled)})"
         if self.cached:
             return "reused from cache"
         return f"rebuilt: {self.reason}" if self.reason else "rebuilt"
+
+
+def transfer_text(transfer: dict[str, float]) -> str:
+    size = float(transfer["bytes"])
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if size < 1024 or unit == "GiB":
+            break
+        size /= 1024
+    shown = f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+    return f"{shown} in {transfer['seconds']:.1f} s"
 
 
 @dataclass
@@ -60,6 +77,10 @@ class BuildReport:
         lines = ["step            seconds  cache", "--------------  -------  -----"]
         for step in self.steps:
             cache = "hit" if step.cached else ("-" if not step.key else "miss")
+            if step.cache == "remote-hit":
+                cache = "remote hit"
+            if step.pushed:
+                cache += ", pushed"
             lines.append(f"{step.name:<14}  {step.seconds:7.2f}  {cache}")
         lines.append(f"{'total':<14}  {self.seconds:7.2f}")
         ran = sorted((h for h in self.hooks if h.get("exit") is not None),

@@ -4,9 +4,12 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import tarfile
+import time
+import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -75,12 +78,14 @@ class Builds:
         self.elements.mkdir(exist_ok=True)
 
     def run(self, *args: str, name: str = "image", env: dict | None = None,
-            cache: bool = True, timeout: float = 900, ramdisk: bool = False) -> BuildResult:
+            cache: bool = True, timeout: float = 900, ramdisk: bool = False,
+            cache_dir: Path = CACHE_DIR) -> BuildResult:
         return self.start(*args, name=name, env=env, cache=cache,
-                          ramdisk=ramdisk).finish(timeout)
+                          ramdisk=ramdisk, cache_dir=cache_dir).finish(timeout)
 
     def start(self, *args: str, name: str = "image", env: dict | None = None,
-              cache: bool = True, ramdisk: bool = False) -> "RunningBuild":
+              cache: bool = True, ramdisk: bool = False,
+              cache_dir: Path = CACHE_DIR) -> "RunningBuild":
         """A build running in the background; ``finish()`` waits for it.
         With ``ramdisk``, as ramdisk-image-create."""
         image = self.scratch / name
@@ -90,7 +95,7 @@ class Builds:
                          "sys.exit(ramdisk_image_create())"] if ramdisk else ["-m", "dib.cli.dic"]
         argv = [sys.executable, *program, "-o", str(image),
                 "--workdir", str(self.workdir), "--json-report", str(report),
-                "--cache-dir", str(CACHE_DIR), *([] if cache else ["--no-cache"]), *args]
+                "--cache-dir", str(cache_dir), *([] if cache else ["--no-cache"]), *args]
         full_env = dict(os.environ, ELEMENTS_PATH=str(self.elements), PYTHONPATH=str(ROOT))
         full_env.update(env or {})
         proc = subprocess.Popen(argv, env=full_env, stdout=subprocess.PIPE,
@@ -131,3 +136,77 @@ def read_tar_member(tar: Path, name: str) -> bytes | None:
         except KeyError:
             return None
         return member.read() if member else None
+
+
+class LocalRegistry:
+    """The distribution registry (Debian's docker-registry) serving a
+    temporary directory on a free loopback port, started from a config of
+    our own (not the packaged service)."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.storage = root / "storage"
+        self.storage.mkdir(parents=True, exist_ok=True)
+        self.port = _free_port()
+        self.config = root / "config.yml"
+        self.config.write_text(
+            "version: 0.1\n"
+            "log:\n  level: warn\n"
+            f"storage:\n  filesystem:\n    rootdirectory: {self.storage}\n"
+            f"http:\n  addr: 127.0.0.1:{self.port}\n")
+        self.proc: subprocess.Popen | None = None
+
+    @property
+    def host(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def url(self, repository: str = "dib/phases") -> str:
+        return f"oci://{self.host}/{repository}"
+
+    def start(self, timeout: float = 30) -> None:
+        log = open(self.root / "registry.log", "ab")
+        self.proc = subprocess.Popen(["docker-registry", "serve", str(self.config)],
+                                     stdout=log, stderr=subprocess.STDOUT,
+                                     start_new_session=True)
+        log.close()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise AssertionError("docker-registry exited:\n" +
+                                     (self.root / "registry.log").read_text()[-2000:])
+            try:
+                with urllib.request.urlopen(f"http://{self.host}/v2/", timeout=2):
+                    return
+            except OSError:
+                time.sleep(0.2)
+        self.stop()
+        raise AssertionError(f"docker-registry did not answer /v2/ within {timeout} s")
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.proc = None
+
+    def get_json(self, path: str) -> dict:
+        request = urllib.request.Request(
+            f"http://{self.host}/v2/{path}",
+            headers={"Accept": "application/vnd.oci.image.manifest.v1+json"})
+        with urllib.request.urlopen(request, timeout=10) as answer:
+            return json.loads(answer.read())
+
+    def blob_file(self, digest: str) -> Path:
+        """Where the registry's filesystem storage keeps a blob's bytes."""
+        algorithm, hexdigest = digest.split(":", 1)
+        return (self.storage / "docker/registry/v2/blobs" / algorithm / hexdigest[:2] /
+                hexdigest / "data")
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
