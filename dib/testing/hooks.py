@@ -225,7 +225,8 @@ def run_hook(element: str | os.PathLike, phase: str, hook: str, *,
         elif in_chroot:
             argv, cwd = _chroot_sandbox(bwrap, root_dir, hooks_copy, stubs) + inner, None
         else:
-            argv, cwd = _host_sandbox(bwrap, root_dir, work, stubs) + inner, None
+            keep = _element_dirs(element_dir, search, environment)
+            argv, cwd = _host_sandbox(bwrap, root_dir, work, stubs, keep) + inner, None
         if in_chroot:
             _ensure_top_links(root_dir)
         try:
@@ -350,11 +351,29 @@ def _chroot_sandbox(bwrap: str, root: Path, hooks: Path, stubs: StubCommands | N
     return argv
 
 
-def _host_sandbox(bwrap: str, root: Path, work: Path, stubs: StubCommands | None
-                  ) -> list[str]:
+def _element_dirs(element_dir: Path, search: Sequence[str | os.PathLike],
+                  environment: Mapping[str, str]) -> list[Path]:
+    """Where elements live, as a host-side hook may read them (another
+    element's files, through IMAGE_ELEMENT_YAML and friends): the element's
+    own search directory, the harness's search path, ELEMENTS_PATH, and the
+    directory the tests run from (a hook a test writes may source files of
+    the element beside it)."""
+    given = [Path.cwd(), element_dir.parent, *(Path(p) for p in search),
+             *(Path(p) for p in environment.get("ELEMENTS_PATH", "").split(":") if p)]
+    return list(dict.fromkeys(p.resolve() for p in given if p.is_dir()))
+
+
+def _host_sandbox(bwrap: str, root: Path, work: Path, stubs: StubCommands | None,
+                  keep: Sequence[Path] = ()) -> list[str]:
     argv = [bwrap, "--die-with-parent", "--unshare-all", "--new-session",
             "--ro-bind", "/", "/", "--proc", "/proc", "--dev", "/dev",
             "--tmpfs", "/tmp", "--tmpfs", "/var/tmp"]
+    # The private /tmp and /var/tmp must not hide element trees kept there
+    # (a checkout under /var/tmp, a test's temporary elements).
+    for path in keep:
+        if path not in (Path("/tmp"), Path("/var/tmp")) and \
+                (path.is_relative_to("/tmp") or path.is_relative_to("/var/tmp")):
+            argv += ["--ro-bind", str(path), str(path)]
     # Writable: the fake root, the hooks copy (TMP_HOOKS_PATH) and the stub log.
     argv += ["--bind", str(root), str(root), "--bind", str(work), str(work)]
     if stubs is not None:

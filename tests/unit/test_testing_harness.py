@@ -162,6 +162,21 @@ class TestRunHook(testtools.TestCase):
         self.assertEqual(set(), set(before) - set(after))
 
     @needs_bwrap
+    def test_host_hook_reads_another_element_kept_under_tmp(self):
+        # Element trees in /tmp or /var/tmp (a checkout there, a test's own
+        # elements) stay readable although the sandbox gives hooks a private
+        # /tmp, as a real build's extra-data.d reads other elements' files.
+        other = self.elements.make("other", {"data/blacklist.conf": "blacklist x\n"})
+        reader = self.elements.make("reader", {"extra-data.d/50-copy": BASH_HEAD + f"""
+            mkdir -p "$TARGET_ROOT/etc"
+            cp {other}/data/blacklist.conf "$TARGET_ROOT/etc/copied.conf"
+            """})
+        self.assertTrue(str(other).startswith(("/tmp/", "/var/tmp/")), other)
+        result = run_hook(reader, "extra-data", "50-copy", root=self.root, stubs=self.stubs)
+        self.assertEqual(0, result.exit_code, result.output)
+        self.assertEqual("blacklist x\n", self.root.read("/etc/copied.conf"))
+
+    @needs_bwrap
     def test_host_usr_is_read_only(self):
         element = self.elements.make("usr", {"install.d/50-usr": BASH_HEAD + """
             touch /usr/bin/should-not-exist
