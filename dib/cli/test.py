@@ -21,7 +21,9 @@ DESCRIPTION = (
     "ELEMENT/CASE for one) through the real pipeline, on the shared phase cache, and "
     "check the result: a case passes when its build succeeds, or when it fails after "
     "creating /tmp/dib-test-should-fail in the target (DIB's convention); expect.yaml "
-    "is checked against the built tree, and --boot boots the image in qemu. --unit runs "
+    "is checked against the built tree, and a case whose expect.yaml has a boot: key is "
+    "booted in qemu and checked in the guest (--boot: every case; --no-boot: none). "
+    "--unit runs "
     "the elements' own tests/ with pytest instead. --changed picks the elements a git "
     "change touches and those depending on them. A case's hook that runs longer than "
     "600 s is stopped unless --hook-timeout or DIB_HOOK_TIMEOUT says otherwise. Exit "
@@ -42,10 +44,14 @@ def add_parser(subparsers) -> None:
                              "(with --unit: that has tests/)")
     parser.add_argument("--unit", action="store_true",
                         help="run each element's tests/ with pytest instead of building")
-    parser.add_argument("--boot", action="store_true",
-                        help="also build a qcow2 (adding 'vm') and boot it in qemu as "
-                             "expect.yaml's boot: says: wait for its marker (default "
-                             "'login:'), run its exec checks in the guest")
+    booting = parser.add_mutually_exclusive_group()
+    booting.add_argument("--boot", action="store_true", default=None,
+                         help="boot every case, not only those whose expect.yaml has a "
+                              "boot: key: build a qcow2 (adding 'vm'), boot it in qemu, "
+                              "wait for the marker (default 'login:'), run the exec checks "
+                              "in the guest")
+    booting.add_argument("--no-boot", action="store_false", dest="boot",
+                         help="boot no case, not even those whose expect.yaml asks for it")
     parser.add_argument("--changed", nargs="?", const="", default=None, metavar="REF",
                         help="instead of naming elements: those whose files changed since "
                              "REF (default: the merge base of HEAD with the default branch; "

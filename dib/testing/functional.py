@@ -17,8 +17,8 @@ the harness:
 3. decides the result DIB's way: a failed build passes only if the target
    had ``/tmp/dib-test-should-fail`` when it failed; a build that succeeds
    but still ships the sentinel fails;
-4. checks ``expect.yaml`` against the produced tree and, with ``--boot``,
-   boots the image in qemu as its ``boot:`` key says (``dib.testing.boot``):
+4. checks ``expect.yaml`` against the produced tree and, when it has a
+   ``boot:`` key (or with ``--boot``), boots the image in qemu as that key says (``dib.testing.boot``):
    waits for the marker, runs the ``exec`` commands in the guest and
    compares their exit status and output (``dib.testing.expect.check_boot``).
 
@@ -87,7 +87,9 @@ DEFAULT_HOOK_TIMEOUT = 600
 class Options:
     cache_dir: Path
     hook_timeout: int = DEFAULT_HOOK_TIMEOUT
-    boot: bool = False
+    #: True: boot every case; False: none; None: the cases whose expect.yaml
+    #: has a ``boot:`` key (their author asked for it)
+    boot: bool | None = None
     no_cache: bool = False
     default_os: str = DEFAULT_OS
     log_dir: Path | None = None
@@ -232,7 +234,7 @@ def _run_case(case: Case, options: Options, work: Path, log_path: Path) -> CaseR
     index = discover(environ)
     spec = check_case_metadata(case, index)
     formats = list(read_output_formats(case.path))
-    boot = options.boot
+    boot = options.boot if options.boot is not None else "boot" in spec
     checks = {k: v for k, v in spec.items() if k != "boot"}
     if checks and "tar" not in formats:
         formats.append("tar")

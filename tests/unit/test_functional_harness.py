@@ -350,6 +350,8 @@ def fake_pipeline(monkeypatch):
         config = prepared.config
         if outcome["status"] == 0:
             _tar_of(outcome["files"], Path(config.image_name + ".tar"))
+            for kind in set(config.image_types) - {"tar"}:
+                Path(f"{config.image_name}.{kind}").write_bytes(b"")
             return 0
         ws = Path(config.workdir) / "dib-build-x"
         layer = ws / "layers/03-install"
@@ -569,3 +571,41 @@ def test_the_sentinel_is_the_file_dib_documents(tmp_path):
     assert ft.sentinel_in_layers([layer])
     (layer / "tmp" / "dib-test-should-fail").rename(layer / "tmp" / "dib-test-should-pass")
     assert not ft.sentinel_in_layers([layer])
+
+
+# -- booting the cases that ask for it ---------------------------------------------------
+
+
+@pytest.fixture
+def booted(monkeypatch):
+    """Record the images the harness boots instead of starting qemu."""
+    from dib.testing import boot as boot_module
+    images = []
+
+    def fake_boot(spec):
+        images.append(spec.image)
+        return boot_module.BootReport(image=spec.image, firmware="bios", expect="login:",
+                                      reached=True, seconds=1.0)
+    monkeypatch.setattr(boot_module, "boot", fake_boot)
+    return images
+
+
+@pytest.mark.parametrize("flag, boots", [(None, True), (False, False), (True, True)])
+def test_a_case_whose_expect_yaml_has_boot_is_booted_unless_told_not_to(
+        tmp_path, elements, fake_pipeline, booted, flag, boots):
+    _outcome, seen = fake_pipeline
+    case = _case(elements, "basic")
+    (case.path / "expect.yaml").write_text("files_present: [/etc/tiny]\nboot:\n  timeout: 60\n")
+    result = ft.run_case(case, _options(tmp_path, elements, boot=flag))
+    config = seen["config"]
+    assert ("vm" in config.elements, "qcow2" in config.image_types) == (boots, boots)
+    assert len(booted) == (1 if boots else 0), result
+
+
+@pytest.mark.parametrize("flag, boots", [(None, False), (True, True)])
+def test_a_case_without_boot_is_booted_only_with_the_flag(tmp_path, elements, fake_pipeline,
+                                                           booted, flag, boots):
+    _outcome, seen = fake_pipeline
+    ft.run_case(_case(elements, "basic"), _options(tmp_path, elements, boot=flag))
+    assert ("vm" in seen["config"].elements) == boots
+    assert len(booted) == (1 if boots else 0)
