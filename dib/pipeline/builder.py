@@ -78,8 +78,9 @@ class Builder:
             produced = self._outputs()
             self.report.outputs = [str(p) for p in produced] + [
                 f"{self.config.image_name}.{sbom.FORMATS[kind][0]}" for kind in self.config.sbom]
-            if self.config.provenance:
-                self.report.outputs.append(str(self._provenance_step(produced)))
+            written = self._provenance_step(produced) if self.config.provenance else None
+            if written is not None:
+                self.report.outputs.append(str(written))
             self._push()
         except BaseException as exc:
             self.report.failure = FailureReport.from_error(exc)
@@ -293,7 +294,7 @@ class Builder:
                  time.monotonic() - started)
         return found
 
-    def _provenance_step(self, produced: list[Path]) -> Path:
+    def _provenance_step(self, produced: list[Path]) -> Path | None:
         """NAME.provenance.json: the outputs and what cleanup.d wrote beside
         them (a ramdisk's kernel and initramfs), each by its SHA-256, and
         what they were made from. The digests of outputs restored from the
@@ -303,6 +304,10 @@ class Builder:
         self.report.steps.append(step)
         files = [p for p in produced if p.is_file()]
         files += [p for p in self._step_products() if p.is_file() and p not in files]
+        if not files:
+            # in-toto wants at least one subject: nothing to attest
+            LOG.info("provenance not written: the build produced no files")
+            return None
         subjects = provenance.subject_digests(files, self.output_sha256)
         with CleanupStack() as cleanup:
             packages, distro = provenance.read_packages(self.tree.mount_readonly(cleanup))
