@@ -55,11 +55,11 @@ class Builder:
             Path(self.config.cache_dir))
         #: output file name → SHA-256, for the provenance
         self.output_sha256: dict[str, str] = {}
+        #: wall-clock start of the build proper, for the provenance
         self.started_on = time.time()
 
     def run(self) -> int:
         started = time.monotonic()
-        self.started_on = time.time()
         try:
             if self.remote is not None and self.config.cache_remote_required:
                 self.remote.check()

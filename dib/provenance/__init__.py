@@ -10,12 +10,12 @@ from typing import Iterable, Mapping
 
 from dib.outputs.base import file_digests
 from dib.provenance.statement import (BUILD_TYPE, BUILDER_ID, PREDICATE_TYPE,
-                                      STATEMENT_TYPE, SUFFIX, BuildFacts, statement)
+                                      STATEMENT_TYPE, SUFFIX, BuildFacts, build_statement)
 from dib.sbom import dpkg, rootfs
 from dib.sbom.inventory import Distro
 
 __all__ = ["BUILD_TYPE", "BUILDER_ID", "PREDICATE_TYPE", "STATEMENT_TYPE", "SUFFIX",
-           "BuildFacts", "statement", "provenance_path", "subject_digests", "read_packages",
+           "BuildFacts", "build_statement", "provenance_path", "subject_digests", "read_packages",
            "write_provenance"]
 
 LOG = logging.getLogger("dib.build")
@@ -43,7 +43,7 @@ def read_packages(tree: Path) -> tuple[list[dpkg.DebPackage], Distro]:
 
 
 def write_provenance(path: Path, facts: BuildFacts) -> Path:
-    text = json.dumps(statement(facts), indent=1, ensure_ascii=False) + "\n"
+    text = json.dumps(build_statement(facts), indent=1, ensure_ascii=False) + "\n"
     # Written whole, then renamed: a reader never sees half a statement.
     partial = path.with_name(f".{path.name}.{os.getpid()}")
     partial.write_text(text, encoding="utf-8")

@@ -119,7 +119,7 @@ def package_dependencies(packages: Iterable[dpkg.DebPackage],
             for p in packages]
 
 
-def statement(facts: BuildFacts) -> dict[str, Any]:
+def build_statement(facts: BuildFacts) -> dict[str, Any]:
     """The in-toto statement for ``facts``. With SOURCE_DATE_EPOCH set both
     times are that instant and the build's id is left out, so the same
     build gives the same statement byte for byte."""

@@ -17,7 +17,7 @@ from dib.config import manifest
 from dib.config.cli import build_parser, config_from_args
 from dib.config.settings import SETTINGS, recorded_argv
 from dib.errors import ConfigError
-from dib.provenance import BuildFacts, statement, write_provenance
+from dib.provenance import BuildFacts, build_statement, write_provenance
 from dib.sbom.inventory import deb_purl
 from provenance_schema import errors
 
@@ -90,7 +90,7 @@ def dependencies(document: dict, kind: str) -> list[dict]:
 # -- the statement -------------------------------------------------------------
 
 def test_statement_is_valid_in_toto_v1_slsa_v1(tmp_path):
-    document = statement(make_facts(tmp_path))
+    document = build_statement(make_facts(tmp_path))
     assert errors(document) == []
     assert document["_type"] == "https://in-toto.io/Statement/v1"
     assert document["predicateType"] == "https://slsa.dev/provenance/v1"
@@ -104,7 +104,7 @@ def test_statement_is_valid_in_toto_v1_slsa_v1(tmp_path):
 def test_the_schema_rejects_what_the_specifications_require(tmp_path):
     """The schema has teeth: a statement without a field in-toto or SLSA
     requires, or with a subject lacking its digest, fails it."""
-    good = statement(make_facts(tmp_path))
+    good = build_statement(make_facts(tmp_path))
     cases = [
         lambda d: d.pop("predicateType"),
         lambda d: d.__setitem__("subject", []),
@@ -122,14 +122,14 @@ def test_the_schema_rejects_what_the_specifications_require(tmp_path):
 
 
 def test_subjects_are_each_output_by_sha256_in_name_order(tmp_path):
-    document = statement(make_facts(tmp_path))
+    document = build_statement(make_facts(tmp_path))
     assert document["subject"] == [{"name": "vm.qcow2", "digest": {"sha256": "a" * 64}},
                                    {"name": "vm.tar", "digest": {"sha256": "b" * 64}}]
 
 
 def test_external_parameters_are_the_request_and_the_recorded_settings(tmp_path):
     facts = make_facts(tmp_path)
-    params = statement(facts)["predicate"]["buildDefinition"]["externalParameters"]
+    params = build_statement(facts)["predicate"]["buildDefinition"]["externalParameters"]
     assert params["elements"] == ["debian-minimal", "vm"]
     assert params["types"] == ["qcow2", "tar"]
     assert params["ramdisk"] is False
@@ -146,7 +146,7 @@ def test_element_digests_are_made_of_the_cache_keys_file_digests(tmp_path):
     phase cache keys on: its data files as element_data_inputs names them,
     its hooks as phase_inputs' tree_inputs names them."""
     facts = make_facts(tmp_path)
-    found = {d["name"]: d for d in dependencies(statement(facts), "element")}
+    found = {d["name"]: d for d in dependencies(build_statement(facts), "element")}
     assert list(found) == ["base", "debian-minimal", "vm"]
     for name, path in facts.elements:
         cache_inputs = {k.split("/", 1)[1]: v for k, v in
@@ -177,17 +177,17 @@ def test_an_element_digest_follows_content_and_modes_not_location(tmp_path):
 
 
 def test_mirror_and_suite_are_recorded_without_credentials(tmp_path):
-    (mirror,) = dependencies(statement(make_facts(tmp_path)), "distribution-mirror")
+    (mirror,) = dependencies(build_statement(make_facts(tmp_path)), "distribution-mirror")
     assert mirror["uri"] == "http://mirror.invalid:8080/debian"
     assert mirror["annotations"]["suite"] == "bookworm"
-    assert "secret" not in json.dumps(statement(make_facts(tmp_path / "again")))
-    no_mirror = statement(make_facts(tmp_path / "none", env={"DIB_RELEASE": "bookworm"}))
+    assert "secret" not in json.dumps(build_statement(make_facts(tmp_path / "again")))
+    no_mirror = build_statement(make_facts(tmp_path / "none", env={"DIB_RELEASE": "bookworm"}))
     assert dependencies(no_mirror, "distribution-mirror") == []
 
 
 def test_packages_are_the_images_dpkg_packages_by_purl(tmp_path):
     facts = make_facts(tmp_path)
-    debs = dependencies(statement(facts), "deb")
+    debs = dependencies(build_statement(facts), "deb")
     assert [d["name"] for d in debs] == ["bash", "libc6"]    # not the config-files one
     bash = debs[0]
     assert bash["uri"] == "pkg:deb/debian/bash@5.2.15-2%2Bb2?arch=amd64&distro=debian-12"
@@ -196,7 +196,7 @@ def test_packages_are_the_images_dpkg_packages_by_purl(tmp_path):
 
 
 def test_metadata_names_the_build_and_its_times(tmp_path):
-    metadata = statement(make_facts(tmp_path))["predicate"]["runDetails"]["metadata"]
+    metadata = build_statement(make_facts(tmp_path))["predicate"]["runDetails"]["metadata"]
     assert metadata == {"invocationId": "dib-build-abc123",
                         "startedOn": "2023-11-14T22:13:30Z",
                         "finishedOn": "2023-11-14T22:14:12Z"}
