@@ -15,6 +15,10 @@ from dib.errors import ConfigError, DibError
 from dib.outputs.base import file_digest
 from dib.provenance.statement import PREDICATE_TYPE, STATEMENT_TYPE, SUFFIX
 
+# Far above any real statement (a few hundred KiB with every package): a
+# bigger file is an image given as --provenance by mistake, not read whole.
+MAX_STATEMENT_BYTES = 64 << 20
+
 
 class VerifyFailed(DibError):
     """The image is not what the provenance names (exit status 1)."""
@@ -56,6 +60,10 @@ def load_subjects(path: Path) -> dict[str, str]:
     """Subject name → SHA-256 of a provenance statement; a file that is
     not one is the caller's mistake (ConfigError, exit status 2)."""
     try:
+        size = path.stat().st_size
+        if size > MAX_STATEMENT_BYTES:
+            raise ConfigError(f"{path} is not a provenance statement: {size} bytes is far "
+                              "too big for one (is it an image?)")
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ConfigError(f"--provenance: {path} does not exist") from None

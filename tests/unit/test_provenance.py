@@ -18,6 +18,7 @@ from dib.config.cli import build_parser, config_from_args
 from dib.config.settings import SETTINGS, recorded_argv
 from dib.errors import ConfigError
 from dib.provenance import BuildFacts, build_statement, write_provenance
+from dib.provenance import verify as verify_module
 from dib.sbom.inventory import deb_purl
 from provenance_schema import errors
 
@@ -384,6 +385,13 @@ def test_verify_rejects_a_file_that_is_not_provenance(built, tmp_path, capsys, t
     assert status == 2
     assert why in err and "not a provenance statement" in err
     assert "Traceback" not in err
+
+
+def test_verify_refuses_an_image_given_as_the_statement(built, capsys, monkeypatch):
+    qcow2, _ = built
+    monkeypatch.setattr(verify_module, "MAX_STATEMENT_BYTES", 1024)
+    status, _, err = run_verify(capsys, qcow2, "--provenance", qcow2)
+    assert status == 2 and "too big" in err
 
 
 def test_verify_usage_errors(built, tmp_path, capsys):
