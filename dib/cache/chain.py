@@ -47,6 +47,9 @@ class Checkpoints:
         self._tainted = False
         self.image = Path("image")
         self.recorded: dict[str, str] = {}
+        #: key → the files and directories beside the image that the step
+        #: wrote or that its cache entry put back (host-side steps only)
+        self.products: dict[str, list[Path]] = {}
 
     def start(self, env: Mapping[str, str], config: BuildConfig,
               elements: list[tuple[str, Path]]) -> None:
@@ -87,6 +90,7 @@ class Checkpoints:
         restored = products.restore(entry.path / products.PRODUCTS, self.image)
         if restored:
             LOG.info("restored %s from the cache", " ".join(p.name for p in restored))
+            self.products[key] = restored
         self._advance(entry.meta.get("output") or key)
         self._last_key = key
         return entry.layer
@@ -158,6 +162,7 @@ class Checkpoints:
                                   layer.parent / f".products-{step}")
             if made is not None:
                 extras[products.PRODUCTS] = made
+                self.products[key] = [self.image.parent / p.name for p in sorted(made.iterdir())]
         output = keys.layer_identity(layer)
         LOG.debug("step %s wrote %s", step, output or "a layer too big to compare")
         if output is None and "uncacheable" in inputs:

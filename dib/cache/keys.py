@@ -80,6 +80,20 @@ def tree_inputs(root: Path, prefix: str) -> dict[str, str]:
     return out
 
 
+def directory_digest(root: Path) -> str:
+    """One SHA-256 for everything under ``root``, made of the very per-file
+    digests (``tree_inputs``) the phase keys hold: one line
+    ``PATH\0DIGEST\n`` per file, PATH relative to ``root``, in sorted order.
+    The provenance names each element directory by it. Python's bytecode
+    caches are left out: running an element's tests must not change it."""
+    digest = hashlib.sha256()
+    for name, value in sorted(tree_inputs(Path(root), ".").items()):
+        relative = name[2:]
+        if "__pycache__" not in relative.split("/"):
+            digest.update(f"{relative}\0{value}\n".encode())
+    return digest.hexdigest()
+
+
 def element_data_inputs(elements: Iterable[tuple[str, Path]]) -> dict[str, str]:
     """Each element's files other than its hooks and its metadata."""
     out: dict[str, str] = {}

@@ -4,7 +4,9 @@ An unchanged rebuild then costs a hard link instead of mkfs, bootloader and
 qcow2 compression. Files are shared by hard link both ways, so the entry
 records each file's size and modification time: an image changed in place
 after the build (booted without -snapshot, say) no longer matches and the
-entry is dropped instead of handed out.
+entry is dropped instead of handed out. The entry also keeps each file's
+SHA-256 when the build worked it out (for the provenance), so an unchanged
+rebuild need not read a gigabyte again to name it.
 """
 from __future__ import annotations
 
@@ -44,7 +46,32 @@ class OutputCache:
         os.utime(entry / "meta.json")
         return restored
 
-    def store(self, key: str, files: list[Path]) -> None:
+    def sha256(self, key: str) -> dict[str, str]:
+        """File name → SHA-256 recorded with the entry (none for an entry
+        stored without them). Only meaningful right after ``restore``
+        succeeded: that checked the files are the ones stored."""
+        try:
+            meta = json.loads((self.root / key / "meta.json").read_text())
+        except (OSError, ValueError):
+            return {}
+        return dict(meta.get("sha256") or {})
+
+    def record_sha256(self, key: str, sha256: dict[str, str]) -> None:
+        """Add digests to an entry stored without them."""
+        meta_path = self.root / key / "meta.json"
+        try:
+            meta = json.loads(meta_path.read_text())
+        except (OSError, ValueError):
+            return
+        meta["sha256"] = {name: sha256[name] for name in meta["files"] if name in sha256}
+        partial = meta_path.with_name(f".meta.json.{os.getpid()}")
+        partial.write_text(json.dumps(meta))
+        os.replace(partial, meta_path)
+
+    def store(self, key: str, files: list[Path],
+              sha256: dict[str, str] | None = None) -> None:
+        """Keep ``files`` under ``key``; ``sha256`` (file name → digest) is
+        recorded with them."""
         if (self.root / key).exists():
             return
         staging = self.root / f".staging-{key}-{os.getpid()}-{time.time_ns()}"
@@ -55,7 +82,10 @@ class OutputCache:
                 os.link(path, staging / path.name)
                 st = path.stat()
                 record[path.name] = [st.st_size, st.st_mtime_ns]
-            (staging / "meta.json").write_text(json.dumps({"files": record}))
+            meta = {"files": record}
+            if sha256:
+                meta["sha256"] = {name: sha256[name] for name in record if name in sha256}
+            (staging / "meta.json").write_text(json.dumps(meta))
             os.rename(staging, self.root / key)
         except OSError:
             # Another filesystem (no hard links) or a concurrent store: skip.

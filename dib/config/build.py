@@ -40,6 +40,7 @@ class BuildConfig:
     packages: tuple[str, ...] = ()
     checksum: tuple[str, ...] = ()
     sbom: tuple[str, ...] = ("spdx",)
+    provenance: bool = True
     image_size: float | None = None
     image_extra_size: int | None = None
     image_cache: str = ""

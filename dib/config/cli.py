@@ -5,7 +5,7 @@ import argparse
 from typing import Any, Mapping, Sequence
 
 from dib.config.build import BuildConfig, load_build_config, parse_value
-from dib.config.settings import APPEND, COUNT, SETTINGS, SWITCH, Setting
+from dib.config.settings import APPEND, COUNT, OFF_SWITCH, SETTINGS, SWITCH, Setting
 from dib.errors import ConfigError
 
 
@@ -45,6 +45,9 @@ def add_build_arguments(parser: argparse.ArgumentParser,
         if setting.kind == SWITCH:
             parser.add_argument(*setting.flags, action="store_const",
                                 const=setting.parse("1"), **common)
+        elif setting.kind == OFF_SWITCH:
+            parser.add_argument(*setting.flags, action="store_const",
+                                const=setting.parse("0"), **common)
         elif setting.kind == COUNT:
             parser.add_argument(*setting.flags, action="count", **common)
         elif setting.kind == APPEND:

@@ -9,7 +9,7 @@ import os
 import sys
 from typing import Any
 
-from dib.config.settings import APPEND, COUNT, SETTINGS, SWITCH, Setting
+from dib.config.settings import APPEND, COUNT, OFF_SWITCH, SETTINGS, SWITCH, Setting
 
 REGENERATE = "python3 -m dib.config.docs > docs/settings.md"
 
@@ -49,7 +49,7 @@ def _flags(setting: Setting) -> str:
     metavar = setting.metavar or setting.name.upper()
     shown = []
     for flag in setting.flags:
-        if setting.kind in (SWITCH, COUNT):
+        if setting.kind in (SWITCH, OFF_SWITCH, COUNT):
             shown.append(f"`{flag}`")
         else:
             shown.append(f"`{flag} {metavar}`")

@@ -20,7 +20,7 @@ import yaml
 
 from dib.config import types
 from dib.config.build import KNOWN_ARCHES, BuildConfig, load_build_config, parse_value
-from dib.config.settings import APPEND, COUNT, SETTINGS, SWITCH, Setting
+from dib.config.settings import APPEND, COUNT, OFF_SWITCH, SETTINGS, SWITCH, Setting
 from dib.errors import ConfigError
 
 DEFAULT_IMAGENAME = "image"
@@ -54,7 +54,7 @@ def _schema_for(setting: Setting) -> tuple[dict, str]:
                            {"type": "array", "items": {"type": "string", "enum": kinds}}]},
                 f"a list of {', '.join(types.SBOM_FORMATS)} (or one comma-separated string; "
                 "none for no SBOM)")
-    if setting.kind == SWITCH:
+    if setting.kind in (SWITCH, OFF_SWITCH):
         return {"type": "boolean"}, "a boolean"
     if setting.kind == COUNT:
         return {"type": "integer", "minimum": 0}, "an integer, 0 or more"
@@ -228,6 +228,9 @@ def _cli_value(setting: Setting, value: Any, source: str) -> Any:
         if isinstance(value, list):
             return parse_value(setting, ",".join(value), source)
         return parse_value(setting, "1" if value is True else str(value), source)
+    if setting.kind == OFF_SWITCH:
+        # false is the one value that says something here: true is the default.
+        return None if value is None else parse_value(setting, _as_text(value), source)
     if setting.kind == COUNT:
         return int(value) or None
     if setting.kind == APPEND:
@@ -253,6 +256,9 @@ def equivalent_argv(entry: Mapping[str, Any]) -> list[str]:
             if value is True:
                 argv.append(flag)
             elif value not in (False, None):
+                argv.append(flag)
+        elif setting.kind == OFF_SWITCH:
+            if value is False:
                 argv.append(flag)
         elif setting.kind == COUNT:
             argv.extend([flag] * int(value))

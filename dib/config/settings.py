@@ -16,6 +16,7 @@ from dib.config import types
 # How a setting is given on the command line.
 VALUE = "value"      # --flag VALUE
 SWITCH = "switch"    # --flag (sets True)
+OFF_SWITCH = "off-switch"  # --no-flag (sets False: the setting is on by default)
 COUNT = "count"      # -x -x (adds one each time)
 APPEND = "append"    # -p a,b -p c (comma lists, repeatable)
 
@@ -98,6 +99,12 @@ SETTINGS: tuple[Setting, ...] = (
             "cyclonedx (CycloneDX 1.5 JSON, NAME.cdx.json); 'none' writes none.",
             types.sbom_formats, default=("spdx",), flags=("--sbom",), env="DIB_SBOM",
             yaml_key="sbom", metavar="FORMATS", affects_tree=False, empty_is_value=True),
+    Setting("provenance", "Write NAME.provenance.json beside the image: SLSA v1 provenance "
+            "(an in-toto statement) naming each output file with its SHA-256, the elements, "
+            "settings and packages the build used; check an image with 'dib verify IMAGE' "
+            "(see docs/provenance.md).", types.boolean, default=True,
+            flags=("--no-provenance",), env="DIB_PROVENANCE", yaml_key="provenance",
+            kind=OFF_SWITCH, recorded=False, affects_tree=False),
     Setting("image_size", "Size of the disk image in GiB, as DIB counts it (fractions allowed); default: "
             "computed from the tree.", types.positive_float, default=None,
             flags=("--image-size",), env="DIB_IMAGE_SIZE", yaml_key="image-size",

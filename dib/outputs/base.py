@@ -68,7 +68,8 @@ class Output:
         return f"<output {self.name}>"
 
 
-def _digest(path: Path, kind: str) -> str:
+def file_digest(path: Path, kind: str = "sha256") -> str:
+    """The hex digest of one file's bytes."""
     h = hashlib.new(kind)
     with open(path, "rb") as fh:
         for block in iter(lambda: fh.read(1 << 20), b""):
@@ -76,18 +77,27 @@ def _digest(path: Path, kind: str) -> str:
     return h.hexdigest()
 
 
-def checksums(paths: Iterable[Path], kinds: Iterable[str] = ("md5", "sha256")) -> list[Path]:
-    """Write FILE.md5 / FILE.sha256 beside each file (``md5sum -c`` format), in parallel."""
-    jobs = [(Path(p), kind) for p in paths for kind in kinds]
+def file_digests(jobs: Iterable[tuple[Path, str]]) -> dict[tuple[Path, str], str]:
+    """(file, kind) → hex digest for each job, files read in parallel
+    (hashlib lets go of the interpreter lock while it hashes)."""
+    jobs = [(Path(p), kind) for p, kind in jobs]
     for _, kind in jobs:
         if kind not in hashlib.algorithms_available:
             raise ConfigError(f"unknown checksum kind {kind!r}", hint="use md5 or sha256")
+    if not jobs:
+        return {}
+    with concurrent.futures.ThreadPoolExecutor(max_workers=min(8, len(jobs))) as pool:
+        futures = {job: pool.submit(file_digest, *job) for job in jobs}
+        return {job: future.result() for job, future in futures.items()}
+
+
+def checksums(paths: Iterable[Path], kinds: Iterable[str] = ("md5", "sha256")) -> list[Path]:
+    """Write FILE.md5 / FILE.sha256 beside each file (``md5sum -c`` format), in parallel."""
+    kinds = list(kinds)
+    found = file_digests((p, kind) for p in paths for kind in kinds)
     written: list[Path] = []
-    with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, min(8, len(jobs)))) as pool:
-        futures = {pool.submit(_digest, p, k): (p, k) for p, k in jobs}
-        for future in futures:
-            path, kind = futures[future]
-            out = Path(f"{path}.{kind}")
-            out.write_text(f"{future.result()}  {path.name}\n")
-            written.append(out)
+    for (path, kind), digest in found.items():
+        out = Path(f"{path}.{kind}")
+        out.write_text(f"{digest}  {path.name}\n")
+        written.append(out)
     return written

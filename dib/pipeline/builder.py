@@ -2,7 +2,8 @@
 
 The order: set up the hooks tree and environment; run each phase in DIB's
 order (each in its own overlay layer, reused from the cache when its key
-matches); tidy the tree; produce the outputs; report.
+matches); tidy the tree; write the SBOM; produce the outputs; write the
+provenance (it names the finished files by digest); report.
 """
 from __future__ import annotations
 
@@ -12,12 +13,12 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from dib import __version__, bootloader, sbom
+from dib import __version__, bootloader, provenance, sbom
 from dib.cache import CacheStore, Checkpoints, keys, products, prune, snapshot_hooks
 from dib.cache.disks import DiskBases
 from dib.cache.outputs import OutputCache
 from dib.cache.remote import RemoteCache, from_settings
-from dib.config.build import BuildConfig
+from dib.config.build import BuildConfig, host_arch
 from dib.elements import element_paths, shipped_hooks_dir
 from dib.elements.package_installs import squash
 from dib.errors import DibError
@@ -52,6 +53,10 @@ class Builder:
             Path(self.config.cache_dir))
         self.disk_bases = None if self.config.no_cache else DiskBases(
             Path(self.config.cache_dir))
+        #: output file name → SHA-256, for the provenance
+        self.output_sha256: dict[str, str] = {}
+        #: wall-clock start of the build proper, for the provenance
+        self.started_on = time.time()
 
     def run(self) -> int:
         started = time.monotonic()
@@ -70,8 +75,12 @@ class Builder:
             self._internal_step("tidy", {"version": "1"}, tidy_tree)
             if self.config.sbom:
                 self._sbom_step()
-            self.report.outputs = self._outputs() + [
+            produced = self._outputs()
+            self.report.outputs = [str(p) for p in produced] + [
                 f"{self.config.image_name}.{sbom.FORMATS[kind][0]}" for kind in self.config.sbom]
+            written = self._provenance_step(produced) if self.config.provenance else None
+            if written is not None:
+                self.report.outputs.append(str(written))
             self._push()
         except BaseException as exc:
             self.report.failure = FailureReport.from_error(exc)
@@ -238,7 +247,7 @@ class Builder:
 
     # -- outputs and report ---------------------------------------------------
 
-    def _outputs(self) -> list[str]:
+    def _outputs(self) -> list[Path]:
         started = time.monotonic()
         step = StepReport(name="outputs", key="")
         self.report.steps.append(step)
@@ -251,6 +260,12 @@ class Builder:
         step.cache = "local-hit" if produced is not None else "miss"
         if produced is not None:
             step.cached = True
+            self.output_sha256 = self.outputs_cache.sha256(key)
+            files = [p for p in produced if p.is_file()]
+            if self.config.provenance and any(f.name not in self.output_sha256 for f in files):
+                # stored by a build that wrote no provenance: read them once
+                self.output_sha256 = self._sha256(files)
+                self.outputs_cache.record_sha256(key, self.output_sha256)
             LOG.info("outputs unchanged since an earlier build: %s",
                      " ".join(str(p) for p in produced))
         else:
@@ -259,13 +274,65 @@ class Builder:
                 produced = artifacts.produce(self.prepared, self.ws, tree, self.disk,
                                              self.env, layers=self._layer_stamps(),
                                              bases=self.disk_bases)
+            files = [p for p in produced if p.is_file()]
+            if self.config.provenance:
+                # Read now and kept with the cache entry, so that a rebuild
+                # restoring these files need not read them again.
+                self.output_sha256 = self._sha256(files)
             if self.outputs_cache:
-                self.outputs_cache.store(key, [p for p in produced if p.is_file()])
+                self.outputs_cache.store(key, files, sha256=self.output_sha256)
         if self.config.checksum and step.cached:
             artifacts.outputs.checksums(produced, kinds=self.config.checksum)
         step.key = key
         step.seconds = time.monotonic() - started
-        return [str(p) for p in produced]
+        return produced
+
+    def _sha256(self, files: list[Path]) -> dict[str, str]:
+        started = time.monotonic()
+        found = provenance.subject_digests(files, {})
+        LOG.info("sha256 of %s in %.1f s", " ".join(f.name for f in files),
+                 time.monotonic() - started)
+        return found
+
+    def _provenance_step(self, produced: list[Path]) -> Path | None:
+        """NAME.provenance.json: the outputs and what cleanup.d wrote beside
+        them (a ramdisk's kernel and initramfs), each by its SHA-256, and
+        what they were made from. The digests of outputs restored from the
+        cache are the ones recorded with them; only new files are read."""
+        started = time.monotonic()
+        step = StepReport(name="provenance", key="")
+        self.report.steps.append(step)
+        files = [p for p in produced if p.is_file()]
+        files += [p for p in self._step_products() if p.is_file() and p not in files]
+        if not files:
+            # in-toto wants at least one subject: nothing to attest
+            LOG.info("provenance not written: the build produced no files")
+            return None
+        subjects = provenance.subject_digests(files, self.output_sha256)
+        with CleanupStack() as cleanup:
+            packages, distro = provenance.read_packages(self.tree.mount_readonly(cleanup))
+        facts = provenance.BuildFacts(
+            config=self.config, subjects=subjects, env=self.env,
+            elements=[(e.name, e.path) for e in self.prepared.resolution.elements],
+            packages=packages, distro=distro, dib_version=__version__, host_arch=host_arch(),
+            build_id=self.ws.root.name, started=self.started_on, finished=time.time(),
+            source_date_epoch=sbom.check_source_date_epoch(self.env.get("SOURCE_DATE_EPOCH")))
+        written = provenance.write_provenance(
+            provenance.provenance_path(self.config.image_name), facts)
+        step.seconds = time.monotonic() - started
+        LOG.info("provenance written: %s (%d subjects, %.2f s)", written, len(subjects),
+                 step.seconds)
+        return written
+
+    def _step_products(self) -> list[Path]:
+        """What the build's phases wrote beside the image, or got back from
+        the cache (dib's own SBOM step aside)."""
+        phases = {phase.name for phase in PHASES}
+        found: list[Path] = []
+        for step in self.report.steps:
+            if step.name in phases:
+                found.extend(self.checkpoints.products.get(step.key, []))
+        return found
 
     def _layer_stamps(self) -> artifacts.Layers:
         return [(self.store.stamp(layer) if self.store else None, layer)

@@ -7,6 +7,8 @@ and qemu-system-x86 for the boot. Two builds in all.
 """
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import select
 import shutil
@@ -111,5 +113,9 @@ def test_baremetal_writes_kernel_and_initrd_beside_the_image(builds):
     assert vmlinuz.read_bytes()[0x202:0x206] == b"HdrS"
     assert initrd.stat().st_size > 1 << 20
     assert "select_boot_kernel_initrd" not in result.output   # no error from it
+    # the kernel and initrd a hook wrote beside the image are in its provenance
+    statement = json.loads((out / "overcloud.provenance.json").read_text())
+    assert {s["name"]: s["digest"]["sha256"] for s in statement["subject"]} == \
+        {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in (image, vmlinuz, initrd)}
     assert builds.leaked_mounts(before) == []
     print(f"\nbaremetal build {build_seconds:.0f} s")

@@ -11,7 +11,7 @@ from dib.config import settings as settings_mod
 from dib.config.build import NOT_SETTINGS, BuildConfig, load_build_config, with_changes
 from dib.config.cli import build_parser, config_from_args
 from dib.config.docs import REGENERATE, settings_markdown
-from dib.config.settings import APPEND, COUNT, SETTINGS, SWITCH, VALUE
+from dib.config.settings import APPEND, COUNT, OFF_SWITCH, SETTINGS, SWITCH, VALUE
 from dib.errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[2]
@@ -76,7 +76,7 @@ def test_yaml_keys_unique_and_not_reserved():
 
 def test_kinds_known_and_defaults_parse():
     for setting in SETTINGS:
-        assert setting.kind in (VALUE, SWITCH, COUNT, APPEND), setting.name
+        assert setting.kind in (VALUE, SWITCH, OFF_SWITCH, COUNT, APPEND), setting.name
         if setting.choices:
             assert setting.default_value() in setting.choices, setting.name
 
