@@ -70,7 +70,9 @@ def pulled(registry, scratch, pushed, cache):
 
 
 def phase_steps(result) -> list[dict]:
-    return [s for s in result.report["steps"] if s["name"] != "outputs"]
+    """The steps the remote cache shares: those with a key, except the
+    finished images, which stay local (the provenance has no key)."""
+    return [s for s in result.report["steps"] if s["key"] and s["name"] != "outputs"]
 
 
 def listing(tar: Path) -> list[tuple]:
