@@ -14,6 +14,9 @@ ADMIN_DIR = "var/lib/dpkg"
 # "not-installed" packages are only remembered by dpkg.
 _PRESENT_STATES = {"installed", "unpacked", "half-installed", "half-configured",
                    "triggers-awaited", "triggers-pending"}
+#: the states in which dpkg counts a package as installed (configured, or
+#: waiting only for triggers or the end of its configuration)
+INSTALLED_STATES = {"installed", "half-configured", "triggers-awaited", "triggers-pending"}
 _SOURCE = re.compile(r"^(?P<name>\S+)(?:\s+\((?P<version>[^)]+)\))?$")
 
 
@@ -24,6 +27,8 @@ class DebPackage:
     architecture: str
     source: str
     source_version: str
+    #: dpkg's state word ("installed", "unpacked", ...)
+    state: str = "installed"
 
 
 def parse_status(text: str) -> list[DebPackage]:
@@ -43,7 +48,8 @@ def parse_status(text: str) -> list[DebPackage]:
             source_version = match["version"] or version
         found.append(DebPackage(name=name, version=version,
                                 architecture=deb822.field(para, "Architecture") or "",
-                                source=source, source_version=source_version))
+                                source=source, source_version=source_version,
+                                state=status[-1]))
     return sorted(found, key=lambda p: (p.name, p.architecture))
 
 

@@ -320,24 +320,9 @@ def _excerpt(text: str, limit: int = 300) -> str:
 
 def installed_packages(tree: str | os.PathLike) -> dict[str, str]:
     """Package → version for every package dpkg considers installed in the tree."""
-    status = Path(tree) / "var/lib/dpkg/status"
-    if not status.is_file():
-        return {}
-    out: dict[str, str] = {}
-    for stanza in status.read_text(errors="replace").split("\n\n"):
-        fields: dict[str, str] = {}
-        for line in stanza.splitlines():
-            if line[:1] in (" ", "\t") or ":" not in line:
-                continue
-            key, _, value = line.partition(":")
-            fields[key.strip().lower()] = value.strip()
-        name = fields.get("package")
-        state = fields.get("status", "").split()
-        if name and len(state) == 3 and state[2] in ("installed", "half-configured",
-                                                     "triggers-awaited",
-                                                     "triggers-pending"):
-            out[name] = fields.get("version", "")
-    return out
+    from dib.sbom import dpkg
+    return {p.name: p.version for p in dpkg.read_packages(Path(tree))
+            if p.state in dpkg.INSTALLED_STATES}
 
 
 def check_expectations(tree: str | os.PathLike, spec: Mapping[str, Any] | str | os.PathLike
