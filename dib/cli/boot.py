@@ -39,6 +39,10 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--log", type=Path, default=None, metavar="FILE",
                         help="write the serial console output to FILE")
     parser.add_argument("--json", action="store_true", help="print a JSON report")
+    parser.add_argument("--wait-menu", action="store_true",
+                        help="let GRUB's menu count down (DIB_GRUB_TIMEOUT) instead of "
+                             "pressing Enter as soon as it shows, which boots the same "
+                             "default entry")
     kernel = parser.add_argument_group("direct kernel boot")
     kernel.add_argument("--kernel", type=Path, metavar="FILE",
                         help="boot this kernel (qemu -kernel) instead of the disk's "
@@ -85,7 +89,8 @@ def spec_from_args(args: argparse.Namespace) -> BootSpec:
                     initrd=args.initrd, append=args.append, memory_mb=memory,
                     nics=args.nics, seed=parse_seed(args.seed), grow=grow,
                     exec=list(args.commands), login=args.login, ssh_key=args.ssh_key,
-                    expect=args.expect, timeout=args.timeout, log_path=args.log)
+                    expect=args.expect, timeout=args.timeout, log_path=args.log,
+                    wait_menu=args.wait_menu)
 
 
 def parse_seed(text: str | None) -> dict[str, Path] | None:

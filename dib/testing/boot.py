@@ -13,7 +13,10 @@ its serial console; optionally run commands in the guest.
   image;
 * ``nics`` adds that many virtio NICs on qemu's user network (none by default);
 * ``exec`` runs commands in the guest once the marker was seen
-  (:mod:`dib.testing.guest`), over the serial console or SSH.
+  (:mod:`dib.testing.guest`), over the serial console or SSH;
+* GRUB's menu is answered with Enter as soon as it is drawn, which boots
+  its default entry without waiting out the countdown (``wait_menu`` keeps
+  the countdown).
 
 qemu always runs with ``-snapshot`` (nothing is ever written to the image),
 with TCG unless /dev/kvm really works, in a process group of its own that is
@@ -54,6 +57,10 @@ MILESTONES = [("GRUB", "GRUB"), ("Linux version", "Linux version"),
               ("Welcome to", "Welcome to"), ("login:", "login:")]
 #: a milestone only counts once its predecessor was seen ("Welcome to GRUB")
 _AFTER = {"Welcome to": "Linux version"}
+#: GRUB's menu footer: once drawn, Enter boots the highlighted (default) entry
+GRUB_MENU = b"Press enter to boot the selected OS"
+#: the milestone recorded when the menu was answered
+MENU_ANSWERED = "GRUB menu answered"
 _KVM_CREATE_VM = 0xAE01
 
 SERIAL_CONSOLE = "console=ttyS0,115200"
@@ -86,6 +93,9 @@ class BootSpec:
     expect: str | None = None            # None: login:
     timeout: float = 180.0
     log_path: Path | None = None
+    # Wait out GRUB's menu countdown instead of pressing Enter at it: the
+    # countdown (DIB_GRUB_TIMEOUT, 5 s by default) is idle time for a check.
+    wait_menu: bool = False
 
 
 @dataclass
@@ -430,7 +440,7 @@ class _Console:
     and waits for text; ``send`` types on it."""
 
     def __init__(self, vm: runner.Spawned, watch: list[tuple[str, bytes]],
-                 log: BinaryIO | None, started: float) -> None:
+                 log: BinaryIO | None, started: float, *, answer_menu: bool = False) -> None:
         assert vm.stdout is not None
         # Our own descriptor: the reader closes it, whatever happens to vm's pipe.
         self._fd = os.dup(vm.stdout.fileno())
@@ -443,6 +453,7 @@ class _Console:
         self._base = 0
         self.milestones: dict[str, float] = {}
         self.closed = False
+        self._answer_menu = answer_menu
         self._thread = threading.Thread(target=self._pump, name="dib-boot-console",
                                         daemon=True)
         self._thread.start()
@@ -477,11 +488,17 @@ class _Console:
                     continue
                 if name not in self.milestones and self._buffer.find(text, scan_from) >= 0:
                     self.milestones[name] = elapsed
+            answer = (self._answer_menu and MENU_ANSWERED not in self.milestones
+                      and self._buffer.find(GRUB_MENU, scan_from) >= 0)
+            if answer:
+                self.milestones[MENU_ANSWERED] = elapsed
             if len(self._buffer) > _CONSOLE_KEEP:
                 drop = len(self._buffer) - _CONSOLE_KEEP // 2
                 del self._buffer[:drop]
                 self._base += drop
             self._cond.notify_all()
+        if answer:
+            self.send(b"\r")
 
     @property
     def position(self) -> int:
@@ -582,7 +599,7 @@ def _run(argv: list[str], spec: BootSpec, prep: _Prepared, report: BootReport) -
     console = None
     try:
         with runner.spawn(argv, stdin=subprocess.PIPE, what="qemu") as vm:
-            console = _Console(vm, watch, log, started)
+            console = _Console(vm, watch, log, started, answer_menu=not spec.wait_menu)
             report.reached = console.wait_milestone(marker, deadline)
             if not report.reached:
                 status = vm.poll()

@@ -1,11 +1,14 @@
 """dib boot without booting: the qemu command line, spec checks, sizes, grown
-overlays, the serial --exec script and its parser, and the CLI's arguments."""
+overlays, the serial --exec script and its parser, the console's answer to
+GRUB's menu, and the CLI's arguments."""
 from __future__ import annotations
 
 import base64
 import json
 import os
 import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -13,7 +16,7 @@ import pytest
 from dib import runner
 from dib.cli.main import make_parser
 from dib.errors import BootCheckError
-from dib.testing import guest
+from dib.testing import boot, guest
 from dib.testing.boot import (DEFAULT_MEMORY_MB, RAMDISK_MEMORY_MB, SERIAL_CONSOLE, BootReport,
                               BootSpec, check_spec, default_memory_mb, describe_failure,
                               grown_overlay, kernel_append, parse_size, qemu_argv)
@@ -308,3 +311,34 @@ def test_cli_argument_errors(argv, message):
     from dib.cli.boot import spec_from_args
     with pytest.raises(BootCheckError, match=message):
         spec_from_args(_args(*argv))
+
+
+# A stand-in for a guest's serial console: GRUB's menu, then a countdown
+# that Enter cuts short, then the kernel and the login prompt.
+FAKE_GRUB = r'''
+import select, sys, time
+sys.stdout.write("GNU GRUB  version 2.06\r\n      Press enter to boot the selected OS, "
+                 "`e' to edit the commands\r\n")
+sys.stdout.flush()
+ready, _, _ = select.select([sys.stdin], [], [], 3.0)
+key = sys.stdin.buffer.read(1) if ready else b""
+chosen = "enter" if key == b"\r" else "countdown"
+sys.stdout.write("entry chosen by " + chosen + "\r\n")
+sys.stdout.write("Linux version 6.1\r\nWelcome to Debian\r\nlogin: ")
+sys.stdout.flush()
+time.sleep(5)
+'''
+
+
+@pytest.mark.parametrize("answer, chosen_by", [(True, "enter"), (False, "countdown")])
+def test_grub_menu_is_answered_with_enter_unless_asked_to_wait(answer, chosen_by):
+    started = time.monotonic()
+    with runner.spawn([sys.executable, "-c", FAKE_GRUB], stdin=subprocess.PIPE,
+                      what="fake console") as console_process:
+        console = boot._Console(console_process, [("login:", b"login:")], None, started,
+                                answer_menu=answer)
+        assert console.wait_milestone("login:", started + 20)
+        assert console.wait_for([b"entry chosen by " + chosen_by.encode()], started + 20)
+        console_process.kill()
+    console.join()
+    assert (boot.MENU_ANSWERED in console.milestones) == answer
