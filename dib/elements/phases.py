@@ -21,6 +21,9 @@ class Phase:
     hooks: bool = True
     #: a package-installs entry may name it (``phase: <name>.d``)
     package_installs: bool = False
+    #: a cached step of the build: what its hooks write is kept as a layer.
+    #: A phase that only checks runs on every build, before the first step.
+    step: bool = True
 
     @property
     def directory(self) -> str:
@@ -30,7 +33,12 @@ class Phase:
 # DIB's order and places. "packages" is not a hook directory: it installs -p
 # packages right after install.d, as disk-image-create does. The package-installs
 # element has a hook in each of pre-install.d, install.d and post-install.d.
+# "preflight" is dib's own: DIB runs no such directory, so an element's checks
+# of its settings, which DIB can only make once root.d has bootstrapped the
+# tree, fail a dib build before any slow work, cached or not.
 PHASES: tuple[Phase, ...] = (
+    Phase("preflight", False, "check settings before any work; writes nothing",
+          step=False),
     Phase("root", False, "create the root tree (TARGET_ROOT)"),
     Phase("extra-data", False, "copy data into the hooks tree or the target"),
     Phase("pre-install", True, "prepare the package manager", package_installs=True),

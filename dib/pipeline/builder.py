@@ -64,7 +64,10 @@ class Builder:
             if self.remote is not None and self.config.cache_remote_required:
                 self.remote.check()
             ctx = self._setup()
+            self._preflight_hooks(ctx)
             for phase in PHASES:
+                if not phase.step:
+                    continue
                 if phase.name == "pre-finalise" and self.disk.config is not None:
                     self._internal_step("fstab", {"fstab": self.disk.fstab_text()},
                                         self.disk.write_fstab)
@@ -121,6 +124,15 @@ class Builder:
                             host_ca_bundle=Path(config.host_ca_bundle)
                             if config.host_ca_bundle else None,
                             on_hook=self._on_hook)
+
+    def _preflight_hooks(self, ctx: PhaseContext) -> None:
+        """The elements' own checks (preflight.d), on every build, before the
+        bootstrap or any cached step: they read settings and write nothing."""
+        for phase in PHASES:
+            if not phase.step and self._has_work(phase):
+                run = run_phase(ctx, phase)
+                LOG.info("%s: %d checks passed in %.2f s", phase.directory,
+                         len(run.hooks), run.seconds)
 
     def _has_work(self, phase: Phase) -> bool:
         if phase.name == "packages":

@@ -14,9 +14,11 @@ def elements_of(tree, *requested):
 
 
 def test_dib_phase_order():
-    assert PHASE_NAMES == ("root", "extra-data", "pre-install", "install", "packages",
-                           "post-install", "post-root", "block-device", "pre-finalise",
-                           "finalise", "cleanup")
+    # DIB's phases in DIB's order, after dib's own checks
+    assert PHASE_NAMES == ("preflight", "root", "extra-data", "pre-install", "install",
+                           "packages", "post-install", "post-root", "block-device",
+                           "pre-finalise", "finalise", "cleanup")
+    assert [p.name for p in PHASES if not p.step] == ["preflight"]
     in_chroot = {p.name for p in PHASES if p.in_chroot}
     assert in_chroot == {"pre-install", "install", "packages", "post-install", "finalise"}
     # every phase but the -p packages step is a hook directory an element may have
@@ -31,7 +33,7 @@ def test_unknown_phase():
 
 
 def test_steps_follow_phase_order(tree):
-    tree.os_element("os", hooks={"cleanup": ["10-c"], "root": ["10-r"],
+    tree.os_element("os", hooks={"cleanup": ["10-c"], "root": ["10-r"], "preflight": ["10-pc"],
                                  "finalise": ["10-f"], "install": ["10-i"],
                                  "extra-data": ["10-e"], "pre-install": ["10-p"],
                                  "post-install": ["10-pi"], "post-root": ["10-pr"],

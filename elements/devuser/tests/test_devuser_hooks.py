@@ -13,7 +13,51 @@ FAKE_USERADD = ('for user; do :; done; echo "$user:x:1001:1001::/home/$user:/bin
                 'echo "$user:x:1001:" >> /etc/group; mkdir -p "/home/$user"')
 
 
-class TestCheckAndKeys(HookTestCase):
+class TestCheck(HookTestCase):
+    """preflight.d/50-devuser."""
+
+    element = ELEMENT
+    stub_commands = ()
+
+    def check(self, **env):
+        return self.run_hook("preflight", "50-devuser", env=env)
+
+    def test_missing_key_file_is_an_error(self):
+        self.check(DIB_DEV_USER_AUTHORIZED_KEYS="/srv/no-such-key.pub")
+        self.assertHookFailed(exit_code=1)
+        self.assertOutputContains("devuser (preflight.d/50-devuser): DIB_DEV_USER_AUTHORIZED_KEYS="
+                                  "'/srv/no-such-key.pub' does not exist")
+        self.assertOutputContains("/dev/null to install none")
+
+    def test_existing_key_file_and_dev_null_pass(self):
+        keys = self.root.write("/srv/keys.pub", KEY)
+        for value in (str(keys), "/dev/null"):
+            self.check(DIB_DEV_USER_AUTHORIZED_KEYS=value)
+            self.assertHookSucceeded()
+
+    def test_sudo_values(self):
+        for value in ("yes", "1", "True", "no", "0", "false", ""):
+            self.check(DIB_DEV_USER_PWDLESS_SUDO=value)
+            self.assertHookSucceeded()
+
+    def test_malformed_sudo_value_is_an_error(self):
+        self.check(DIB_DEV_USER_PWDLESS_SUDO="always")
+        self.assertHookFailed(exit_code=1)
+        self.assertOutputContains("devuser (preflight.d/50-devuser): DIB_DEV_USER_PWDLESS_SUDO="
+                                  "'always' is not a yes/no value")
+
+    def test_bad_user_name_is_an_error(self):
+        self.check(DIB_DEV_USER_USERNAME="Dev User")
+        self.assertHookFailed(exit_code=1)
+        self.assertOutputContains("DIB_DEV_USER_USERNAME='Dev User' is not a valid user name")
+
+    def test_relative_shell_is_an_error(self):
+        self.check(DIB_DEV_USER_SHELL="zsh")
+        self.assertHookFailed(exit_code=1)
+        self.assertOutputContains("DIB_DEV_USER_SHELL='zsh' must be the full path")
+
+
+class TestKeys(HookTestCase):
     """extra-data.d/50-devuser."""
 
     element = ELEMENT
@@ -27,7 +71,7 @@ class TestCheckAndKeys(HookTestCase):
         self.hooks = self.root.join("/srv/hooks")
         self.hooks.mkdir(parents=True)
 
-    def check(self, **env):
+    def keep(self, **env):
         full = {"HOME": str(self.home), "TMP_HOOKS_PATH": str(self.hooks), **env}
         return self.run_hook("extra-data", "50-devuser", env=full)
 
@@ -37,60 +81,32 @@ class TestCheckAndKeys(HookTestCase):
 
     def test_key_file_is_kept(self):
         keys = self.root.write("/srv/keys.pub", KEY)
-        self.check(DIB_DEV_USER_AUTHORIZED_KEYS=str(keys))
+        self.keep(DIB_DEV_USER_AUTHORIZED_KEYS=str(keys))
         self.assertHookSucceeded()
         self.assertEqual(self.kept(), KEY)
 
-    def test_missing_key_file_is_an_error(self):
-        self.check(DIB_DEV_USER_AUTHORIZED_KEYS="/srv/no-such-key.pub")
-        self.assertHookFailed(exit_code=1)
-        self.assertOutputContains("devuser (extra-data.d/50-devuser): DIB_DEV_USER_AUTHORIZED_KEYS="
-                                  "'/srv/no-such-key.pub' does not exist")
-        self.assertOutputContains("/dev/null to install none")
-
     def test_dev_null_installs_no_key(self):
         (self.home / ".ssh" / "id_rsa.pub").write_text(KEY)
-        self.check(DIB_DEV_USER_AUTHORIZED_KEYS="/dev/null")
+        self.keep(DIB_DEV_USER_AUTHORIZED_KEYS="/dev/null")
         self.assertHookSucceeded()
         self.assertIsNone(self.kept())
 
     def test_build_users_key_by_default(self):
         (self.home / ".ssh" / "id_ed25519.pub").write_text(KEY)
-        self.check()
+        self.keep()
         self.assertHookSucceeded()
         self.assertEqual(self.kept(), KEY)
 
     def test_rsa_key_comes_first(self):
         (self.home / ".ssh" / "id_ed25519.pub").write_text(KEY)
         (self.home / ".ssh" / "id_rsa.pub").write_text("ssh-rsa AAAArsa dev@laptop\n")
-        self.check()
+        self.keep()
         self.assertEqual(self.kept(), "ssh-rsa AAAArsa dev@laptop\n")
 
     def test_no_key_anywhere(self):
-        self.check()
+        self.keep()
         self.assertHookSucceeded()
         self.assertIsNone(self.kept())
-
-    def test_sudo_values(self):
-        for value in ("yes", "1", "True", "no", "0", "false", ""):
-            self.check(DIB_DEV_USER_PWDLESS_SUDO=value)
-            self.assertHookSucceeded()
-
-    def test_malformed_sudo_value_is_an_error(self):
-        self.check(DIB_DEV_USER_PWDLESS_SUDO="always")
-        self.assertHookFailed(exit_code=1)
-        self.assertOutputContains("devuser (extra-data.d/50-devuser): DIB_DEV_USER_PWDLESS_SUDO="
-                                  "'always' is not a yes/no value")
-
-    def test_bad_user_name_is_an_error(self):
-        self.check(DIB_DEV_USER_USERNAME="Dev User")
-        self.assertHookFailed(exit_code=1)
-        self.assertOutputContains("DIB_DEV_USER_USERNAME='Dev User' is not a valid user name")
-
-    def test_relative_shell_is_an_error(self):
-        self.check(DIB_DEV_USER_SHELL="zsh")
-        self.assertHookFailed(exit_code=1)
-        self.assertOutputContains("DIB_DEV_USER_SHELL='zsh' must be the full path")
 
 
 class TestCreateUser(HookTestCase):

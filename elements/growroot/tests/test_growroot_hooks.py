@@ -48,7 +48,7 @@ class TestEnable(HookTestCase):
 
 
 class TestLayoutCheck(HookTestCase):
-    """extra-data.d/05-growroot-check-layout."""
+    """preflight.d/05-growroot-check-layout."""
 
     element = ELEMENT
     stub_commands = ()
@@ -57,7 +57,7 @@ class TestLayoutCheck(HookTestCase):
         full = {"IMAGE_TYPES": types, "IMAGE_ELEMENT": "", "IMAGE_ELEMENT_YAML": "{}", **env}
         if config is not None:
             full["DIB_BLOCK_DEVICE_CONFIG"] = yaml.safe_dump(config)
-        return self.run_hook("extra-data", CHECK, env=full)
+        return self.run_hook("preflight", CHECK, env=full)
 
     def test_root_last_is_fine(self):
         self.check(layout(("ESP", "/boot/efi"), ("root", "/")))
@@ -66,7 +66,7 @@ class TestLayoutCheck(HookTestCase):
     def test_partition_after_root_is_an_error(self):
         self.check(layout(("root", "/"), ("data", "/srv")))
         self.assertHookFailed(exit_code=1)
-        self.assertOutputContains("growroot (extra-data.d/05-growroot-check-layout): the "
+        self.assertOutputContains("growroot (preflight.d/05-growroot-check-layout): the "
                                   "block-device layout from DIB_BLOCK_DEVICE_CONFIG does not "
                                   "suit growroot: the / filesystem is on partition 'root', but "
                                   "partition 'data' comes after it")
