@@ -152,6 +152,55 @@ def test_problems_are_reported_before_any_work(builds):
     assert builds.workspaces() == []
 
 
+ROOT_THEN_DATA = """\
+- local_loop:
+    name: image0
+- partitioning:
+    base: image0
+    label: mbr
+    partitions:
+      - name: root
+        size: 2GiB
+        mkfs:
+          type: ext4
+          mount:
+            mount_point: /
+            fstab:
+              options: defaults
+      - name: data
+        size: 100%
+"""
+
+
+def test_element_checks_stop_the_build_before_the_bootstrap(builds, tmp_path):
+    layout = tmp_path / "root-then-data.yaml"
+    layout.write_text(ROOT_THEN_DATA)
+    cases = [
+        (("-t", "tar", "debian-minimal", "cloud-init-datasources"),
+         {"DIB_CLOUD_INIT_DATASOURCES": "NoCloud, Openstak"},
+         "cloud-init-datasources (preflight.d/05-check-cloud-init-datasources): "
+         "DIB_CLOUD_INIT_DATASOURCES='NoCloud, Openstak' names datasources cloud-init "
+         "does not know: 'Openstak'"),
+        (("-t", "tar", "debian-minimal", "devuser"),
+         {"DIB_DEV_USER_AUTHORIZED_KEYS": str(tmp_path / "missing.pub")},
+         "devuser (preflight.d/50-devuser): DIB_DEV_USER_AUTHORIZED_KEYS="),
+        (("-t", "qcow2", "debian-minimal", "vm", "growroot"),
+         {"DIB_BLOCK_DEVICE_CONFIG": f"file://{layout}"},
+         "growroot (preflight.d/05-growroot-check-layout): the block-device layout"),
+    ]
+    before = mountinfo()
+    for args, env, message in cases:
+        result = builds.run(*args, name="never", env=env)
+        assert result.returncode != 0
+        assert message in result.output, result.output[-3000:]
+        assert "of element" in result.output and "preflight/" in result.output
+        assert "Traceback" not in result.output
+        # no step ran, not even a cached one: the check came first
+        assert result.report.get("steps") == [], result.report.get("steps")
+    assert builds.leaked_mounts(before) == []
+    assert builds.workspaces() == []
+
+
 def test_several_tree_outputs_from_one_build(builds):
     result = builds.run("-t", "tar,tgz,squashfs,docker", "--docker-target", "dib/test:1",
                         "debian-minimal", name="multi")
