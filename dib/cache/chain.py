@@ -40,6 +40,9 @@ class Checkpoints:
         self.remote_misses: dict[str, str] = {}
         self.tree_id: str | None = None
         self.settings: dict[str, str] = {}
+        #: what the build's hooks get, environment.d sourced: the bootstrap
+        #: is keyed on the values it reads, not on environment.d's text
+        self.environment: dict[str, str] = {}
         self.element_data: dict[str, str] = {}
         self.packages = ""
         self._last_key: str | None = None
@@ -55,6 +58,7 @@ class Checkpoints:
               elements: list[tuple[str, Path]]) -> None:
         self.image = Path(config.image_name)
         self.settings = keys.settings_inputs(env, image_name=config.image_name)
+        self.environment = dict(env)
         self.recorded = {name: env.get(name, "") for name in keys.RECORDED_VARS}
         self.element_data = keys.element_data_inputs(elements)
         self.packages = " ".join(config.packages)
@@ -67,7 +71,7 @@ class Checkpoints:
             inputs["setting:packages"] = self.packages
             return inputs
         inputs = keys.phase_inputs(hooks_dir, f"{phase_name}.d", self.settings,
-                                   self.element_data)
+                                   self.element_data, environment=self.environment)
         for name, value in self.recorded.items():
             if keys.mentions(hooks_dir / f"{phase_name}.d", name):
                 inputs[f"recorded:{name}"] = value

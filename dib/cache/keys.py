@@ -197,7 +197,8 @@ def variables_named_in(*directories: Path) -> set[str]:
 
 
 def phase_inputs(hooks_dir: Path, phase_dir: str, settings: Mapping[str, str],
-                 element_data: Mapping[str, str] | None = None) -> dict[str, str]:
+                 element_data: Mapping[str, str] | None = None, *,
+                 environment: Mapping[str, str] | None = None) -> dict[str, str]:
     """What a phase reads: its own hooks, environment.d, the helpers, and for
     every phase after root.d the elements' data (static/, pkg-map, ...).
 
@@ -205,14 +206,19 @@ def phase_inputs(hooks_dir: Path, phase_dir: str, settings: Mapping[str, str],
     environment.d, in the helpers or (after root.d) in the elements' other
     files, which hooks may source, count: changing DIB_DEV_USER_PASSWORD
     reruns the phase that uses it, not the bootstrap.
+
+    The bootstrap (root.d) is keyed on the values its hooks read, with
+    ``environment`` (the build's environment, environment.d sourced) giving
+    them, instead of on environment.d's text: an element whose environment.d
+    sets only what later phases read shares the bootstrap of builds without it.
     """
-    data = [] if phase_dir in ROOT_ONLY_DIRS else [
-        entry for entry in sorted(hooks_dir.iterdir())
-        if entry.name not in NOT_DATA and entry.name not in PHASE_DIRS]
+    if phase_dir in ROOT_ONLY_DIRS:
+        return _bootstrap_inputs(hooks_dir, phase_dir, settings, environment)
+    data = [entry for entry in sorted(hooks_dir.iterdir())
+            if entry.name not in NOT_DATA and entry.name not in PHASE_DIRS]
     named = variables_named_in(hooks_dir / phase_dir, hooks_dir / "environment.d",
                                hooks_dir / "bin", *data)
-    inputs = {k: v for k, v in settings.items()
-              if not k.startswith("env:DIB_") or k[4:] in named or k[4:] in TREE_VARS}
+    inputs = _named_settings(settings, named)
     if not mentions(hooks_dir / phase_dir, "IMAGE_NAME"):
         inputs.pop(IMAGE_NAME_INPUT, None)
     reads_elements = phase_dir in READS_ELEMENT_DIRS or any(
@@ -224,21 +230,81 @@ def phase_inputs(hooks_dir: Path, phase_dir: str, settings: Mapping[str, str],
         inputs.pop(ELEMENTS_INPUT, None)
     inputs.update(tree_inputs(hooks_dir / phase_dir, phase_dir))
     inputs.update(tree_inputs(hooks_dir / "environment.d", "environment.d"))
-    if phase_dir in ROOT_ONLY_DIRS:
-        # The bootstrap reads only the helpers it names; elements' bin/ files
-        # reach the image later (install-bin), so they do not key it.
-        for name in helpers_named_by(hooks_dir, [hooks_dir / phase_dir,
-                                                 hooks_dir / "environment.d"]):
-            inputs.update(tree_inputs(hooks_dir / "bin" / name, f"bin/{name}"))
-    else:
-        inputs.update(tree_inputs(hooks_dir / "bin", "bin"))
+    inputs.update(tree_inputs(hooks_dir / "bin", "bin"))
     for entry in data:
         inputs.update(tree_inputs(entry, entry.name))
+    _mark_uncacheable(inputs, hooks_dir, phase_dir)
+    return inputs
+
+
+def _bootstrap_inputs(hooks_dir: Path, phase_dir: str, settings: Mapping[str, str],
+                      environment: Mapping[str, str] | None) -> dict[str, str]:
+    """root.d's hooks, the helpers they name and DIB's library if they source
+    it, and the values of the variables those name. Elements' bin/ files reach the image
+    later (install-bin), so only the helpers root.d names key it.
+
+    Without ``environment`` (a caller that has not sourced environment.d)
+    environment.d's text stands in for the values it sets."""
+    helpers = helpers_named_by(hooks_dir, [hooks_dir / phase_dir])
+    sources = [hooks_dir / phase_dir, *(hooks_dir / "bin" / name for name in helpers)]
+    if mentions(hooks_dir / phase_dir, "_LIB"):
+        sources.append(hooks_dir / "lib")
+    if environment is None:
+        sources.append(hooks_dir / "environment.d")
+    inputs = _named_settings(settings, variables_named_in(*sources))
+    if not mentions(hooks_dir / phase_dir, "IMAGE_NAME"):
+        inputs.pop(IMAGE_NAME_INPUT, None)
+    if not any(mentions(hooks_dir / phase_dir, word) for word in ELEMENT_WORDS):
+        inputs.pop(ELEMENTS_INPUT, None)
+    if environment is None:
+        inputs.update(tree_inputs(hooks_dir / "environment.d", "environment.d"))
+    else:
+        inputs.update(_named_values(environment, sources))
+    inputs.update(tree_inputs(hooks_dir / phase_dir, phase_dir))
+    for name in helpers:
+        inputs.update(tree_inputs(hooks_dir / "bin" / name, f"bin/{name}"))
+    _mark_uncacheable(inputs, hooks_dir, phase_dir)
+    return inputs
+
+
+def _named_settings(settings: Mapping[str, str], named: set[str]) -> dict[str, str]:
+    return {k: v for k, v in settings.items()
+            if not k.startswith("env:DIB_") or k[4:] in named or k[4:] in TREE_VARS}
+
+
+WORD = re.compile(rb"[A-Za-z_][A-Za-z0-9_]*")
+FUNCTION_PREFIX, FUNCTION_SUFFIX = "BASH_FUNC_", "%%"
+# Where the build itself is: written as these names, so that the same
+# bootstrap in another workspace or for another image has the same key.
+BUILD_PATHS = ("TMP_BUILD_DIR", "IMAGE_NAME")
+# What bash itself sets while environment.d is sourced, not what a build gives.
+SHELL_OWN = {"_", "PWD", "OLDPWD", "SHLVL"}
+
+
+def _named_values(environment: Mapping[str, str], sources: list[Path]) -> dict[str, str]:
+    """The exported variables and functions (other than the settings') that
+    ``sources`` name, with their values: all a hook can see of environment.d."""
+    words = {m.decode() for m in WORD.findall(_texts(sources))}
+    places = [(environment[n], f"${n}") for n in BUILD_PATHS if environment.get(n)]
+    out = {}
+    for name, value in environment.items():
+        if name.startswith("DIB_") or name in TREE_VARS or name in SHELL_OWN:
+            continue   # the settings' own inputs, or the shell's
+        word = name
+        if name.startswith(FUNCTION_PREFIX) and name.endswith(FUNCTION_SUFFIX):
+            word = name[len(FUNCTION_PREFIX):-len(FUNCTION_SUFFIX)]
+        if word in words:
+            for path, placeholder in places:
+                value = value.replace(path, placeholder)
+            out[f"env:{name}"] = value
+    return out
+
+
+def _mark_uncacheable(inputs: dict[str, str], hooks_dir: Path, phase_dir: str) -> None:
     never = uncacheable_hooks(hooks_dir / phase_dir)
     if never:
         inputs["uncacheable"] = (f"{phase_dir}/{', '.join(never)} marked "
                                  f"'{UNCACHEABLE_MARK}'|{uuid.uuid4()}")
-    return inputs
 
 
 def changed_inputs(old: Mapping[str, str], new: Mapping[str, str]) -> list[str]:

@@ -391,3 +391,56 @@ def test_settings_that_do_not_shape_the_tree_do_not_key_it():
             assert changed != base, f"{setting.env} shapes the tree but does not key it"
         else:
             assert changed == base, f"{setting.env} does not shape the tree but keys it"
+
+
+# -- the bootstrap's key, from the values environment.d gives -----------------------------
+
+
+def bootstrap_key(hooks: Path, **caller) -> str:
+    """root.d's key as a build makes it: environment.d really sourced."""
+    from dib.runtime.environment import sourced_environment
+    env = sourced_environment(hooks, {"PATH": os.environ["PATH"], "ARCH": "amd64",
+                                      "DIB_RELEASE": "bookworm",
+                                      "TMP_BUILD_DIR": "/var/tmp/dib-build-a",
+                                      "TARGET_ROOT": "/var/tmp/dib-build-a/mnt",
+                                      "IMAGE_NAME": "/out/img", **caller})
+    settings = keys.settings_inputs(env, image_name=env["IMAGE_NAME"])
+    return keys.key_for(None, "root.d",
+                        keys.phase_inputs(hooks, "root.d", settings, environment=env))
+
+
+def test_environment_d_the_bootstrap_does_not_read_leaves_its_key(tmp_path):
+    hooks = make_hooks(tmp_path)
+    before = bootstrap_key(hooks)
+    (hooks / "environment.d" / "20-later.bash").write_text(
+        "export DIB_GRUB_TIMEOUT=0\nexport MOTD_TEXT=hello\n")
+    assert bootstrap_key(hooks) == before
+    # in another workspace, for another image, the same bootstrap
+    assert bootstrap_key(hooks, TMP_BUILD_DIR="/var/tmp/dib-build-b",
+                         TARGET_ROOT="/var/tmp/dib-build-b/mnt",
+                         IMAGE_NAME="/elsewhere/other") == before
+
+
+def test_values_the_bootstrap_reads_key_it_whoever_sets_them(tmp_path):
+    hooks = make_hooks(tmp_path)
+    (hooks / "root.d" / "10-bootstrap").write_text(
+        '#!/bin/bash\nfetch "$BASE_IMAGE_URL" "$DIB_MIRROR_PATH" "$TARGET_ROOT"\npick_arch\n')
+    env_file = hooks / "environment.d" / "20-base.bash"
+
+    def key_with(text: str, **caller: str) -> str:
+        env_file.write_text(text)
+        return bootstrap_key(hooks, **caller)
+    plain = key_with("export BASE_IMAGE_URL=http://images.invalid/a.qcow2\n")
+    # a non-DIB variable environment.d exports
+    assert key_with("export BASE_IMAGE_URL=http://images.invalid/b.qcow2\n") != plain
+    # a DIB_ variable environment.d derives from the caller's
+    derived = "export BASE_IMAGE_URL=http://images.invalid/a.qcow2\n" \
+              "export DIB_MIRROR_PATH=/debian/${DIB_FLAVOUR:-main}\n"
+    assert key_with(derived, DIB_FLAVOUR="main") != key_with(derived, DIB_FLAVOUR="backports")
+    # an exported function the bootstrap calls
+    function = "export BASE_IMAGE_URL=http://images.invalid/a.qcow2\n" \
+               "pick_arch() { echo %s; }\nexport -f pick_arch\n"
+    assert key_with(function % "amd64") != key_with(function % "arm64")
+    # not a variable it reads
+    assert key_with("export BASE_IMAGE_URL=http://images.invalid/a.qcow2\n"
+                    "export UNRELATED=1\n") == plain
