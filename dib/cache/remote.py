@@ -266,9 +266,5 @@ def unpack(blob: Path, destination: Path, compressor: str) -> None:
 def from_settings(remote: str, *, mode: str, insecure: bool,
                   environ: Mapping[str, str]) -> RemoteCache:
     """The remote cache a build's settings ask for; DibError for one it may not use."""
-    ref = oci.parse_ref(remote)
-    # A registry on this very machine is reached over plain HTTP without
-    # asking: nothing crosses a network.
-    insecure = insecure or oci.is_loopback(ref.hostname)
-    credentials = oci.credentials_for(ref.host, oci.auth_files(environ))
-    return RemoteCache(oci.Registry(ref, insecure=insecure, credentials=credentials), mode)
+    registry = oci.connect(oci.parse_ref(remote), insecure=insecure, environ=environ)
+    return RemoteCache(registry, mode)
