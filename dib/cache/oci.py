@@ -134,6 +134,24 @@ def image_manifest(config: dict[str, Any], layers: list[dict[str, Any]],
     return json.dumps(manifest, sort_keys=True, separators=(",", ":")).encode()
 
 
+def is_descriptor(value: Any) -> bool:
+    """A content descriptor with a sha256 digest and a size."""
+    return isinstance(value, dict) and isinstance(value.get("mediaType"), str) \
+        and isinstance(value.get("digest"), str) and DIGEST_RE.match(value["digest"]) \
+        is not None and isinstance(value.get("size"), int) and value["size"] >= 0
+
+
+def load_manifest(body: bytes) -> dict[str, Any]:
+    """An image manifest's JSON (schema 2); ValueError says why it is not one."""
+    try:
+        manifest = json.loads(body)
+    except ValueError:
+        raise ValueError("the manifest is not JSON") from None
+    if not isinstance(manifest, dict) or manifest.get("schemaVersion") != 2:
+        raise ValueError("the manifest is not an OCI image manifest")
+    return manifest
+
+
 def sha256_digest(data: bytes) -> str:
     return "sha256:" + hashlib.sha256(data).hexdigest()
 

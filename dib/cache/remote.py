@@ -205,25 +205,17 @@ def parse_manifest(body: bytes) -> tuple[dict[str, Any], dict[str, Any]]:
     """(config, layer) descriptors of a cache entry's manifest; BadEntry
     when it is not one."""
     try:
-        manifest = json.loads(body)
-    except ValueError:
-        raise BadEntry("the manifest is not JSON") from None
-    if not isinstance(manifest, dict) or manifest.get("schemaVersion") != 2:
-        raise BadEntry("the manifest is not an OCI image manifest")
+        manifest = oci.load_manifest(body)
+    except ValueError as exc:
+        raise BadEntry(str(exc)) from None
     config = manifest.get("config")
     layers = manifest.get("layers")
-    if not _is_descriptor(config) or config.get("mediaType") != CONFIG_TYPE:
+    if not oci.is_descriptor(config) or config.get("mediaType") != CONFIG_TYPE:
         raise BadEntry("the manifest is not a dib cache entry (its config is not one)")
-    if not isinstance(layers, list) or len(layers) != 1 or not _is_descriptor(layers[0]) \
+    if not isinstance(layers, list) or len(layers) != 1 or not oci.is_descriptor(layers[0]) \
             or layers[0].get("mediaType") not in LAYER_TYPES.values():
         raise BadEntry("a dib cache entry has exactly one tar layer")
     return config, layers[0]
-
-
-def _is_descriptor(value: Any) -> bool:
-    return isinstance(value, dict) and isinstance(value.get("mediaType"), str) \
-        and isinstance(value.get("digest"), str) and oci.DIGEST_RE.match(value["digest"]) \
-        is not None and isinstance(value.get("size"), int) and value["size"] >= 0
 
 
 def check_meta(meta: Any, key: str) -> None:

@@ -221,10 +221,7 @@ def _plain_name(name: str) -> bool:
 
 
 def _descriptor(value: Any) -> dict[str, Any]:
-    if (not isinstance(value, dict) or not isinstance(value.get("mediaType"), str)
-            or not isinstance(value.get("digest"), str)
-            or not oci.DIGEST_RE.match(value["digest"])
-            or not isinstance(value.get("size"), int) or value["size"] < 0):
+    if not oci.is_descriptor(value):
         raise NotADiskImage("the manifest has a malformed or non-sha256 descriptor")
     return value
 
@@ -232,11 +229,9 @@ def _descriptor(value: Any) -> dict[str, Any]:
 def read_manifest(body: bytes) -> Published:
     """Which layout ``body`` is, and its parts; NotADiskImage for anything else."""
     try:
-        manifest = json.loads(body)
-    except ValueError:
-        raise NotADiskImage("the manifest is not JSON") from None
-    if not isinstance(manifest, dict) or manifest.get("schemaVersion") != 2:
-        raise NotADiskImage("the manifest is not an OCI image manifest (schema 2)")
+        manifest = oci.load_manifest(body)
+    except ValueError as exc:
+        raise NotADiskImage(str(exc)) from None
     if not isinstance(manifest.get("layers"), list) or not manifest["layers"]:
         raise NotADiskImage("the manifest has no layers")
     config = _descriptor(manifest.get("config"))
