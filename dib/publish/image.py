@@ -31,8 +31,12 @@ SPDX_SUFFIX = "spdx.json"
 def image_format(path: Path) -> str:
     """qcow2 or raw, from the file's first bytes; ConfigError for a name that
     says another format or a .qcow2 that is not one."""
-    with open(path, "rb") as handle:
-        qcow2 = handle.read(4) == QCOW2_MAGIC
+    try:
+        with open(path, "rb") as handle:
+            qcow2 = handle.read(4) == QCOW2_MAGIC
+    except OSError as exc:
+        raise ConfigError(f"IMAGE {path} cannot be read: {exc.strerror or exc}",
+                          hint="check the file's permissions") from None
     if qcow2:
         return "qcow2"
     if path.suffix == ".qcow2":

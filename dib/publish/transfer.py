@@ -191,12 +191,15 @@ def replacing(target: Path) -> Iterator[IO[bytes]]:
         raise
 
 
+def _check_output(output: Path | None) -> None:
+    if output is not None and not output.is_dir() and not output.parent.is_dir():
+        raise ConfigError(f"-o {output}: the directory {output.parent} does not exist",
+                          hint="create it first, or give another -o FILE")
+
+
 def _target(output: Path | None, name: str | None, fallback: str) -> Path:
     """Where the image goes: -o FILE, or the pushed name in -o DIR or here."""
     if output is not None and not output.is_dir():
-        if not output.parent.is_dir():
-            raise ConfigError(f"-o {output}: the directory {output.parent} does not exist",
-                              hint="create it first, or give another -o FILE")
         return output
     return (output or Path.cwd()) / (name or fallback)
 
@@ -259,8 +262,7 @@ def _copy_member(archive: tarfile.TarFile, member: tarfile.TarInfo, out: IO[byte
 def _pull_container_disk(registry: oci.Registry, published: layout.Published,
                          output: Path | None, fallback: str) -> tuple[Path, str]:
     layer = published.disk
-    where = output if output is not None and output.is_dir() else \
-        _target(output, None, fallback).parent
+    where = _target(output, None, fallback).parent
     LOG.info("pulling the containerDisk layer (%s)", _mib(layer["size"]))
     # The layer is checked whole against its digest before a byte of the
     # image is taken from it.
@@ -286,8 +288,7 @@ def pull(reference: str, output: Path | None = None, *, insecure: bool = False,
     """Fetch ``reference`` and write its image to ``output`` (default: the
     name it was pushed under, here)."""
     ref, tag = parse_reference(reference)
-    if output is not None and not output.is_dir() and not output.parent.is_dir():
-        _target(output, None, "")
+    _check_output(output)
     registry = open_registry(ref, insecure=insecure, environ=environ)
     fallback = f"{ref.repository.rsplit('/', 1)[-1]}-{tag}.img"
     try:
@@ -315,6 +316,11 @@ def pull(reference: str, output: Path | None = None, *, insecure: bool = False,
         raise PullFailed(f"{reference}: {exc}") from None
     except tarfile.TarError as exc:
         raise PullFailed(f"{reference}: the containerDisk layer is not a tar: {exc}") from None
+    except OSError as exc:
+        # Only writing here can fail this way: the registry's errors are RegistryErrors.
+        raise DibError(f"pulling {reference}: cannot write {exc.filename or 'the image'}: "
+                       f"{exc.strerror or exc}",
+                       hint="give -o a writable place with room for the image") from None
     return Pulled(target, published.layout, sha256, tuple(sidecars))
 
 

@@ -299,3 +299,13 @@ def test_pulled_sidecars_are_named_after_the_output():
     target = Path("/x/out.qcow2")
     assert transfer._sidecar_path(target, "vm.spdx.json", "vm.qcow2") == Path("/x/out.spdx.json")
     assert transfer._sidecar_path(target, "vm.d.tar", "vm.qcow2") == Path("/x/out.d.tar")
+
+
+def test_an_output_in_a_missing_directory_is_refused_before_the_registry_is_asked(tmp_path,
+                                                                                   capsys):
+    # Port 9 on loopback: nothing listens, so reaching the registry would fail differently.
+    status = dib_main(["pull", "oci://127.0.0.1:9/images/vm:1", "-o",
+                       str(tmp_path / "no" / "vm.qcow2")])
+    err = capsys.readouterr().err
+    assert status == 2
+    assert err.startswith(f"dib: error: -o {tmp_path / 'no' / 'vm.qcow2'}: the directory")
