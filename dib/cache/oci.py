@@ -45,6 +45,11 @@ class DigestMismatch(RegistryError):
     """What the registry sent is not what its digest names."""
 
 
+class WriteFailed(RegistryError):
+    """A blob could not be written here (no room, no permission): not the
+    registry's fault, and said so."""
+
+
 @dataclass(frozen=True)
 class RemoteRef:
     """Where a remote cache lives: ``oci://HOST[:PORT]/REPO``."""
@@ -344,7 +349,11 @@ class Registry:
                     if received > size:
                         break
                     hasher.update(chunk)
-                    out.write(chunk)
+                    try:
+                        out.write(chunk)
+                    except OSError as exc:
+                        raise WriteFailed(f"cannot write blob {digest}: "
+                                          f"{exc.strerror or exc}") from None
         except urllib.error.HTTPError as exc:
             raise self._status(exc, f"GET blob {digest}") from None
         except (OSError, http.client.HTTPException) as exc:

@@ -312,6 +312,9 @@ def pull(reference: str, output: Path | None = None, *, insecure: bool = False,
     except oci.DigestMismatch as exc:
         raise PullFailed(f"{reference}: {exc}; nothing was written",
                          hint="the registry's copy is damaged: push the image again") from None
+    except oci.WriteFailed as exc:
+        raise DibError(f"pulling {reference}: {exc}",
+                       hint="give -o a writable place with room for the image") from None
     except oci.RegistryError as exc:
         raise PullFailed(f"{reference}: {exc}") from None
     except tarfile.TarError as exc:

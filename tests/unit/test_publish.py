@@ -309,3 +309,16 @@ def test_an_output_in_a_missing_directory_is_refused_before_the_registry_is_aske
     err = capsys.readouterr().err
     assert status == 2
     assert err.startswith(f"dib: error: -o {tmp_path / 'no' / 'vm.qcow2'}: the directory")
+
+
+def test_a_blob_that_cannot_be_written_here_is_not_blamed_on_the_registry(fake):
+    class Full(io.RawIOBase):
+        def write(self, data):
+            raise OSError(28, "No space left on device")
+    blob = b"x" * 10
+    digest = oci.sha256_digest(blob)
+    fake.routes[("GET", f"/v2/images/vm/blobs/{digest}")] = (200, {}, blob)
+    registry = oci.connect(oci.parse_ref(f"oci://{fake.host}/images/vm"), insecure=False,
+                           environ={})
+    with pytest.raises(oci.WriteFailed, match="No space left on device"):
+        registry.get_blob(digest, 10, Full())
