@@ -56,7 +56,7 @@ def sha256(data: bytes) -> str:
 
 @pytest.mark.parametrize("text, host, repository, tag", [
     ("oci://127.0.0.1:5000/images/vm:1", "127.0.0.1:5000", "images/vm", "1"),
-    ("oci://registry.example/vm:v1.2_3", "registry.example", "vm", "v1.2_3"),
+    ("oci://192.0.2.7/vm:v1.2_3", "192.0.2.7", "vm", "v1.2_3"),
     ("oci://[::1]:5000/a/b/c:latest", "[::1]:5000", "a/b/c", "latest"),
 ])
 def test_a_reference_is_host_repository_and_tag(text, host, repository, tag):
