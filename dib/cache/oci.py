@@ -28,8 +28,8 @@ from typing import IO, Any, Mapping
 from dib.config import types
 
 MANIFEST_TYPE = "application/vnd.oci.image.manifest.v1+json"
-# What a manifest GET accepts: OCI's, and Docker's schema 2 (an image made by
-# docker or buildah, e.g. a containerDisk, may carry either).
+# Docker's schema 2 manifest: an image made by docker (a containerDisk, say)
+# may come as one, so dib pull asks for it beside OCI's.
 DOCKER_MANIFEST_TYPE = "application/vnd.docker.distribution.manifest.v2+json"
 CHUNK = 1 << 20
 # The distribution spec's grammar of tags.
@@ -52,7 +52,7 @@ class WriteFailed(RegistryError):
 
 @dataclass(frozen=True)
 class RemoteRef:
-    """Where a remote cache lives: ``oci://HOST[:PORT]/REPO``."""
+    """A repository of a registry: ``oci://HOST[:PORT]/REPO``."""
 
     host: str        # as written, with the port if one was given
     repository: str
