@@ -1,5 +1,6 @@
 """A small client of the OCI distribution API: just what the remote phase
-cache needs (blob HEAD, GET and monolithic upload; manifest GET and PUT).
+cache and ``dib push``/``dib pull`` need (blob HEAD, GET and monolithic
+upload; manifest GET and PUT).
 
 It speaks HTTP through urllib rather than a registry library: the cache uses
 six requests, and a library would bring a dependency (and its own idea of
@@ -27,6 +28,9 @@ from typing import IO, Any, Mapping
 from dib.config import types
 
 MANIFEST_TYPE = "application/vnd.oci.image.manifest.v1+json"
+# Docker's schema 2 manifest: an image made by docker (a containerDisk, say)
+# may come as one, so dib pull asks for it beside OCI's.
+DOCKER_MANIFEST_TYPE = "application/vnd.docker.distribution.manifest.v2+json"
 CHUNK = 1 << 20
 # The distribution spec's grammar of tags.
 TAG_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
@@ -41,9 +45,14 @@ class DigestMismatch(RegistryError):
     """What the registry sent is not what its digest names."""
 
 
+class WriteFailed(RegistryError):
+    """A blob could not be written here (no room, no permission): not the
+    registry's fault, and said so."""
+
+
 @dataclass(frozen=True)
 class RemoteRef:
-    """Where a remote cache lives: ``oci://HOST[:PORT]/REPO``."""
+    """A repository of a registry: ``oci://HOST[:PORT]/REPO``."""
 
     host: str        # as written, with the port if one was given
     repository: str
@@ -59,6 +68,37 @@ class RemoteRef:
 def parse_ref(text: str) -> RemoteRef:
     """Parse ``oci://HOST[:PORT]/REPO``; ValueError says what is wrong."""
     return RemoteRef(*types.oci_location(text))
+
+
+def parse_image_ref(text: str) -> tuple[RemoteRef, str]:
+    """(repository, tag) of ``oci://HOST[:PORT]/REPO:TAG``; ValueError says
+    what is wrong. The tag is what follows the last ':' of the last path part
+    (a ':' before the first '/' is the port's)."""
+    if not text.startswith("oci://"):
+        raise ValueError("expected oci://HOST[:PORT]/REPO:TAG")
+    host, slash, path = text[len("oci://"):].partition("/")
+    if "@" in path:
+        raise ValueError("a reference by digest (@sha256:...) is not supported; "
+                         "give a tag: oci://HOST[:PORT]/REPO:TAG")
+    head, _, last = path.rpartition("/")
+    name, colon, tag = last.partition(":")
+    if not colon:
+        raise ValueError("no tag: expected oci://HOST[:PORT]/REPO:TAG")
+    if not TAG_RE.match(tag):
+        raise ValueError(f"'{tag}' is not a tag (letters, digits, '_', '.', '-'; "
+                         "at most 128, not starting with '.' or '-')")
+    repository = f"{head}/{name}" if head else name
+    return parse_ref(f"oci://{host}{slash}{repository}"), tag
+
+
+def connect(ref: RemoteRef, *, insecure: bool, environ: Mapping[str, str],
+            timeout: float = 30) -> "Registry":
+    """A client of ``ref`` with the credentials ``docker login`` or ``podman
+    login`` stored for its host. Plain HTTP only when asked (``insecure``) or
+    for a registry on this very machine, where nothing crosses a network."""
+    insecure = insecure or is_loopback(ref.hostname)
+    credentials = credentials_for(ref.host, auth_files(environ))
+    return Registry(ref, insecure=insecure, credentials=credentials, timeout=timeout)
 
 
 def is_loopback(hostname: str) -> bool:
@@ -88,12 +128,33 @@ def descriptor(media_type: str, digest: str, size: int,
 
 
 def image_manifest(config: dict[str, Any], layers: list[dict[str, Any]],
-                   annotations: Mapping[str, str] | None = None) -> bytes:
+                   annotations: Mapping[str, str] | None = None,
+                   artifact_type: str | None = None) -> bytes:
     manifest: dict[str, Any] = {"schemaVersion": 2, "mediaType": MANIFEST_TYPE,
                                 "config": config, "layers": layers}
+    if artifact_type:
+        manifest["artifactType"] = artifact_type
     if annotations:
         manifest["annotations"] = dict(annotations)
     return json.dumps(manifest, sort_keys=True, separators=(",", ":")).encode()
+
+
+def is_descriptor(value: Any) -> bool:
+    """A content descriptor with a sha256 digest and a size."""
+    return isinstance(value, dict) and isinstance(value.get("mediaType"), str) \
+        and isinstance(value.get("digest"), str) and DIGEST_RE.match(value["digest"]) \
+        is not None and isinstance(value.get("size"), int) and value["size"] >= 0
+
+
+def load_manifest(body: bytes) -> dict[str, Any]:
+    """An image manifest's JSON (schema 2); ValueError says why it is not one."""
+    try:
+        manifest = json.loads(body)
+    except ValueError:
+        raise ValueError("the manifest is not JSON") from None
+    if not isinstance(manifest, dict) or manifest.get("schemaVersion") != 2:
+        raise ValueError("the manifest is not an OCI image manifest")
+    return manifest
 
 
 def sha256_digest(data: bytes) -> str:
@@ -243,11 +304,11 @@ class Registry:
                 return
             raise self._status(exc, "GET /v2/") from None
 
-    def get_manifest(self, tag: str) -> bytes | None:
+    def get_manifest(self, tag: str, accept: tuple[str, ...] = (MANIFEST_TYPE,)) -> bytes | None:
         """The manifest tagged ``tag``, or None if there is none."""
         try:
             with self._open("GET", self._url(f"manifests/{tag}"),
-                            headers={"Accept": MANIFEST_TYPE}) as answer:
+                            headers={"Accept": ", ".join(accept)}) as answer:
                 return answer.read(4 << 20)
         except urllib.error.HTTPError as exc:
             if exc.code == 404:
@@ -288,7 +349,11 @@ class Registry:
                     if received > size:
                         break
                     hasher.update(chunk)
-                    out.write(chunk)
+                    try:
+                        out.write(chunk)
+                    except OSError as exc:
+                        raise WriteFailed(f"cannot write blob {digest}: "
+                                          f"{exc.strerror or exc}") from None
         except urllib.error.HTTPError as exc:
             raise self._status(exc, f"GET blob {digest}") from None
         except (OSError, http.client.HTTPException) as exc:

@@ -205,25 +205,17 @@ def parse_manifest(body: bytes) -> tuple[dict[str, Any], dict[str, Any]]:
     """(config, layer) descriptors of a cache entry's manifest; BadEntry
     when it is not one."""
     try:
-        manifest = json.loads(body)
-    except ValueError:
-        raise BadEntry("the manifest is not JSON") from None
-    if not isinstance(manifest, dict) or manifest.get("schemaVersion") != 2:
-        raise BadEntry("the manifest is not an OCI image manifest")
+        manifest = oci.load_manifest(body)
+    except ValueError as exc:
+        raise BadEntry(str(exc)) from None
     config = manifest.get("config")
     layers = manifest.get("layers")
-    if not _is_descriptor(config) or config.get("mediaType") != CONFIG_TYPE:
+    if not oci.is_descriptor(config) or config.get("mediaType") != CONFIG_TYPE:
         raise BadEntry("the manifest is not a dib cache entry (its config is not one)")
-    if not isinstance(layers, list) or len(layers) != 1 or not _is_descriptor(layers[0]) \
+    if not isinstance(layers, list) or len(layers) != 1 or not oci.is_descriptor(layers[0]) \
             or layers[0].get("mediaType") not in LAYER_TYPES.values():
         raise BadEntry("a dib cache entry has exactly one tar layer")
     return config, layers[0]
-
-
-def _is_descriptor(value: Any) -> bool:
-    return isinstance(value, dict) and isinstance(value.get("mediaType"), str) \
-        and isinstance(value.get("digest"), str) and oci.DIGEST_RE.match(value["digest"]) \
-        is not None and isinstance(value.get("size"), int) and value["size"] >= 0
 
 
 def check_meta(meta: Any, key: str) -> None:
@@ -266,9 +258,5 @@ def unpack(blob: Path, destination: Path, compressor: str) -> None:
 def from_settings(remote: str, *, mode: str, insecure: bool,
                   environ: Mapping[str, str]) -> RemoteCache:
     """The remote cache a build's settings ask for; DibError for one it may not use."""
-    ref = oci.parse_ref(remote)
-    # A registry on this very machine is reached over plain HTTP without
-    # asking: nothing crosses a network.
-    insecure = insecure or oci.is_loopback(ref.hostname)
-    credentials = oci.credentials_for(ref.host, oci.auth_files(environ))
-    return RemoteCache(oci.Registry(ref, insecure=insecure, credentials=credentials), mode)
+    registry = oci.connect(oci.parse_ref(remote), insecure=insecure, environ=environ)
+    return RemoteCache(registry, mode)

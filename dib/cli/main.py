@@ -1,4 +1,5 @@
-"""The ``dib`` command: build, elements, test, lint, boot, cache, doctor, verify."""
+"""The ``dib`` command: build, elements, test, lint, boot, cache, doctor, verify, push,
+pull."""
 from __future__ import annotations
 
 import importlib
@@ -10,7 +11,8 @@ from dib.config.cli import ArgumentParser, add_build_arguments, config_from_args
 
 # Subcommands that live in their own modules; each has add_parser(subparsers).
 SUBCOMMAND_MODULES = ("dib.cli.elements", "dib.cli.lint", "dib.cli.test", "dib.cli.boot",
-                      "dib.cli.cache", "dib.cli.doctor", "dib.cli.verify")
+                      "dib.cli.cache", "dib.cli.doctor", "dib.cli.verify",
+                      "dib.cli.push_pull")
 
 
 def make_parser() -> ArgumentParser:

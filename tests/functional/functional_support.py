@@ -32,6 +32,9 @@ def missing_for_builds() -> str | None:
 
 needs_build_host = pytest.mark.skipif(missing_for_builds() is not None,
                                       reason=missing_for_builds() or "")
+needs_registry = pytest.mark.skipif(shutil.which("docker-registry") is None,
+                                    reason="docker-registry is not installed "
+                                           "(tools/install-host-deps)")
 
 
 def mountinfo() -> set[str]:

@@ -13,22 +13,11 @@ from pathlib import Path
 
 import pytest
 
-from functional_support import Builds, LocalRegistry, needs_build_host
+from functional_support import Builds, needs_build_host, needs_registry
 
-pytestmark = [pytest.mark.functional, needs_build_host,
-              pytest.mark.skipif(shutil.which("docker-registry") is None,
-                                 reason="docker-registry is not installed "
-                                        "(tools/install-host-deps)")]
+pytestmark = [pytest.mark.functional, needs_build_host, needs_registry]
 LAYER_TYPE = "application/vnd.oci.image.layer.v1.tar+"
 GIVE_UP = "building locally without it"
-
-
-@pytest.fixture(scope="module")
-def registry(tmp_path_factory):
-    running = LocalRegistry(tmp_path_factory.mktemp("registry"))
-    running.start()
-    yield running
-    running.stop()
 
 
 @pytest.fixture(scope="module")

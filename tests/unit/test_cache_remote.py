@@ -5,17 +5,16 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import http.server
 import io
 import json
 import logging
 import socket
-import threading
 import time
 from pathlib import Path
 from typing import Callable
 
 import pytest
+from fake_registry import FakeRegistry
 
 from dib.cache import oci, remote
 from dib.cache.store import CacheStore
@@ -178,49 +177,8 @@ def test_a_record_for_another_key_is_refused():
 
 # -- a registry that answers badly -----------------------------------------------------
 
-class FakeRegistry:
-    """Serves canned answers: route (method, path) → (status, headers, body)."""
-
-    def __init__(self) -> None:
-        self.routes: dict[tuple[str, str], tuple[int, dict[str, str], bytes]] = {}
-        self.delay = 0.0
-        self.requests: list[tuple[str, str, dict[str, str]]] = []
-        fake = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def _answer(self) -> None:
-                path = self.path.split("?", 1)[0]
-                fake.requests.append((self.command, self.path, dict(self.headers)))
-                time.sleep(fake.delay)
-                length = int(self.headers.get("Content-Length") or 0)
-                if length:
-                    self.rfile.read(length)
-                status, headers, body = fake.routes.get((self.command, path),
-                                                        (404, {}, b"{}"))
-                if status == 0:   # not HTTP at all
-                    self.wfile.write(body)
-                    return
-                self.send_response(status)
-                for name, value in headers.items():
-                    self.send_header(name, value)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                if self.command != "HEAD":
-                    self.wfile.write(body)
-
-            do_GET = do_HEAD = do_PUT = do_POST = _answer
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.thread = threading.Thread(target=self.server.serve_forever, args=(0.05,),
-                                       daemon=True)
-        self.thread.start()
-
-    @property
-    def host(self) -> str:
-        return f"127.0.0.1:{self.server.server_address[1]}"
+class FakeCacheRegistry(FakeRegistry):
+    """The fake registry with the remote cache's entries."""
 
     def cache(self, **kwargs) -> remote.RemoteCache:
         return remote.from_settings(f"oci://{self.host}/dib/cache", mode="readwrite",
@@ -234,14 +192,10 @@ class FakeRegistry:
         self.routes[("GET", f"{base}/blobs/{oci.sha256_digest(config)}")] = (200, {}, config)
         self.routes[("GET", f"{base}/blobs/{digest}")] = (200, {}, layer)
 
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
 
 @pytest.fixture
 def fake():
-    server = FakeRegistry()
+    server = FakeCacheRegistry()
     yield server
     server.close()
 
