@@ -31,7 +31,7 @@ DIB_VENV = DIBRUN / "venv"
 
 SCENARIOS = ["tar-cold", "vm-cold", "vm-warm-unchanged", "vm-warm-finalise-changed",
              "hook-unit-test", "element-test-warm", "ipa-cold", "ipa-warm-late-change",
-             "cloud-cold"]
+             "cloud-cold", "registry-cache"]
 
 # goal per scenario: ("ratio", x) means ours <= x * DIB; ("seconds", s) means ours <= s
 GOALS = {
@@ -45,6 +45,9 @@ GOALS = {
     "ipa-warm-late-change": ("seconds", 5.0),
     "cloud-cold": ("ratio", 0.5),
     "cloud-cold boot to login:": ("seconds", 30.0),
+    "registry-cache warm registry": ("ratio", 0.1),
+    "registry-cache warm registry (seconds)": ("seconds", 10.0),
+    "registry-cache cold with push": ("ratio", 1.1),
 }
 IPA_ELEMENTS = ["ironic-python-agent-ramdisk", "debian-minimal"]
 IPA_INPUTS = Path("/var/tmp/dib-functional/ipa-inputs")
@@ -462,11 +465,52 @@ class Bench:
                      note=f"finalise.d hook changed; fill build took {fsecs:.1f} s")
         shutil.rmtree(elements, ignore_errors=True)
 
+    def s_registry_cache(self, i: int) -> None:
+        """debian-minimal vm three times, each with a fresh local cache: pushing to an
+        empty registry, without a registry, then pulling from the registry; and DIB's
+        cold build of the same elements for the ratio."""
+        registry = start_registry(self.work / f"registry-{i}")
+        try:
+            remote = ["--cache-remote", f"oci://{registry.host}/dib/phases"]
+            runs = {}
+            # pushing before the plain build: a warmer page cache cannot favour it
+            for label, extra in (("pushing", remote), ("no registry", []),
+                                 ("pulling", remote)):
+                cache = Path(tempfile.mkdtemp(prefix="cache-registry-", dir=self.work))
+                icache = Path(tempfile.mkdtemp(prefix="image-cache-registry-", dir=self.work))
+                name = f"registry-{label.split()[0]}-{i}"
+                secs, rc, _, steps = self.ours_build(name, [*extra, "debian-minimal", "vm"],
+                                                     cache, icache, output="registry-vm")
+                runs[label] = (secs, rc, self._last_load)
+                self.record("registry-cache", f"ours {label}", secs, rc, report=steps,
+                            transfers=step_transfers(self.logs / f"{name}.report.json"))
+                shutil.rmtree(cache, ignore_errors=True)
+                shutil.rmtree(icache, ignore_errors=True)
+        finally:
+            registry.stop()
+        dsecs, drc, dlog = self.dib_build(f"bench-registry-{i}", ["debian-minimal", "vm"],
+                                          shim=True)
+        self.record("registry-cache", "dib", dsecs, drc, log=str(dlog))
+        plain, pushing, pulling = (runs[k] for k in ("no registry", "pushing", "pulling"))
+        self.add_row("registry-cache warm registry", pulling[0], dsecs, load=pulling[2],
+                     ours_ok=pulling[1] == 0, dib_ok=drc == 0,
+                     note="`debian-minimal vm`, fresh local cache, every phase in a registry "
+                          "on 127.0.0.1; DIB cold")
+        self.add_row("registry-cache warm registry (seconds)", pulling[0], None,
+                     load=pulling[2], ours_ok=pulling[1] == 0, note="the same build")
+        self.add_row("registry-cache cold with push", pushing[0], plain[0], load=pushing[2],
+                     ours_ok=pushing[1] == 0, dib_ok=plain[1] == 0,
+                     note="ours/ours: pushing every phase to an empty registry against no "
+                          "registry, both with fresh local caches")
+        dimg = self.dib_output(f"bench-registry-{i}", "qcow2")
+        if not self.args.keep and dimg.exists():
+            dimg.unlink()
+
     # -- driver ----------------------------------------------------------------------------
 
     def run(self, names: list[str]) -> None:
-        if any(n in ("tar-cold", "vm-cold", "vm-warm-unchanged", "ipa-cold", "cloud-cold")
-               for n in names):
+        if any(n in ("tar-cold", "vm-cold", "vm-warm-unchanged", "ipa-cold", "cloud-cold",
+                     "registry-cache") for n in names):
             self.ensure_dib()
         log(f"work dir {self.work}; results -> {self.results_file}")
         for i in range(1, self.args.repeat + 1):
@@ -512,6 +556,26 @@ def parse_json_out(path: Path) -> dict | None:
         except ValueError:
             start = text.find("{", start + 1)
     return None
+
+
+def start_registry(root: Path):
+    """The registry the functional tests use (Debian's docker-registry on a free
+    loopback port, storage under ``root``), started."""
+    sys.path.insert(0, str(REPO / "tests" / "functional"))
+    from functional_support import LocalRegistry
+    registry = LocalRegistry(root)
+    registry.start()
+    return registry
+
+
+def step_transfers(path: Path) -> list[dict]:
+    """Bytes and seconds each step pulled from or pushed to the registry."""
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return []
+    return [{"name": s["name"], "pulled": s.get("pulled"), "pushed": s.get("pushed")}
+            for s in data.get("steps", []) if s.get("pulled") or s.get("pushed")]
 
 
 def summarise_report(path: Path) -> dict | None:
