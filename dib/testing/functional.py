@@ -386,6 +386,16 @@ def run_unit(element: Element, *, log_dir: Path | None = None,
     return result
 
 
+def _boots(case: Case, options: Options) -> bool:
+    if options.boot is not None:
+        return options.boot
+    from dib.testing.expect import load_expectations
+    try:
+        return "boot" in load_expectations(case.path)
+    except DibError:
+        return False   # the case's own run reports the bad file
+
+
 def run_all(cases: Sequence[Case], options: Options,
             on_result: Callable[[CaseResult], None] | None = None, *, jobs: int = 1
             ) -> list[CaseResult]:
@@ -393,8 +403,12 @@ def run_all(cases: Sequence[Case], options: Options,
     see ``dib.testing.parallel``); results in the order of ``cases``."""
     if jobs > 1 and len(cases) > 1:
         from dib.testing.parallel import BuildJob, run_jobs
+        # The booted cases are the long ones: started first, they do not
+        # leave one worker busy alone at the end.
+        booted = [i for i, case in enumerate(cases) if _boots(case, options)]
+        first = booted + [i for i in range(len(cases)) if i not in booted]
         return run_jobs([BuildJob(case, options) for case in cases], jobs,
-                        on_result=on_result)
+                        on_result=on_result, start_order=first)
     results = []
     for case in cases:
         result = run_case(case, options)

@@ -105,11 +105,13 @@ class _Running:
 
 
 def run_jobs(jobs: Sequence[Job], parallel: int,
-             on_result: Callable[[CaseResult], None] | None = None) -> list[CaseResult]:
-    """Run ``jobs``, at most ``parallel`` at once; their results in order."""
+             on_result: Callable[[CaseResult], None] | None = None, *,
+             start_order: Sequence[int] | None = None) -> list[CaseResult]:
+    """Run ``jobs``, at most ``parallel`` at once, started in ``start_order``
+    (default: as listed); their results in the order of ``jobs``."""
     results: list[CaseResult | None] = [None] * len(jobs)
     reported = 0
-    pending = collections.deque(range(len(jobs)))
+    pending = collections.deque(range(len(jobs)) if start_order is None else start_order)
     running: dict[int, _Running] = {}
     with tempfile.TemporaryDirectory(prefix="dib-test-jobs-") as scratch, \
             _sigterm_interrupts():

@@ -162,3 +162,27 @@ def test_a_worker_that_dies_is_an_error_result(elements_env, monkeypatch):
     [result] = run_jobs([job], 2)
     assert result.status == ft.ERROR and "without a result" in result.reason
     assert "KeyError" in result.details
+
+
+NOTE_START = """
+import os
+from pathlib import Path
+
+
+def test_note():
+    with open(Path(os.environ["DIB_TEST_MEET"]) / "started", "a") as log:
+        log.write("{me}\\n")
+"""
+
+
+def test_cases_start_in_the_order_given_and_report_in_the_listed_one(elements_env, tmp_path,
+                                                                      monkeypatch):
+    spot = tmp_path / "spot"
+    spot.mkdir()
+    monkeypatch.setenv("DIB_TEST_MEET", str(spot))
+    jobs = [UnitJob(name, elements_env.add(name, files={
+        f"tests/test_{name}.py": NOTE_START.format(me=name)})) for name in ("early", "late")]
+    results = run_jobs(jobs, 1, start_order=[1, 0])
+    assert (spot / "started").read_text().split() == ["late", "early"]
+    assert [r.element for r in results] == ["early", "late"]
+    assert all(r.status == "pass" for r in results)
