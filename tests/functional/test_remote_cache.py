@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from functional_support import Builds, needs_build_host, needs_registry
+from functional_support import Builds, LocalRegistry, needs_build_host, needs_registry
 
 pytestmark = [pytest.mark.functional, needs_build_host, needs_registry]
 LAYER_TYPE = "application/vnd.oci.image.layer.v1.tar+"
