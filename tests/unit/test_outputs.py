@@ -1,6 +1,8 @@
 import hashlib
 import json
+import os
 import tarfile
+import time
 from pathlib import Path
 
 import pytest
@@ -51,6 +53,22 @@ def test_tar_argv():
                  "--exclude=./proc/*", "--exclude=./sys/*", "--mtime=@1700000000",
                  "--clamp-mtime"):
         assert flag in argv
+
+
+def test_tar_with_source_date_epoch_ignores_when_files_were_made_and_read(tmp_path):
+    tree = _tree(tmp_path)
+    ctx = outputs.OutputContext(image_name=tmp_path / "a", tree=tree,
+                                source_date_epoch=1700000000)
+    (first,) = archives.Tar().produce(ctx)
+    hostname = tree / "etc/hostname"
+    hostname.chmod(0o600)
+    hostname.chmod(0o644)          # a new ctime, same mode
+    os.utime(hostname, (time.time(), time.time()))   # newer atime and mtime
+    ctx.image_name = tmp_path / "b"
+    (second,) = archives.Tar().produce(ctx)
+    assert first.read_bytes() == second.read_bytes()
+    member = tarfile.open(second).getmember("./etc/hostname")
+    assert member.mtime == 1700000000
 
 
 def _tree(tmp_path):
