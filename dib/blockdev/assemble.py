@@ -42,7 +42,8 @@ def required_tools(config: BlockDeviceConfig) -> list[tuple[str, str]]:
     if types & set(EXT_TYPES):
         tools.append(("debugfs", "e2fsprogs"))
     if types & {"vfat", "fat"}:
-        tools += [("mkfs.fat", "dosfstools"), ("mcopy", "mtools"), ("mmd", "mtools")]
+        tools += [("mkfs.fat", "dosfstools"), ("mcopy", "mtools"), ("mmd", "mtools"),
+                  ("mlabel", "mtools")]
     if "swap" in types:
         tools.append(("mkswap", "util-linux"))
     if "xfs" in types:
@@ -253,12 +254,23 @@ def _mkfs_fat(fs: FilesystemPlan, raw: Path, src: Path | None, tree: Path,
     if sector != 512:
         argv += ["-S", str(sector)]
     argv += ["-n", fs.label]
-    if fs.uuid:
+    epoch = os.environ.get("SOURCE_DATE_EPOCH")
+    reproducible = bool(epoch and epoch.isdigit())
+    if reproducible:
+        # mkfs.fat stamps the volume label's entry with the current time; its
+        # --invariant uses a fixed one but a fixed volume id too, so the id
+        # is set afterwards with mlabel (which honours SOURCE_DATE_EPOCH).
+        argv.append("--invariant")
+    elif fs.uuid:
         argv += ["-i", fs.uuid.replace("-", "")]
     if fs.opts:
         argv += shlex.split(fs.opts)
     argv += ["--offset", str(fs.offset // sector), str(raw), str(fs.size // 1024)]
     runner.run(argv, what=f"mkfs.fat of '{fs.name}'")
+    if reproducible and fs.uuid:
+        runner.run(["mlabel", "-i", f"{raw}@@{fs.offset}", "-N", fs.uuid.replace("-", ""),
+                    f"::{fs.label}"], env=mtools_env(),
+                   what=f"mlabel (volume id of '{fs.name}')")
     if src is None or not src.is_dir():
         return
     excluded = {tree / p.lstrip("/") for p in nested}

@@ -1,6 +1,7 @@
 import json
 import os
 import shutil
+import struct
 
 import pytest
 
@@ -269,3 +270,28 @@ def test_used_inodes_from_dumpe2fs_groups():
     # 1-10 are reserved (of them the root, 2, is copied from the tree);
     # groups hold 1-8, 9-16, 17-24 and 25-32.
     assert assemble.used_inodes(text) == [2, 11, 12, 13, 18, *range(25, 33)]
+
+
+@pytest.mark.skipif(not all(shutil.which(t, path="/usr/sbin:/sbin:/usr/bin")
+                            for t in ("mkfs.ext4", "mkfs.fat", "mlabel", "sfdisk")),
+                    reason="e2fsprogs, dosfstools, mtools or fdisk not installed")
+def test_esp_with_source_date_epoch_has_its_id_and_no_build_time(tmp_path, monkeypatch):
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "1700000000")
+    tree = tmp_path / "tree"
+    (tree / "boot" / "efi" / "EFI").mkdir(parents=True)
+    cfg = load_config(EFI).assign_ids("esp")
+    plan = layout.plan_disk(cfg, tree_bytes=0, image_size=1 * GiB)
+    raw = assemble.build_disk(plan, tree, tmp_path / "d.raw").raw
+    esp = plan.esp_fs
+    serial = runner.run(["minfo", "-i", f"{raw}@@{esp.offset}", "::"],
+                        env=assemble.mtools_env()).stdout
+    assert f"serial number: {esp.uuid.replace('-', '').upper()}" in serial
+    with open(raw, "rb") as fh:
+        fh.seek(esp.offset)
+        data = fh.read(32 * MiB)
+    entry = data.find(esp.label.encode().ljust(11) + b"\x08")
+    assert entry > 512                  # the root directory's label entry
+    # 2023-11-14 22:13:20 UTC in FAT's packed date and time, not today's
+    mtime, mdate = struct.unpack_from("<HH", data, entry + 22)
+    assert (mdate >> 9) + 1980 == 2023 and (mdate >> 5) & 15 == 11 and mdate & 31 == 14
+    assert mtime >> 11 == 22 and (mtime >> 5) & 63 == 13
