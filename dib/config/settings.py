@@ -115,7 +115,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("image_cache", "Directory for downloads that elements cache.", types.path,
             default=lambda: os.path.join(_cache_home(), "image-create"),
             flags=("--image-cache",), env="DIB_IMAGE_CACHE", yaml_key="image-cache",
-            metavar="DIR", affects_tree=False),
+            metavar="DIR", recorded=False, affects_tree=False),
     Setting("max_online_resize", "Largest size (in blocks) an ext4 root may be resized "
             "to online.", types.non_negative_int, default=None,
             flags=("--max-online-resize",), env="MAX_ONLINE_RESIZE",
