@@ -55,7 +55,11 @@ class Qcow2(Output):
         argv = ["qemu-img", "convert", "-f", "raw", "-O", "qcow2"]
         base = []
         if ctx.compress:
-            argv += ["-c", "-m", "8", "-W"]
+            argv += ["-c", "-m", "8"]
+            if ctx.source_date_epoch is None:
+                # out of order: faster, but clusters land wherever a
+                # coroutine finishes first, so two files of one disk differ
+                argv.append("-W")
             base.append("compression_type=zstd")
         options = _merge_options(base, ctx.qemu_img_options)
         if options:
