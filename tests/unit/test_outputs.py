@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from dib import outputs
+from dib import outputs, runner
 from dib.errors import ConfigError, OutputError
 from dib.outputs import archives, images
 
@@ -210,3 +210,26 @@ def test_tgz_compresses_with_the_gzip_an_element_names(tmp_path):
     (tgz,) = archives.Tgz().produce(ctx)
     assert marker.exists(), "the element's gzip was not used"
     assert "./etc/hostname" in tarfile.open(tgz).getnames()
+
+
+@pytest.mark.skipif(not shutil.which("qemu-img"), reason="qemu-utils not installed")
+@pytest.mark.parametrize("subformat", ["fixed", "dynamic"])
+def test_vhd_with_source_date_epoch_is_the_same_bytes_twice(tmp_path, monkeypatch, subformat):
+    raw = tmp_path / "img.raw"
+    raw.write_bytes(random.Random(3).randbytes(1 << 20) + bytes(3 << 20))
+    made = []
+    for n in range(2):
+        # qemu-img gives each conversion a random unique id (and the time)
+        ctx = outputs.OutputContext(image_name=tmp_path / f"d{n}" / "img", raw=raw,
+                                    source_date_epoch=1700000000,
+                                    qemu_img_options=f"subformat={subformat}")
+        (tmp_path / f"d{n}").mkdir()
+        (vhd,) = images.Vhd().produce(ctx)
+        made.append(vhd)
+    assert made[0].read_bytes() == made[1].read_bytes()
+    info = json.loads(runner.run(["qemu-img", "info", "--output=json", "-f", "vpc",
+                                  str(made[0])]).stdout)
+    assert info["virtual-size"] >= 4 << 20
+    back = tmp_path / "back.raw"
+    runner.run(["qemu-img", "convert", "-f", "vpc", "-O", "raw", str(made[0]), str(back)])
+    assert back.read_bytes()[:4 << 20] == raw.read_bytes()
