@@ -11,6 +11,7 @@ image as NAME.reproducible.txt.
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import shutil
 import tempfile
@@ -36,16 +37,21 @@ def check_reproducible(config: BuildConfig, build_one) -> int:
     """Both builds through ``build_one`` (a BuildConfig → exit status),
     then the comparison. Returns 0 when every output file is identical."""
     epoch = _required_epoch(config)
-    first_config = dataclasses.replace(config, check_reproducible=False)
-    LOG.info("reproducibility check: first build (SOURCE_DATE_EPOCH=%s)", epoch)
-    status = build_one(first_config)
-    if status != 0:
-        return status
     image = Path(config.image_name).absolute()
     with tempfile.TemporaryDirectory(prefix="dib-reproducible-", dir=config.workdir) as tmp:
         scratch = Path(tmp)
+        # the first build's report names its outputs, so that files an
+        # earlier build left beside the image are not taken for them
+        report_path = Path(config.json_report) if config.json_report else scratch / "first.json"
+        first_config = dataclasses.replace(config, check_reproducible=False,
+                                           json_report=str(report_path))
+        LOG.info("reproducibility check: first build (SOURCE_DATE_EPOCH=%s)", epoch)
+        status = build_one(first_config)
+        if status != 0:
+            return status
+        first_names = _first_outputs(report_path, image)
         first_dir, second_dir = scratch / "first", scratch / "second"
-        moved = _move_outputs(image, first_dir)
+        _move_outputs(image, first_dir)
         try:
             LOG.info("reproducibility check: second build, with a fresh phase cache "
                      "and image cache in %s", scratch)
@@ -57,7 +63,7 @@ def check_reproducible(config: BuildConfig, build_one) -> int:
         if status != 0:
             return status
         results = compare.compare_files(
-            {name: image.parent / name for name in moved},
+            {name: image.parent / name for name in first_names},
             compare.output_files(second_dir, image.name))
         text = compare.report_text(results)
         differ = [r for r in results if not r.same]
@@ -85,24 +91,31 @@ def _required_epoch(config: BuildConfig) -> str:
     return value
 
 
+def _first_outputs(report_path: Path, image: Path) -> list[str]:
+    """The files the first build wrote beside the image (relative names):
+    those its report lists, and what NAME.d/ holds."""
+    outputs = json.loads(report_path.read_text()).get("outputs", [])
+    names = {Path(p).name for p in outputs}
+    names.update(name for name in compare.output_files(image.parent, image.name)
+                 if Path(name).parts[0] == f"{image.name}.d")
+    return sorted(n for n in names if (image.parent / n).is_file())
+
+
 def _second_config(config: BuildConfig, scratch: Path) -> BuildConfig:
     """The same build with nothing to reuse: its own phase and image caches."""
     cache_dir, image_cache = scratch / "phase-cache", scratch / "image-cache"
     environ = dict(config.environ, DIB_CACHE_DIR=str(cache_dir),
                    DIB_IMAGE_CACHE=str(image_cache))
     return dataclasses.replace(config, cache_dir=str(cache_dir), image_cache=str(image_cache),
-                               no_cache=False, cache_remote=None, json_report=None,
-                               environ=environ)
+                               no_cache=False, cache_remote=None,
+                               json_report=str(scratch / "second.json"), environ=environ)
 
 
-def _move_outputs(image: Path, destination: Path) -> list[str]:
-    """Move what a build wrote for ``image`` (NAME.* and NAME.d/) into
-    ``destination``; returns the output files' names relative to it."""
+def _move_outputs(image: Path, destination: Path) -> None:
+    """Move everything named after ``image`` (NAME.*, NAME.d/) into ``destination``."""
     destination.mkdir(parents=True, exist_ok=True)
-    names = sorted(compare.output_files(image.parent, image.name))
     for entry in _output_entries(image):
         shutil.move(str(entry), destination / entry.name)
-    return names
 
 
 def _output_entries(image: Path) -> list[Path]:

@@ -2,6 +2,7 @@
 write known files (the comparison itself: test_compare_outputs.py)."""
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -26,6 +27,8 @@ class Writer:
         (image.parent / f"{image.name}.d" / "dib-manifest").write_text("same\n")
         image.with_name(f"{image.name}.spdx.json").write_text('{"a": 1}')
         image.with_name(f"{image.name}.qcow2").write_text(self.stamp(len(self.configs)))
+        Path(config.json_report).write_text(json.dumps({"outputs": [
+            f"{config.image_name}.qcow2", f"{config.image_name}.spdx.json"]}))
         return 0
 
 
@@ -72,6 +75,7 @@ def test_a_failed_second_build_leaves_the_first_builds_files(tmp_path):
         calls.append(config)
         image = Path(config.image_name)
         image.with_name("X.qcow2").write_text(f"build {len(calls)}\n")
+        Path(config.json_report).write_text('{"outputs": []}')
         return 0 if len(calls) == 1 else 3
     assert check_reproducible(_config(tmp_path, SOURCE_DATE_EPOCH="1"), build) == 3
     assert (tmp_path / "out" / "X.qcow2").read_text() == "build 1\n"
@@ -82,3 +86,13 @@ def test_source_date_epoch_is_required(tmp_path):
     with pytest.raises(ConfigError, match="needs SOURCE_DATE_EPOCH"):
         check_reproducible(_config(tmp_path), build)
     assert build.configs == []
+
+
+def test_files_an_earlier_build_left_are_not_compared_and_stay(tmp_path):
+    config = _config(tmp_path, SOURCE_DATE_EPOCH="1700000000")
+    stale = tmp_path / "out" / "X.raw"
+    stale.write_text("from a build with -t raw last week\n")
+    assert check_reproducible(config, Writer(lambda n: "disk\n")) == 0
+    assert stale.read_text() == "from a build with -t raw last week\n"
+    report = (tmp_path / "out" / "X.reproducible.txt").read_text()
+    assert "X.raw" not in report and report.startswith("3 of 3 output files are identical")
