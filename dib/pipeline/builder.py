@@ -26,11 +26,10 @@ from dib.pipeline import artifacts
 from dib.pipeline.prepare import Prepared
 from dib.pipeline.report import BuildReport, FailureReport, StepReport, transfer_text
 from dib.plan import PHASES, Phase
-from dib.runtime import hooktree
+from dib.runtime import hooktree, reproducible
 from dib.runtime.environment import base_environment, sourced_environment
 from dib.runtime.mounts import CleanupStack
 from dib.runtime.phases import HookRun, PhaseContext, run_phase
-from dib.runtime import reproducible
 from dib.runtime.tidy import tidy_tree
 from dib.runtime.tree import LayeredTree
 from dib.runtime.workspace import Workspace
