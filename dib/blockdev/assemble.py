@@ -14,6 +14,7 @@ runs through ``dib.runner``.
 from __future__ import annotations
 
 import os
+import re
 import shlex
 import sys
 import tempfile
@@ -41,7 +42,8 @@ def required_tools(config: BlockDeviceConfig) -> list[tuple[str, str]]:
     if types & set(EXT_TYPES):
         tools.append(("debugfs", "e2fsprogs"))
     if types & {"vfat", "fat"}:
-        tools += [("mkfs.fat", "dosfstools"), ("mcopy", "mtools"), ("mmd", "mtools")]
+        tools += [("mkfs.fat", "dosfstools"), ("mcopy", "mtools"), ("mmd", "mtools"),
+                  ("mlabel", "mtools")]
     if "swap" in types:
         tools.append(("mkswap", "util-linux"))
     if "xfs" in types:
@@ -186,6 +188,55 @@ def _mkfs_ext(fs: FilesystemPlan, raw: Path, src: Path | None, tree: Path,
         env["PYTHONPATH"] = os.pathsep.join(
             [pkg_root] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
     runner.run(argv, env=env, what=f"mkfs.{fs.type} of '{fs.name}'")
+    if populate and epoch and epoch.isdigit():
+        settle_ext_times(raw, fs.offset, int(epoch), scratch)
+
+
+_GROUP_RE = re.compile(r"^Group (\d+):")
+#: the root directory, the one reserved inode that ``mkfs -d`` copies from the tree
+_ROOT_INODE = 2
+
+
+def used_inodes(dumpe2fs_text: str) -> list[int]:
+    """Inode numbers in use, read from dumpe2fs's per-group "Free inodes"
+    ranges: every inode of a group that is not listed as free."""
+    per_group = first = 0
+    used: list[int] = []
+    group: int | None = None
+    for line in dumpe2fs_text.splitlines():
+        text = line.strip()
+        if text.startswith("Inodes per group:"):
+            per_group = int(text.split(":")[1])
+        elif text.startswith("First inode:"):
+            first = int(text.split(":")[1])
+        elif _GROUP_RE.match(text):
+            group = int(_GROUP_RE.match(text).group(1))
+        elif text.startswith("Free inodes:") and group is not None and per_group:
+            low, high = group * per_group + 1, (group + 1) * per_group
+            free: set[int] = set()
+            for part in filter(None, (p.strip() for p in text.split(":", 1)[1].split(","))):
+                start, _, end = part.partition("-")
+                free.update(range(int(start), int(end or start) + 1))
+            used.extend(n for n in range(low, high + 1) if n not in free)
+            group = None
+    return [n for n in used if n >= first or n == _ROOT_INODE]
+
+
+def settle_ext_times(raw: Path, offset: int, epoch: int, scratch: Path) -> None:
+    """``mkfs -d`` copies each file's atime and ctime from the tree: when the
+    build read the file and when it made it. Set both to SOURCE_DATE_EPOCH in
+    every inode the tree filled (mtimes are already clamped in the tree)."""
+    device = f"{raw}?offset={offset}"
+    env = dict(os.environ, E2FSPROGS_FAKE_TIME=str(epoch))
+    listing = runner.run(["dumpe2fs", device], env=env,
+                         what="dumpe2fs (find the inodes mkfs filled)").stdout
+    commands = [f"sif <{n}> {field} @{epoch}" for n in used_inodes(listing)
+                for field in ("atime", "ctime")]
+    script = scratch / "settle-times"
+    script.write_text("\n".join(commands) + "\n")
+    runner.run(["debugfs", "-w", "-f", str(script), device], env=env,
+               what="debugfs (set atime and ctime to SOURCE_DATE_EPOCH)")
+    script.unlink()
 
 
 def mtools_env() -> dict[str, str]:
@@ -203,12 +254,23 @@ def _mkfs_fat(fs: FilesystemPlan, raw: Path, src: Path | None, tree: Path,
     if sector != 512:
         argv += ["-S", str(sector)]
     argv += ["-n", fs.label]
-    if fs.uuid:
+    epoch = os.environ.get("SOURCE_DATE_EPOCH")
+    reproducible = bool(epoch and epoch.isdigit())
+    if reproducible:
+        # mkfs.fat stamps the volume label's entry with the current time; its
+        # --invariant uses a fixed one but a fixed volume id too, so the id
+        # is set afterwards with mlabel (which honours SOURCE_DATE_EPOCH).
+        argv.append("--invariant")
+    elif fs.uuid:
         argv += ["-i", fs.uuid.replace("-", "")]
     if fs.opts:
         argv += shlex.split(fs.opts)
     argv += ["--offset", str(fs.offset // sector), str(raw), str(fs.size // 1024)]
     runner.run(argv, what=f"mkfs.fat of '{fs.name}'")
+    if reproducible and fs.uuid:
+        runner.run(["mlabel", "-i", f"{raw}@@{fs.offset}", "-N", fs.uuid.replace("-", ""),
+                    f"::{fs.label}"], env=mtools_env(),
+                   what=f"mlabel (volume id of '{fs.name}')")
     if src is None or not src.is_dir():
         return
     excluded = {tree / p.lstrip("/") for p in nested}

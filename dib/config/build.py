@@ -72,6 +72,7 @@ class BuildConfig:
     explain_cache: bool = False
     host_ca_bundle: str = ""
     hook_timeout: int = 0
+    check_reproducible: bool = False
     # not settings: what the build was asked for, and how
     elements: tuple[str, ...] = ()
     ramdisk: bool = False

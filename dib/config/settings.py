@@ -115,7 +115,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("image_cache", "Directory for downloads that elements cache.", types.path,
             default=lambda: os.path.join(_cache_home(), "image-create"),
             flags=("--image-cache",), env="DIB_IMAGE_CACHE", yaml_key="image-cache",
-            metavar="DIR", affects_tree=False),
+            metavar="DIR", recorded=False, affects_tree=False),
     Setting("max_online_resize", "Largest size (in blocks) an ext4 root may be resized "
             "to online.", types.non_negative_int, default=None,
             flags=("--max-online-resize",), env="MAX_ONLINE_RESIZE",
@@ -206,6 +206,12 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("hook_timeout", "Stop a hook that runs longer than this many seconds "
             "(0: no limit).", types.non_negative_int, default=0, flags=("--hook-timeout",),
             env="DIB_HOOK_TIMEOUT", yaml_key="hook-timeout", metavar="S", recorded=False, affects_tree=False),
+    Setting("check_reproducible", "Build twice and compare the outputs: the first build "
+            "as usual, the second from scratch (a fresh phase cache and image cache). "
+            "Needs SOURCE_DATE_EPOCH; exits non-zero, naming what differs inside each "
+            "file, when the two differ (see docs/reproducible.md).", types.boolean,
+            default=False, flags=("--check-reproducible",), env="DIB_CHECK_REPRODUCIBLE",
+            yaml_key="check-reproducible", kind=SWITCH, recorded=False, affects_tree=False),
 )
 
 _BY_NAME = {s.name: s for s in SETTINGS}

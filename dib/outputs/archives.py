@@ -24,7 +24,10 @@ def tar_argv(tree: Path, dest: Path, source_date_epoch: int | None = None) -> li
             "--xattrs", "--xattrs-include=*", "--numeric-owner", "--sort=name"]
     argv += [f"--exclude={pattern}" for pattern in EXCLUDED]
     if source_date_epoch is not None:
-        argv += [f"--mtime=@{source_date_epoch}", "--clamp-mtime"]
+        # --xattrs makes a pax archive, whose headers would also carry each
+        # file's atime and ctime: the moments this build read and made it.
+        argv += [f"--mtime=@{source_date_epoch}", "--clamp-mtime",
+                 "--pax-option=exthdr.name=%d/PaxHeaders/%f,delete=atime,delete=ctime"]
     return argv + ["."]
 
 

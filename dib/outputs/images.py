@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import os
+import struct
+import uuid
 from pathlib import Path
 
 from dib import runner
@@ -55,7 +57,11 @@ class Qcow2(Output):
         argv = ["qemu-img", "convert", "-f", "raw", "-O", "qcow2"]
         base = []
         if ctx.compress:
-            argv += ["-c", "-m", "8", "-W"]
+            argv += ["-c", "-m", "8"]
+            if ctx.source_date_epoch is None:
+                # out of order: faster, but clusters land wherever a
+                # coroutine finishes first, so two files of one disk differ
+                argv.append("-W")
             base.append("compression_type=zstd")
         options = _merge_options(base, ctx.qemu_img_options)
         if options:
@@ -84,7 +90,37 @@ class Vhd(Output):
 
     def produce(self, ctx: OutputContext) -> list[Path]:
         self._need(ctx)
+        dest = self.output_path(ctx)
         runner.run(self.argv(ctx), what="qemu-img convert to vhd")
-        return [self.output_path(ctx)]
+        if ctx.source_date_epoch is not None:
+            settle_vhd_footers(dest, ctx.source_date_epoch, ctx.image_name.name)
+        return [dest]
+
+
+#: VHD times count from 2000-01-01 00:00:00 UTC
+_VHD_EPOCH = 946684800
+_VHD_COOKIE = b"conectix"
+_VHD_ID_NAMESPACE = uuid.UUID("8a0f4c52-3d3e-4f61-a0d2-6f2b6b9f1c07")
+
+
+def settle_vhd_footers(path: Path, epoch: int, name: str) -> None:
+    """qemu-img writes the time of the conversion and a random unique id
+    into the VHD footer (at the end, and a copy at the start of a dynamic
+    disk). Set the time to ``epoch`` and the id to one derived from the
+    image's name, the epoch and the disk's size, and fix the checksum."""
+    with open(path, "r+b") as fh:
+        size = fh.seek(0, os.SEEK_END)
+        for offset in sorted({0, size - 512}):
+            fh.seek(offset)
+            footer = bytearray(fh.read(512))
+            if footer[:8] != _VHD_COOKIE:
+                continue
+            disk_size = struct.unpack_from(">Q", footer, 48)[0]
+            struct.pack_into(">I", footer, 24, max(0, epoch - _VHD_EPOCH))
+            footer[68:84] = uuid.uuid5(_VHD_ID_NAMESPACE, f"{name}\0{epoch}\0{disk_size}").bytes
+            struct.pack_into(">I", footer, 64, 0)
+            struct.pack_into(">I", footer, 64, ~sum(footer) & 0xFFFFFFFF)
+            fh.seek(offset)
+            fh.write(footer)
 
 

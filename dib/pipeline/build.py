@@ -14,6 +14,7 @@ from dib.config.build import BuildConfig
 from dib.pipeline.artifacts import DiskArtifacts
 from dib.pipeline.preflight import preflight
 from dib.pipeline.prepare import Prepared, prepare
+from dib.pipeline.reproducible import check_reproducible
 from dib.plan import describe
 from dib.runtime.namespace import run_namespaced
 from dib.runtime.workspace import Workspace, remove_stale
@@ -28,6 +29,8 @@ def run_build(config: BuildConfig) -> int:
     if config.dry_run:
         sys.stdout.write(describe(prepared.plan))
         return 0
+    if config.check_reproducible:
+        return check_reproducible(config, lambda c: build(prepare(c)))
     return build(prepared)
 
 

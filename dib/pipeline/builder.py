@@ -26,7 +26,7 @@ from dib.pipeline import artifacts
 from dib.pipeline.prepare import Prepared
 from dib.pipeline.report import BuildReport, FailureReport, StepReport, transfer_text
 from dib.plan import PHASES, Phase
-from dib.runtime import hooktree
+from dib.runtime import hooktree, reproducible
 from dib.runtime.environment import base_environment, sourced_environment
 from dib.runtime.mounts import CleanupStack
 from dib.runtime.phases import HookRun, PhaseContext, run_phase
@@ -76,6 +76,8 @@ class Builder:
                 if phase.name == "finalise" and self.disk.wants_bootloader:
                     self._bootloader_step()
             self._internal_step("tidy", {"version": "1"}, tidy_tree)
+            if self._epoch() is not None:
+                self._internal_step("reproducible", {"version": "1"}, _settle)
             if self.config.sbom:
                 self._sbom_step()
             produced = self._outputs()
@@ -282,7 +284,7 @@ class Builder:
                      " ".join(str(p) for p in produced))
         else:
             with CleanupStack() as cleanup:
-                tree = self.tree.mount_readonly(cleanup)
+                tree = self._output_tree(cleanup)
                 produced = artifacts.produce(self.prepared, self.ws, tree, self.disk,
                                              self.env, layers=self._layer_stamps(),
                                              bases=self.disk_bases)
@@ -298,6 +300,23 @@ class Builder:
         step.key = key
         step.seconds = time.monotonic() - started
         return produced
+
+    def _epoch(self) -> int | None:
+        value = sbom.check_source_date_epoch(self.env.get("SOURCE_DATE_EPOCH"))
+        return int(value) if value is not None else None
+
+    def _output_tree(self, cleanup: CleanupStack) -> Path:
+        """The tree the outputs are made from; with SOURCE_DATE_EPOCH, with
+        every later mtime clamped to it (the layers themselves unchanged)."""
+        epoch = self._epoch()
+        if epoch is None:
+            return self.tree.mount_readonly(cleanup)
+        started = time.monotonic()
+        tree = self.tree.mount_for_outputs(cleanup)
+        changed = reproducible.clamp_mtimes(tree, epoch)
+        LOG.info("reproducible: %d mtimes clamped to SOURCE_DATE_EPOCH %d (%.1f s)",
+                 changed, epoch, time.monotonic() - started)
+        return tree
 
     def _sha256(self, files: list[Path]) -> dict[str, str]:
         started = time.monotonic()
@@ -370,6 +389,11 @@ def _cache_word(hit: bool, pulled: object) -> str:
     if not hit:
         return "miss"
     return "remote-hit" if pulled is not None else "local-hit"
+
+
+def _settle(tree: Path) -> None:
+    removed = reproducible.settle_tree(tree)
+    LOG.info("reproducible: removed %s", " ".join(removed) if removed else "nothing")
 
 
 def _check_root_made(tree: Path) -> None:

@@ -37,10 +37,20 @@ def engine_variables() -> frozenset[str]:
 
 
 def dib_env_text(environ: Mapping[str, str]) -> str:
-    """DIB_ENV as DIB records it: one ``export DIB_X="value"`` line per DIB_* variable."""
+    """DIB_ENV as DIB records it: one ``export DIB_X="value"`` line per DIB_* variable.
+    A build asked to be reproducible (SOURCE_DATE_EPOCH) leaves out those
+    that only say where this host keeps caches, logs and work directories:
+    they would make two builds of one image differ."""
+    unrecorded = host_only_variables() if environ.get("SOURCE_DATE_EPOCH") else frozenset()
     lines = [f"declare -x {k}={shlex.quote(v)}" for k, v in sorted(environ.items())
-             if k.startswith("DIB_")]
+             if k.startswith("DIB_") and k not in unrecorded]
     return "\n".join(lines)
+
+
+def host_only_variables() -> frozenset[str]:
+    """The variables of settings that do not shape the image, and DIB_LOCKFILES
+    (a directory in the phase cache)."""
+    return frozenset({s.env for s in SETTINGS if s.env and not s.recorded} | {"DIB_LOCKFILES"})
 
 
 def base_environment(config: BuildConfig, *, workspace: Workspace, resolution: Resolution,

@@ -80,6 +80,28 @@ class LayeredTree:
                   cleanup=cleanup)
         return self.merged
 
+    def mount_for_outputs(self, cleanup: CleanupStack) -> Path:
+        """The finished tree with a throw-away upper directory, for changes
+        that belong to the outputs only (clamped mtimes): metacopy copies up
+        just the metadata of a file whose times change, index keeps hard
+        links whole. Nothing written here reaches a layer or the cache."""
+        upper = self.layers_dir / "outputs-upper"
+        work = self.layers_dir / ".work-outputs"
+        for path in (upper, work):
+            shutil.rmtree(path, ignore_errors=True)
+            path.mkdir()
+        cleanup.push("outputs upper directory", lambda: _remove(upper, work))
+        lower = ":".join(str(p) for p in reversed(self.layers or [self._base]))
+        mount("overlay", self.merged, fstype="overlay",
+              options=f"lowerdir={lower},upperdir={upper},workdir={work},"
+                      "metacopy=on,index=on", cleanup=cleanup)
+        return self.merged
+
+
+def _remove(*paths: Path) -> None:
+    for path in paths:
+        shutil.rmtree(path, ignore_errors=True)
+
 
 def layer_paths(layer: Path, limit: int) -> list[str] | None:
     """Every path a layer adds, changes or deletes (a whiteout is a path

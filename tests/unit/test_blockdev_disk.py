@@ -1,5 +1,7 @@
 import json
+import os
 import shutil
+import struct
 
 import pytest
 
@@ -232,3 +234,64 @@ def test_build_small_disk_without_nested_mounts(tmp_path):
     blkid = runner.run(["blkid", "-p", "-O", str(plan.root_fs.offset), "-o", "export",
                         str(result.raw)]).stdout
     assert f"UUID={plan.root_fs.uuid}" in blkid and "LABEL=cloudimg-rootfs" in blkid
+
+
+@pytest.mark.skipif(not shutil.which("mkfs.ext4", path="/usr/sbin:/sbin:/usr/bin"),
+                    reason="e2fsprogs not installed")
+def test_disk_with_source_date_epoch_keeps_no_atime_or_ctime(tmp_path, monkeypatch):
+    """Two disks of one tree, read at different moments, are the same bytes:
+    the atime (and ctime) mkfs copies from the tree is set to the epoch."""
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "1700000000")
+    tree = tmp_path / "tree"
+    (tree / "etc").mkdir(parents=True)
+    hello = tree / "etc" / "hello"
+    hello.write_text("hi\n")
+    cfg = load_config(GRAPH).assign_ids("small")
+    plan = layout.plan_disk(cfg, tree_bytes=0, image_size=64 * MiB)
+    disks = []
+    for n, atime in enumerate((1600000000, 1650000000)):
+        for path in (tree, tree / "etc", hello):
+            os.utime(path, (atime, 1690000000))
+        disks.append(assemble.build_disk(plan, tree, tmp_path / f"d{n}.raw").raw)
+    assert disks[0].read_bytes() == disks[1].read_bytes()
+    stat = runner.run(["debugfs", "-R", "stat /etc/hello",
+                       f"{disks[0]}?offset={plan.root_fs.offset}"]).stdout
+    assert "atime: 0x6553f100" in stat and "ctime: 0x6553f100" in stat
+    assert "mtime: 0x64bb5a80" in stat      # the tree's own mtime, already below the epoch
+
+
+def test_used_inodes_from_dumpe2fs_groups():
+    text = ("Group descriptor size:    64\nInodes per group:         8\n"
+            "First inode:              11\n"
+            "Group 0: (Blocks 0-8191)\n  Free inodes: \n"
+            "Group 1: (Blocks 8192-16383)\n  Free inodes: 14-16\n"
+            "Group 2: (Blocks 16384-24575)\n  Free inodes: 17, 19-24\n"
+            "Group 3: (Blocks 24576-32767)\n  Free inodes: \n")
+    # 1-10 are reserved (of them the root, 2, is copied from the tree);
+    # groups hold 1-8, 9-16, 17-24 and 25-32.
+    assert assemble.used_inodes(text) == [2, 11, 12, 13, 18, *range(25, 33)]
+
+
+@pytest.mark.skipif(not all(shutil.which(t, path="/usr/sbin:/sbin:/usr/bin")
+                            for t in ("mkfs.ext4", "mkfs.fat", "mlabel", "sfdisk")),
+                    reason="e2fsprogs, dosfstools, mtools or fdisk not installed")
+def test_esp_with_source_date_epoch_has_its_id_and_no_build_time(tmp_path, monkeypatch):
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "1700000000")
+    tree = tmp_path / "tree"
+    (tree / "boot" / "efi" / "EFI").mkdir(parents=True)
+    cfg = load_config(EFI).assign_ids("esp")
+    plan = layout.plan_disk(cfg, tree_bytes=0, image_size=1 * GiB)
+    raw = assemble.build_disk(plan, tree, tmp_path / "d.raw").raw
+    esp = plan.esp_fs
+    serial = runner.run(["minfo", "-i", f"{raw}@@{esp.offset}", "::"],
+                        env=assemble.mtools_env()).stdout
+    assert f"serial number: {esp.uuid.replace('-', '').upper()}" in serial
+    with open(raw, "rb") as fh:
+        fh.seek(esp.offset)
+        data = fh.read(32 * MiB)
+    entry = data.find(esp.label.encode().ljust(11) + b"\x08")
+    assert entry > 512                  # the root directory's label entry
+    # 2023-11-14 22:13:20 UTC in FAT's packed date and time, not today's
+    mtime, mdate = struct.unpack_from("<HH", data, entry + 22)
+    assert (mdate >> 9) + 1980 == 2023 and (mdate >> 5) & 15 == 11 and mdate & 31 == 14
+    assert mtime >> 11 == 22 and (mtime >> 5) & 63 == 13

@@ -40,6 +40,9 @@ exit 0
 
 REAL_UPDATE_INITRAMFS = """#!/bin/bash
 echo "update-initramfs $*" >> "$STUB_LOG"
+if [ -f "$DIB_INSTALL_PACKAGES_ISCSI_NAME" ]; then
+    echo "initramfs sees $(tail -n 1 "$DIB_INSTALL_PACKAGES_ISCSI_NAME")" >> "$STUB_LOG"
+fi
 """
 
 APT_LIST = """#!/bin/bash
@@ -71,6 +74,7 @@ def sandbox(tmp_path):
         "STUB_LOG": str(log),
         "DIB_UPDATE_INITRAMFS_PATH": str(real),
         "DIB_INSTALL_PACKAGES_BOOT_DIR": str(boot),
+        "DIB_INSTALL_PACKAGES_ISCSI_NAME": str(tmp_path / "initiatorname.iscsi"),
         "DIB_PKG_MAP_DIR": str(mapdir),
         "DISTRO_NAME": "debian",
         "DIB_RELEASE": "bookworm",
@@ -198,3 +202,24 @@ def test_apt_failure_propagates_and_divert_is_undone(sandbox):
     assert proc.returncode == 100
     assert any("--remove" in line for line in lines if line.startswith("dpkg-divert"))
     assert sandbox.real.read_text() == REAL_UPDATE_INITRAMFS
+
+
+GENERATED_NAME = "## written by open-iscsi's postinst\nInitiatorName=iqn.1993-08.org.debian:01:1bf91256265e\n"
+
+
+def test_reproducible_build_leaves_iscsi_name_to_first_boot(sandbox):
+    name = Path(sandbox.env["DIB_INSTALL_PACKAGES_ISCSI_NAME"])
+    name.write_text(GENERATED_NAME)
+    proc, lines = sandbox.run("linux-image-amd64", extra={"SOURCE_DATE_EPOCH": "1700000000"})
+    assert proc.returncode == 0, proc.stderr
+    assert name.read_text() == "GenerateName=yes\n"
+    # the initramfs is made after the name was replaced, so it holds no random name
+    assert "initramfs sees GenerateName=yes" in lines
+
+
+def test_iscsi_name_kept_without_source_date_epoch(sandbox):
+    name = Path(sandbox.env["DIB_INSTALL_PACKAGES_ISCSI_NAME"])
+    name.write_text(GENERATED_NAME)
+    proc, _ = sandbox.run("linux-image-amd64")
+    assert proc.returncode == 0, proc.stderr
+    assert name.read_text() == GENERATED_NAME

@@ -1,11 +1,15 @@
 import hashlib
 import json
+import os
+import random
+import shutil
 import tarfile
+import time
 from pathlib import Path
 
 import pytest
 
-from dib import outputs
+from dib import outputs, runner
 from dib.errors import ConfigError, OutputError
 from dib.outputs import archives, images
 
@@ -51,6 +55,45 @@ def test_tar_argv():
                  "--exclude=./proc/*", "--exclude=./sys/*", "--mtime=@1700000000",
                  "--clamp-mtime"):
         assert flag in argv
+
+
+def test_qcow2_with_source_date_epoch_writes_clusters_in_order(tmp_path):
+    ctx = outputs.OutputContext(image_name=tmp_path / "img", raw=tmp_path / "img.raw",
+                                source_date_epoch=1700000000)
+    argv = images.Qcow2().argv(ctx)
+    assert "-W" not in argv and "-c" in argv
+
+
+@pytest.mark.skipif(not shutil.which("qemu-img"), reason="qemu-utils not installed")
+def test_qcow2_with_source_date_epoch_is_the_same_bytes_twice(tmp_path):
+    raw = tmp_path / "img.raw"
+    pattern = random.Random(7)
+    with open(raw, "wb") as fh:
+        for n in range(64):       # 64 MiB: some clusters compress, some do not
+            fh.write(pattern.randbytes(1 << 20) if n % 3 else bytes(1 << 20))
+    digests = []
+    for name in ("a", "b"):
+        ctx = outputs.OutputContext(image_name=tmp_path / name, raw=raw,
+                                    source_date_epoch=1700000000)
+        (qcow2,) = images.Qcow2().produce(ctx)
+        digests.append(hashlib.sha256(qcow2.read_bytes()).hexdigest())
+    assert digests[0] == digests[1]
+
+
+def test_tar_with_source_date_epoch_ignores_when_files_were_made_and_read(tmp_path):
+    tree = _tree(tmp_path)
+    ctx = outputs.OutputContext(image_name=tmp_path / "a", tree=tree,
+                                source_date_epoch=1700000000)
+    (first,) = archives.Tar().produce(ctx)
+    hostname = tree / "etc/hostname"
+    hostname.chmod(0o600)
+    hostname.chmod(0o644)          # a new ctime, same mode
+    os.utime(hostname, (time.time(), time.time()))   # newer atime and mtime
+    ctx.image_name = tmp_path / "b"
+    (second,) = archives.Tar().produce(ctx)
+    assert first.read_bytes() == second.read_bytes()
+    member = tarfile.open(second).getmember("./etc/hostname")
+    assert member.mtime == 1700000000
 
 
 def _tree(tmp_path):
@@ -167,3 +210,26 @@ def test_tgz_compresses_with_the_gzip_an_element_names(tmp_path):
     (tgz,) = archives.Tgz().produce(ctx)
     assert marker.exists(), "the element's gzip was not used"
     assert "./etc/hostname" in tarfile.open(tgz).getnames()
+
+
+@pytest.mark.skipif(not shutil.which("qemu-img"), reason="qemu-utils not installed")
+@pytest.mark.parametrize("subformat", ["fixed", "dynamic"])
+def test_vhd_with_source_date_epoch_is_the_same_bytes_twice(tmp_path, monkeypatch, subformat):
+    raw = tmp_path / "img.raw"
+    raw.write_bytes(random.Random(3).randbytes(1 << 20) + bytes(3 << 20))
+    made = []
+    for n in range(2):
+        # qemu-img gives each conversion a random unique id (and the time)
+        ctx = outputs.OutputContext(image_name=tmp_path / f"d{n}" / "img", raw=raw,
+                                    source_date_epoch=1700000000,
+                                    qemu_img_options=f"subformat={subformat}")
+        (tmp_path / f"d{n}").mkdir()
+        (vhd,) = images.Vhd().produce(ctx)
+        made.append(vhd)
+    assert made[0].read_bytes() == made[1].read_bytes()
+    info = json.loads(runner.run(["qemu-img", "info", "--output=json", "-f", "vpc",
+                                  str(made[0])]).stdout)
+    assert info["virtual-size"] >= 4 << 20
+    back = tmp_path / "back.raw"
+    runner.run(["qemu-img", "convert", "-f", "vpc", "-O", "raw", str(made[0]), str(back)])
+    assert back.read_bytes()[:4 << 20] == raw.read_bytes()

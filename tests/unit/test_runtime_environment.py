@@ -59,3 +59,23 @@ def test_author_guide_names_every_variable_the_build_sets():
         pytest.skip("no docs in this tree")
     text = guide.read_text()
     assert [name for name in HOOK_DIB_VARIABLES if f"`{name}`" not in text] == []
+
+
+def test_reproducible_build_records_no_cache_locations():
+    """Two builds of one image with their own caches record the same
+    dib_environment and dib_arguments when SOURCE_DATE_EPOCH is set."""
+    recorded = []
+    for n in (1, 2):
+        argv = ["--image-cache", f"/i{n}", "-o", "X", "debian-minimal"]
+        env = hook_env(argv, {"SOURCE_DATE_EPOCH": "1700000000", "DIB_CACHE_DIR": f"/c{n}",
+                              "DIB_RELEASE": "bookworm"})
+        recorded.append((env["DIB_ENV"], env["DIB_ARGS"]))
+        assert env["DIB_IMAGE_CACHE"] == f"/i{n}"      # hooks still see it
+    assert recorded[0] == recorded[1]
+    assert "DIB_RELEASE=bookworm" in recorded[0][0]
+    assert recorded[0][1] == "-o X debian-minimal"
+
+
+def test_without_source_date_epoch_dib_env_keeps_every_variable():
+    env = hook_env(["--image-cache", "/i", "e"], {"DIB_CACHE_DIR": "/c"})
+    assert "DIB_IMAGE_CACHE=/i" in env["DIB_ENV"] and "DIB_CACHE_DIR=/c" in env["DIB_ENV"]
