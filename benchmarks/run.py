@@ -31,7 +31,7 @@ DIB_VENV = DIBRUN / "venv"
 
 SCENARIOS = ["tar-cold", "vm-cold", "vm-warm-unchanged", "vm-warm-finalise-changed",
              "hook-unit-test", "element-test-warm", "ipa-cold", "ipa-warm-late-change",
-             "cloud-cold", "registry-cache", "reproducible"]
+             "cloud-cold", "registry-cache", "reproducible", "sbom-cost"]
 
 # goal per scenario: ("ratio", x) means ours <= x * DIB; ("seconds", s) means ours <= s
 GOALS = {
@@ -49,6 +49,8 @@ GOALS = {
     "registry-cache warm registry (seconds)": ("seconds", 10.0),
     "registry-cache cold with push": ("ratio", 1.1),
     "reproducible": ("ratio", 1.05),
+    "sbom-cost cold": ("ratio", 0.02),
+    "sbom-cost warm": ("seconds", 0.3),
 }
 IPA_ELEMENTS = ["ironic-python-agent-ramdisk", "debian-minimal"]
 IPA_INPUTS = Path("/var/tmp/dib-functional/ipa-inputs")
@@ -533,6 +535,29 @@ class Bench:
                      ours_ok=repro[1] == 0, dib_ok=plain[1] == 0,
                      note="ours/ours: `debian-minimal vm` -t tar,raw,qcow2 cold with "
                           "SOURCE_DATE_EPOCH against cold without")
+
+    def s_sbom_cost(self, i: int) -> None:
+        """What the SBOM and provenance steps cost in a cold build of debian-minimal vm
+        and in a warm rebuild of it, from the builds' own step timings."""
+        cache = Path(tempfile.mkdtemp(prefix="cache-sbom-", dir=self.work))
+        icache = Path(tempfile.mkdtemp(prefix="image-cache-sbom-", dir=self.work))
+        for label in ("cold", "warm"):
+            name = f"sbom-{label}-{i}"
+            secs, rc, _, steps = self.ours_build(name, ["debian-minimal", "vm"], cache, icache,
+                                                 output="sbom-vm")
+            spent = sum(s["seconds"] for s in (steps or {}).get("steps", [])
+                        if s["name"] in ("sbom", "provenance"))
+            self.record(f"sbom-cost {label}", "ours", secs, rc, report=steps,
+                        sbom_and_provenance_seconds=round(spent, 3))
+            if label == "cold":
+                self.add_row("sbom-cost cold", spent, secs, ours_ok=rc == 0,
+                             note="ours/ours: the sbom and provenance steps against the whole "
+                                  "cold `debian-minimal vm` build they are part of")
+            else:
+                self.add_row("sbom-cost warm", spent, None, ours_ok=rc == 0,
+                             note=f"the same steps in the warm rebuild ({secs:.1f} s in all)")
+        shutil.rmtree(cache, ignore_errors=True)
+        shutil.rmtree(icache, ignore_errors=True)
 
     # -- driver ----------------------------------------------------------------------------
 

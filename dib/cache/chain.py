@@ -142,7 +142,10 @@ class Checkpoints:
             changed = self._changed_at or "an earlier step"
             return f"its inputs are unchanged but the tree before it is not ({changed} " \
                    "wrote different files)"
-        latest = max(same_step, key=lambda e: e.last_used)
+        # Against the last build of this step on the same tree when there is
+        # one: in a cache other builds share, the last of all may be theirs.
+        same_tree = [e for e in same_step if e.parent == self._last_key]
+        latest = max(same_tree or same_step, key=lambda e: e.last_used)
         old = latest.meta.get("inputs", {})
         changed = keys.changed_inputs(old, inputs)
         shown = [keys.describe_change(n, old, inputs) for n in changed[:3]]

@@ -444,3 +444,34 @@ def test_values_the_bootstrap_reads_key_it_whoever_sets_them(tmp_path):
     # not a variable it reads
     assert key_with("export BASE_IMAGE_URL=http://images.invalid/a.qcow2\n"
                     "export UNRELATED=1\n") == plain
+
+
+def test_a_change_is_explained_against_the_same_tree_not_another_builds(tmp_path):
+    hooks = make_hooks(tmp_path)
+    store = CacheStore(tmp_path / "cache")
+
+    def on_tree(name: str) -> Checkpoints:
+        """Checkpoints of a build whose install step made tree ``name``."""
+        chain = Checkpoints(store)
+        chain.settings = dict(SETTINGS)
+        install = dict(chain.phase_inputs(hooks, "install"), tree=name)
+        key = chain.key("install", install)
+        if chain.lookup(key, hooks) is None:
+            chain.store_layer(key, "install", install, make_layer(tmp_path, f"i-{name}"),
+                              None, hooks, name)
+        return chain
+    ours = on_tree("a")
+    inputs = ours.phase_inputs(hooks, "finalise")
+    ours.store_layer(ours.key("finalise", inputs), "finalise", inputs,
+                     make_layer(tmp_path, "A"), None, hooks, "ours")
+    ours.close()
+    # another build, on another tree, makes the step later with other inputs
+    theirs = on_tree("b")
+    other = dict(inputs, **{"setting:image-name": "theirs"})
+    theirs.store_layer(theirs.key("finalise", other), "finalise", other,
+                       make_layer(tmp_path, "B"), None, hooks, "theirs")
+    theirs.close()
+    (hooks / "finalise.d" / "50-final").write_text("#!/bin/bash\necho new\n")
+    again = on_tree("a")
+    assert again.why_rebuilt("finalise", again.phase_inputs(hooks, "finalise")) == \
+        "file finalise.d/50-final changed"
