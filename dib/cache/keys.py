@@ -283,7 +283,10 @@ SHELL_OWN = {"_", "PWD", "OLDPWD", "SHLVL"}
 
 def _named_values(environment: Mapping[str, str], sources: list[Path]) -> dict[str, str]:
     """The exported variables and functions (other than the settings') that
-    ``sources`` name, with their values: all a hook can see of environment.d."""
+    ``sources`` name: all a hook can see of environment.d. Each by the digest
+    of its value, as a cache entry records its inputs and may be pushed to a
+    registry: the caller's environment (a proxy URL with a password in it)
+    must not travel with it."""
     words = {m.decode() for m in WORD.findall(_texts(sources))}
     places = [(environment[n], f"${n}") for n in BUILD_PATHS if environment.get(n)]
     out = {}
@@ -296,7 +299,7 @@ def _named_values(environment: Mapping[str, str], sources: list[Path]) -> dict[s
         if word in words:
             for path, placeholder in places:
                 value = value.replace(path, placeholder)
-            out[f"env:{name}"] = value
+            out[f"env:{name}"] = "sha256:" + hashlib.sha256(value.encode()).hexdigest()
     return out
 
 

@@ -475,3 +475,17 @@ def test_a_change_is_explained_against_the_same_tree_not_another_builds(tmp_path
     again = on_tree("a")
     assert again.why_rebuilt("finalise", again.phase_inputs(hooks, "finalise")) == \
         "file finalise.d/50-final changed"
+
+
+def test_the_callers_variables_key_the_bootstrap_by_digest_only(tmp_path):
+    hooks = make_hooks(tmp_path)
+    (hooks / "root.d" / "10-bootstrap").write_text(
+        '#!/bin/bash\necho "Acquire::http::Proxy \\"$http_proxy\\";" > "$TARGET_ROOT/proxy"\n')
+    from dib.runtime.environment import sourced_environment
+    secret = "http://builder:s3cret@proxy.invalid:3128"
+    env = sourced_environment(hooks, {"PATH": os.environ["PATH"], "http_proxy": secret})
+    inputs = keys.phase_inputs(hooks, "root.d", {}, environment=env)
+    assert "env:http_proxy" in inputs
+    assert all("s3cret" not in value for value in inputs.values())
+    other = sourced_environment(hooks, {"PATH": os.environ["PATH"], "http_proxy": secret + "0"})
+    assert keys.phase_inputs(hooks, "root.d", {}, environment=other) != inputs
