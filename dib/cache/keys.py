@@ -24,9 +24,11 @@ VOLATILE_VARS = {s.env for s in SETTINGS if s.env and not s.affects_tree} | {
 # Volatile for most hooks, but the manifests element writes them into the
 # image and beside it: they count for a phase whose hooks name them.
 RECORDED_VARS = ("DIB_ARGS", "DIB_ENV")
-# Non-DIB_ variables that hooks commonly read.
+# Non-DIB_ variables that hooks commonly read. SOURCE_DATE_EPOCH is read by
+# the tools hooks run (mmdebstrap, initramfs-tools, ...), not by the hooks
+# themselves: a tree made without it is not the tree a reproducible build wants.
 TREE_VARS = ("ARCH", "DISTRO_NAME", "DIB_RELEASE", "FS_TYPE",
-             "DIB_INIT_SYSTEM", "LANG")
+             "DIB_INIT_SYSTEM", "LANG", "SOURCE_DATE_EPOCH")
 UNCACHEABLE_MARK = "# dib-cache: never"
 # The image name is an input only of phases whose hooks mention IMAGE_NAME
 # (manifests are named after the image): other phases are shared between

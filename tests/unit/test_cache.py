@@ -123,6 +123,9 @@ def test_settings_change_keys_and_volatile_variables_do_not():
                                      DIB_IMAGE_SIZE="5"), image_name="/elsewhere/img") == base
     assert keys.settings_inputs(dict(env, DIB_RELEASE="trixie"), image_name="/out/img") != base
     assert keys.settings_inputs(dict(env, ARCH="arm64"), image_name="/out/img") != base
+    # mmdebstrap and initramfs-tools read it, whatever the hooks name
+    assert keys.settings_inputs(dict(env, SOURCE_DATE_EPOCH="1700000000"),
+                                image_name="/out/img") != base
     assert keys.settings_inputs(dict(env, DIB_NEW="1"), image_name="/out/img") != base
     assert keys.settings_inputs(env, image_name="/out/other") != base
 
