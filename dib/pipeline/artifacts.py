@@ -2,6 +2,7 @@
 every output type, checked up front and produced at the end."""
 from __future__ import annotations
 
+import concurrent.futures
 import json
 import logging
 import os
@@ -170,7 +171,12 @@ Layers = list[tuple[Optional[str], Path]]
 
 def produce(prepared: Prepared, workspace: Workspace, tree: Path, disk: DiskArtifacts,
             env: Mapping[str, str], layers: Layers | None = None,
-            bases: DiskBases | None = None) -> list[Path]:
+            bases: DiskBases | None = None, sha256: bool = False,
+            tree_bytes: int | None = None) -> tuple[list[Path], dict[str, str]]:
+    """Every requested output; with ``sha256``, also file name → SHA-256 of
+    each file written, read while the other outputs are still being made.
+    ``tree_bytes``: the tree's size when it was measured before the tree
+    was changed for the outputs (see ``Builder._output_tree``)."""
     config = prepared.config
     selected = selected_outputs(prepared)
     raw = record = None
@@ -179,22 +185,49 @@ def produce(prepared: Prepared, workspace: Workspace, tree: Path, disk: DiskArti
     slot = disk_slot(config, disk, env)
     if outputs.needs_disk(selected):
         raw, record = _build_disk(config, workspace, tree, disk, env, layers or [],
-                                  bases.take(slot, _raw_path(workspace)) if bases else None)
+                                  bases.take(slot, _raw_path(workspace)) if bases else None,
+                                  tree_bytes)
     context = outputs.OutputContext.from_env(
         Path(config.image_name), env, tree=tree, raw=raw, compress=not config.uncompressed,
         qemu_img_options=config.qemu_img_options or None,
         docker_target=config.docker_target, move_raw=True, arch=config.arch)
-    produced: list[Path] = []
-    for output in selected:   # raw comes last: it may move the disk file into place
-        started = time.monotonic()
-        paths = output.produce(context)
-        LOG.info("wrote %s (%.1f s)", " ".join(map(str, paths)), time.monotonic() - started)
-        produced.extend(paths)
+    produced, digests = write_outputs(selected, context, sha256)
     if config.checksum:
         outputs.checksums(produced, kinds=config.checksum)
     if bases is not None and raw is not None and raw.exists() and record is not None:
         bases.put(slot, raw, record)
-    return produced
+    return produced, digests
+
+
+def write_outputs(selected: list[outputs.Output], context: outputs.OutputContext,
+                   sha256: bool) -> tuple[list[Path], dict[str, str]]:
+    """The outputs side by side, each one a tool's process or two: qemu-img
+    converting in order (which a reproducible qcow2 needs) keeps one core
+    busy and the others can use the rest. Raw comes last, because it may
+    move the disk file the others read; its digest is read from the disk
+    file meanwhile, since the move keeps the bytes."""
+    last = [o for o in selected if o.name == "raw"]
+    first = [o for o in selected if o.name != "raw"]
+    with concurrent.futures.ThreadPoolExecutor(max_workers=len(first) + 1) as pool:
+        raw_digest = None
+        if sha256 and last and context.raw is not None:
+            raw_digest = pool.submit(outputs.file_digest, context.raw)
+        running = [pool.submit(_write_output, o, context, sha256) for o in first]
+        results = [future.result() for future in running]
+        results += [_write_output(o, context, False) for o in last]
+        digests = {name: value for _paths, found in results for name, value in found.items()}
+        if raw_digest is not None:
+            digests[last[0].output_path(context).name] = raw_digest.result()
+    return [path for paths, _found in results for path in paths], digests
+
+
+def _write_output(output: outputs.Output, context: outputs.OutputContext,
+                  sha256: bool) -> tuple[list[Path], dict[str, str]]:
+    started = time.monotonic()
+    paths = output.produce(context)
+    LOG.info("wrote %s (%.1f s)", " ".join(map(str, paths)), time.monotonic() - started)
+    digests = {p.name: outputs.file_digest(p) for p in paths if sha256 and p.is_file()}
+    return paths, digests
 
 
 def disk_slot(config: BuildConfig, disk: DiskArtifacts, env: Mapping[str, str]) -> str:
@@ -220,12 +253,14 @@ def _raw_path(workspace: Workspace) -> Path:
 
 def _build_disk(config: BuildConfig, workspace: Workspace, tree: Path, disk: DiskArtifacts,
                 env: Mapping[str, str], layers: Layers,
-                kept: dict[str, Any] | None) -> tuple[Path, dict[str, Any]]:
+                kept: dict[str, Any] | None,
+                tree_bytes: int | None = None) -> tuple[Path, dict[str, Any]]:
     """The raw disk: the kept disk of an earlier build updated in place when
     that is possible, else made from the tree. Returns it and its record."""
     started = time.monotonic()
     size, extra = requested_sizes(config)
-    tree_bytes = blockdev.tree_size(tree)
+    if tree_bytes is None:
+        tree_bytes = blockdev.tree_size(tree)
     plan = blockdev.plan_disk(disk.config, tree_bytes=tree_bytes, image_size=size,
                               extra_size=extra)
     raw = _raw_path(workspace)

@@ -11,9 +11,9 @@ import json
 import logging
 import time
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Mapping
 
-from dib import __version__, bootloader, provenance, sbom
+from dib import __version__, blockdev, bootloader, provenance, sbom
 from dib.cache import CacheStore, Checkpoints, keys, products, prune, snapshot_hooks
 from dib.cache.disks import DiskBases
 from dib.cache.outputs import OutputCache
@@ -284,15 +284,16 @@ class Builder:
                      " ".join(str(p) for p in produced))
         else:
             with CleanupStack() as cleanup:
-                tree = self._output_tree(cleanup)
-                produced = artifacts.produce(self.prepared, self.ws, tree, self.disk,
-                                             self.env, layers=self._layer_stamps(),
-                                             bases=self.disk_bases)
+                tree, tree_bytes = self._output_tree(cleanup)
+                produced, digests = artifacts.produce(
+                    self.prepared, self.ws, tree, self.disk, self.env,
+                    layers=self._layer_stamps(), bases=self.disk_bases,
+                    sha256=self.config.provenance, tree_bytes=tree_bytes)
             files = [p for p in produced if p.is_file()]
             if self.config.provenance:
-                # Read now and kept with the cache entry, so that a rebuild
-                # restoring these files need not read them again.
-                self.output_sha256 = self._sha256(files)
+                # Kept with the cache entry, so that a rebuild restoring
+                # these files need not read them again.
+                self.output_sha256 = self._sha256(files, digests)
             if self.outputs_cache:
                 self.outputs_cache.store(key, files, sha256=self.output_sha256)
         if self.config.checksum and step.cached:
@@ -305,24 +306,30 @@ class Builder:
         value = sbom.check_source_date_epoch(self.env.get("SOURCE_DATE_EPOCH"))
         return int(value) if value is not None else None
 
-    def _output_tree(self, cleanup: CleanupStack) -> Path:
+    def _output_tree(self, cleanup: CleanupStack) -> tuple[Path, int | None]:
         """The tree the outputs are made from; with SOURCE_DATE_EPOCH, with
-        every later mtime clamped to it (the layers themselves unchanged)."""
+        every later mtime clamped to it (the layers themselves unchanged),
+        and its size measured before that, since clamping copies inodes up
+        into a filesystem that counts their blocks differently."""
         epoch = self._epoch()
         if epoch is None:
-            return self.tree.mount_readonly(cleanup)
-        started = time.monotonic()
+            return self.tree.mount_readonly(cleanup), None
         tree = self.tree.mount_for_outputs(cleanup)
+        tree_bytes = blockdev.tree_size(tree) if artifacts.needs_disk(self.prepared) else None
+        started = time.monotonic()
         changed = reproducible.clamp_mtimes(tree, epoch)
         LOG.info("reproducible: %d mtimes clamped to SOURCE_DATE_EPOCH %d (%.1f s)",
                  changed, epoch, time.monotonic() - started)
-        return tree
+        return tree, tree_bytes
 
-    def _sha256(self, files: list[Path]) -> dict[str, str]:
+    def _sha256(self, files: list[Path], known: Mapping[str, str] | None = None
+                ) -> dict[str, str]:
         started = time.monotonic()
-        found = provenance.subject_digests(files, {})
-        LOG.info("sha256 of %s in %.1f s", " ".join(f.name for f in files),
-                 time.monotonic() - started)
+        known = known or {}
+        found = provenance.subject_digests(files, known)
+        read = [f.name for f in files if f.name not in known]
+        if read:
+            LOG.info("sha256 of %s in %.1f s", " ".join(read), time.monotonic() - started)
         return found
 
     def _provenance_step(self, produced: list[Path]) -> Path | None:

@@ -84,17 +84,22 @@ class LayeredTree:
         """The finished tree with a throw-away upper directory, for changes
         that belong to the outputs only (clamped mtimes): metacopy copies up
         just the metadata of a file whose times change, index keeps hard
-        links whole. Nothing written here reaches a layer or the cache."""
-        upper = self.layers_dir / "outputs-upper"
-        work = self.layers_dir / ".work-outputs"
-        for path in (upper, work):
-            shutil.rmtree(path, ignore_errors=True)
-            path.mkdir()
-        cleanup.push("outputs upper directory", lambda: _remove(upper, work))
+        links whole. Nothing written here reaches a layer or the cache. The
+        upper directory is a tmpfs: thousands of copied-up inodes cost no
+        disk writes, and unmounting throws them away at once. xino gives every
+        file the overlay's device although the upper directory is on another
+        filesystem: ``du -x`` and ``mkfs -d`` would skip them otherwise."""
+        scratch = self.layers_dir / "outputs-scratch"
+        scratch.mkdir(exist_ok=True)
+        cleanup.push("outputs scratch directory", lambda: _remove(scratch))
+        mount("tmpfs", scratch, fstype="tmpfs", options="mode=0700", cleanup=cleanup)
+        upper, work = scratch / "upper", scratch / "work"
+        upper.mkdir()
+        work.mkdir()
         lower = ":".join(str(p) for p in reversed(self.layers or [self._base]))
         mount("overlay", self.merged, fstype="overlay",
               options=f"lowerdir={lower},upperdir={upper},workdir={work},"
-                      "metacopy=on,index=on", cleanup=cleanup)
+                      "metacopy=on,index=on,xino=on", cleanup=cleanup)
         return self.merged
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from dib import outputs, runner
-from dib.errors import ConfigError, OutputError
+from dib.errors import CommandError, ConfigError, OutputError
 from dib.outputs import archives, images
 
 
@@ -233,3 +233,29 @@ def test_vhd_with_source_date_epoch_is_the_same_bytes_twice(tmp_path, monkeypatc
     back = tmp_path / "back.raw"
     runner.run(["qemu-img", "convert", "-f", "vpc", "-O", "raw", str(made[0]), str(back)])
     assert back.read_bytes()[:4 << 20] == raw.read_bytes()
+
+
+def test_outputs_written_side_by_side_come_with_the_digest_of_each_file(tmp_path):
+    from dib.pipeline.artifacts import write_outputs
+    raw = tmp_path / "work" / "disk.raw"
+    raw.parent.mkdir()
+    raw.write_bytes(os.urandom(3 << 20))
+    disk_bytes = raw.read_bytes()
+    ctx = outputs.OutputContext(image_name=tmp_path / "img", tree=_tree(tmp_path), raw=raw,
+                                move_raw=True, source_date_epoch=1)
+    produced, digests = write_outputs(outputs.validate_types(["raw", "tar", "tgz"]), ctx, True)
+    assert [p.name for p in produced] == ["img.tar", "img.tgz", "img.raw"]
+    assert not raw.exists() and (tmp_path / "img.raw").read_bytes() == disk_bytes
+    assert digests == {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in produced}
+    assert write_outputs(outputs.validate_types(["tar"]), ctx, False)[1] == {}
+
+
+def test_a_failing_output_fails_the_set_and_leaves_the_disk_where_it_was(tmp_path):
+    from dib.pipeline.artifacts import write_outputs
+    raw = tmp_path / "disk.raw"
+    raw.write_bytes(b"\0" * 4096)
+    ctx = outputs.OutputContext(image_name=tmp_path / "img", tree=tmp_path / "no-such-tree",
+                                raw=raw, move_raw=True)
+    with pytest.raises(CommandError, match="tar of the tree failed"):
+        write_outputs(outputs.validate_types(["raw", "tar"]), ctx, True)
+    assert raw.exists() and not (tmp_path / "img.raw").exists()
