@@ -4,6 +4,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
+from dib.cache.dedup import Usage
 from dib.cache.store import CacheStore, Entry
 
 DEFAULT_MAX_SIZE = 10 << 30
@@ -36,11 +37,13 @@ def prune(store: CacheStore, *, max_size: int | None = DEFAULT_MAX_SIZE,
     entries = list(store.entries())
     removed: list[Entry] = []
     alive = {e.key: e for e in entries}
+    usage = Usage((e.key, e.size, e.shared) for e in entries)
 
     def drop(entry: Entry) -> None:
         if entry.key not in alive or store.in_use(entry):
             return
         del alive[entry.key]
+        usage.drop(entry.key)
         removed.append(entry)
         if not dry_run:
             store.remove(entry)
@@ -49,7 +52,7 @@ def prune(store: CacheStore, *, max_size: int | None = DEFAULT_MAX_SIZE,
         if max_age is not None and now - entry.last_used > max_age:
             drop(entry)
     for entry in prune_order(list(alive.values())):
-        if max_size is None or sum(e.size for e in alive.values()) <= max_size:
+        if max_size is None or usage.total <= max_size:
             break
         drop(entry)
     # An entry whose parent is gone can never be restored.
@@ -60,4 +63,6 @@ def prune(store: CacheStore, *, max_size: int | None = DEFAULT_MAX_SIZE,
             if entry.parent and entry.parent not in alive:
                 drop(entry)
                 changed = entry.key not in alive or changed
-    return PruneResult(removed, sum(e.size for e in alive.values()))
+    if not dry_run:
+        store.collect_objects()
+    return PruneResult(removed, usage.total)

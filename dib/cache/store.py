@@ -2,8 +2,10 @@
 
     CACHE/entries/KEY/layer/      the overlay layer a step produced
     CACHE/entries/KEY/meta.json   parent key, step, inputs, size, digest, creator
+    CACHE/entries/KEY/shared.json inode → bytes of its files other entries may share
     CACHE/entries/KEY/used        its mtime is the last use; builds hold a
                                   shared lock on it while the layer is mounted
+    CACHE/objects/                one link to each file entries share (dedup.py)
     CACHE/tmp/                    staging; a killed store leaves only this behind
     CACHE/locks/KEY               held while a build makes the step for KEY, so a
                                   second build wanting it waits and then reuses it
@@ -25,7 +27,9 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any, Iterable, Iterator, Mapping
+
+from dib.cache import dedup
 
 LOG = logging.getLogger("dib.cache")
 FORMAT = 1
@@ -51,6 +55,16 @@ class Entry:
     @property
     def size(self) -> int:
         return int(self.meta.get("size", 0))
+
+    @property
+    def shared(self) -> dict[str, int]:
+        """Inode → bytes of its files that other entries may share. Kept
+        apart from meta.json, which every lookup reads: it can be long."""
+        try:
+            shared = json.loads((self.path / "shared.json").read_text())
+        except (OSError, ValueError):
+            return {}
+        return shared if isinstance(shared, dict) else {}
 
     @property
     def parent(self) -> str | None:
@@ -84,6 +98,7 @@ class CacheStore:
         self.entries_dir = self.root / "entries"
         self.tmp_dir = self.root / "tmp"
         self.locks_dir = self.root / "locks"
+        self.objects_dir = self.root / "objects"
         for directory in (self.entries_dir, self.tmp_dir, self.locks_dir):
             directory.mkdir(parents=True, exist_ok=True)
         self._held: list[int] = []
@@ -173,9 +188,12 @@ class CacheStore:
         staging.mkdir()
         try:
             _move(layer, staging / "layer")
+            below = dedup.inodes_of(self.chain_layers(meta.get("parent")))
+            shared = dedup.share(self.objects_dir, staging / "layer", below)
             digest, size = listing_digest(staging / "layer")
             record = dict(meta, format=FORMAT, key=key, digest=digest, size=size,
                           created=time.time())
+            _write_synced(staging / "shared.json", json.dumps(shared))
             _write_synced(staging / "meta.json", json.dumps(record, indent=1, sort_keys=True))
             (staging / "used").touch()
             for name, path in (extras or {}).items():
@@ -198,6 +216,25 @@ class CacheStore:
         entry = self.use(key)
         assert entry is not None
         return entry
+
+    def chain_layers(self, key: str | None) -> Iterator[Path]:
+        """The layers mounted under a layer whose parent is ``key``."""
+        seen = set()
+        while key and key not in seen:
+            seen.add(key)
+            entry = self.get(key)
+            if entry is None:
+                return
+            yield entry.layer
+            key = entry.parent
+
+    def size_of(self, entries: Iterable[Entry]) -> int:
+        """Bytes ``entries`` take on disk, each shared file counted once."""
+        return dedup.Usage((e.key, e.size, e.shared) for e in entries).total
+
+    def collect_objects(self) -> int:
+        """Drop index links to files no entry holds any more."""
+        return dedup.collect(self.objects_dir)
 
     def remove(self, entry: Entry) -> None:
         doomed = self.tmp_dir / f"removing-{entry.key}.{os.getpid()}"
