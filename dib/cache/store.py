@@ -188,8 +188,13 @@ class CacheStore:
         staging.mkdir()
         try:
             _move(layer, staging / "layer")
-            below = dedup.inodes_of(self.chain_layers(meta.get("parent")))
-            shared = dedup.share(self.objects_dir, staging / "layer", below)
+            shared: dict[str, int] = {}
+            if meta.get("output", key) == key:
+                # A layer known by what it holds (not by key) may be mounted
+                # under entries made over another copy of it, which sharing
+                # could give its inodes: only layers known by key share.
+                below = dedup.inodes_of(self.chain_layers(meta.get("parent")))
+                shared = dedup.share(self.objects_dir, staging / "layer", below)
             digest, size = listing_digest(staging / "layer")
             record = dict(meta, format=FORMAT, key=key, digest=digest, size=size,
                           created=time.time())

@@ -11,7 +11,7 @@ import pytest
 from dib.cache import CacheStore, prune
 from dib.cache.dedup import MIN_SIZE
 
-BIG = b"debian package file\n" * 1000     # well over MIN_SIZE
+BIG = b"debian package file\n" * 1000
 STAMP = 1_600_000_000
 
 
@@ -91,12 +91,14 @@ def test_files_differing_in_an_xattr_are_not_shared(tmp_path):
     assert os.getxattr(b.layer / "f", "user.dib") == b"1"
 
 
-def test_small_files_are_not_worth_sharing(tmp_path):
+def test_small_files_are_shared_and_empty_ones_are_not(tmp_path):
     store = CacheStore(tmp_path / "cache")
-    small = {"data": b"x" * (MIN_SIZE - 1)}
-    a = publish(store, tmp_path, "a", {"etc/hostname": small})
-    b = publish(store, tmp_path, "b", {"etc/hostname": small})
-    assert ino(a, "etc/hostname") != ino(b, "etc/hostname")
+    small = {"data": b"x" * MIN_SIZE}
+    empty = {"data": b""}
+    a = publish(store, tmp_path, "a", {"etc/hostname": small, "etc/marker": empty})
+    b = publish(store, tmp_path, "b", {"etc/hostname": small, "etc/marker": empty})
+    assert ino(a, "etc/hostname") == ino(b, "etc/hostname")
+    assert ino(a, "etc/marker") != ino(b, "etc/marker")
 
 
 def test_the_layer_keeps_its_directory_times_and_digest(tmp_path):
@@ -194,3 +196,16 @@ def test_a_failed_publish_leaves_no_entry_and_no_lasting_links(tmp_path):
     assert [os.lstat(o).st_ino for o in store.objects_dir.iterdir()] == [ino(a, "f")]
     assert json.loads((a.path / "shared.json").read_text()) == {
         str(ino(a, "f")): os.lstat(a.layer / "f").st_blocks * 512}
+
+
+def test_a_layer_known_by_its_contents_shares_nothing(tmp_path):
+    # Entries above it may be reused over another copy of it, made by a
+    # rerun of its step: sharing could give both the same inode.
+    store = CacheStore(tmp_path / "cache")
+    a = publish(store, tmp_path, "a", {"f": {}})
+    layer = tmp_path / "build-b"
+    put(layer, "f")
+    b = store.publish("b", layer, {"step": "b", "parent": None, "output": "contents-digest"})
+    store.close()
+    assert ino(a, "f") != ino(b, "f")
+    assert os.lstat(b.layer / "f").st_nlink == 1
