@@ -4,22 +4,25 @@
                                 SHA256 is the content digest, META a digest of
                                 mode, owner, mtime and xattrs
 
-A file an entry publishes that matches an object in content and in every bit
-of metadata is replaced by a hard link to it. A hard link shares the inode,
-so only files whose whole metadata agrees are merged, and a stored file's
-metadata is never changed. Layers are only ever mounted read-only, so a
-shared inode is never written through.
+Sharing is done by pruning, and only when the cache is over its cap
+(``CacheStore.share_files``): it reads every file, which a cache with room
+to spare need not pay for. Each file of an entry not shared yet that matches
+an object in content and in every bit of metadata is replaced by a hard link
+to it. A hard link shares the inode, so only files whose whole metadata
+agrees are merged, and a stored file's metadata is never changed. Layers are
+only ever mounted read-only, and an entry is shared only while no build has
+it mounted, so a shared inode is never written through.
 
 Two rules keep the images the same as without sharing: a file that already
 has other links inside its layer is left alone (its own links stay as they
 were), and no two paths a build sees at once (one layer and the layers below
-it) are given the same inode, because mkfs and tar turn an inode seen under
-two names into a hard link in the image.
+and above it) are given the same inode, because mkfs and tar turn an inode
+seen under two names into a hard link in the image.
 
-Objects are created with ``link()``, which fails rather than replaces, so two
-builds publishing at once agree on one object. An object whose link count is
-1 is used by no entry and is removed by ``collect``; if a publisher linked it
-just then, the data stays with that entry and only the index loses it.
+Objects are created with ``link()``, which fails rather than replaces. An
+object whose link count is 1 is used by no entry and is removed by
+``collect``; if a sharer linked it just then, the data stays with that entry
+and only the index loses it.
 """
 from __future__ import annotations
 
@@ -33,7 +36,7 @@ from typing import Iterable
 # An empty file holds no blocks, so sharing it saves nothing. Anything
 # larger is worth it: a small file still fills a whole block, while its
 # index link costs a directory entry, and hashing a 600 MB install layer
-# took the same time with or without its small files (docs/caching.md).
+# took the same time with or without its small files.
 MIN_SIZE = 1
 
 
@@ -79,41 +82,40 @@ def _regular_files(root: Path) -> list[tuple[str, os.stat_result]]:
     return found
 
 
-def inodes_of(layers: Iterable[Path]) -> set[int]:
-    """Inodes of the shared (multiply linked) regular files in ``layers``."""
-    found: set[int] = set()
-    for layer in layers:
-        found.update(st.st_ino for _path, st in _regular_files(layer) if st.st_nlink > 1)
-    return found
+def inodes_of(layer: Path) -> set[int]:
+    """Inodes of the shared (multiply linked) regular files in ``layer``."""
+    return {st.st_ino for _path, st in _regular_files(layer) if st.st_nlink > 1}
 
 
-def share(objects: Path, layer: Path, below: set[int]) -> dict[str, int]:
+def share(objects: Path, layer: Path, around: set[int]) -> dict[str, int]:
     """Replace files of ``layer`` by links to identical objects, adding its
-    other files as new objects. ``below`` holds the inodes of the layers
-    mounted under it. Returns inode → bytes of every file of ``layer`` that
+    other files as new objects. ``around`` holds the inodes of the layers
+    mounted with it. Returns inode → bytes of every file of ``layer`` that
     is (or may become) shared, for counting each inode once."""
     objects.mkdir(exist_ok=True)
     shared: dict[str, int] = {}
-    taken = set(below)
+    taken = set(around)
     # Replacing a file renames into its directory, which would stamp the
     # directory with today's time; the layer's times are part of the image.
-    directory_times = {}
-    for path, st in _regular_files(layer):
-        if st.st_nlink != 1 or st.st_size < MIN_SIZE:
-            continue
-        name = object_name(path, st)
-        if name is None:
-            continue
-        parent = os.path.dirname(path)
-        if parent not in directory_times:
-            parent_st = os.lstat(parent)
-            directory_times[parent] = (parent_st.st_atime_ns, parent_st.st_mtime_ns)
-        inode = _link_to_object(path, objects / name, taken)
-        if inode is not None:
-            taken.add(inode[0])
-            shared[str(inode[0])] = inode[1]
-    for directory, times in directory_times.items():
-        os.utime(directory, ns=times, follow_symlinks=False)
+    directory_times: dict[str, tuple[int, int]] = {}
+    try:
+        for path, st in _regular_files(layer):
+            if st.st_nlink != 1 or st.st_size < MIN_SIZE:
+                continue
+            name = object_name(path, st)
+            if name is None:
+                continue
+            parent = os.path.dirname(path)
+            if parent not in directory_times:
+                parent_st = os.lstat(parent)
+                directory_times[parent] = (parent_st.st_atime_ns, parent_st.st_mtime_ns)
+            inode = _link_to_object(path, objects / name, taken)
+            if inode is not None:
+                taken.add(inode[0])
+                shared[str(inode[0])] = inode[1]
+    finally:
+        for directory, times in directory_times.items():
+            os.utime(directory, ns=times, follow_symlinks=False)
     return shared
 
 

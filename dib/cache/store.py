@@ -33,6 +33,7 @@ from dib.cache import dedup
 
 LOG = logging.getLogger("dib.cache")
 FORMAT = 1
+SHARED = "shared.json"
 
 
 @dataclass(frozen=True)
@@ -61,7 +62,7 @@ class Entry:
         """Inode → bytes of its files that other entries may share. Kept
         apart from meta.json, which every lookup reads: it can be long."""
         try:
-            shared = json.loads((self.path / "shared.json").read_text())
+            shared = json.loads((self.path / SHARED).read_text())
         except (OSError, ValueError):
             return {}
         return shared if isinstance(shared, dict) else {}
@@ -127,15 +128,21 @@ class CacheStore:
         entry = self.get(key)
         if entry is None:
             return None
+        used = entry.path / "used"
+        try:
+            fd = os.open(used, os.O_RDWR | os.O_CREAT, 0o644)
+        except FileNotFoundError:
+            return None     # pruned since get()
+        # Locked before the digest is checked: a prune sharing this entry's
+        # files holds it exclusively, and the layer is only whole once it is done.
+        fcntl.flock(fd, fcntl.LOCK_SH)
         digest, _size = listing_digest(entry.layer)
         if digest != entry.meta.get("digest"):
+            os.close(fd)
             LOG.warning("cache entry %s for step %s changed on disk; dropping it", key[:12],
                         entry.meta.get("step"))
             self.remove(entry)
             return None
-        used = entry.path / "used"
-        fd = os.open(used, os.O_RDWR | os.O_CREAT, 0o644)
-        fcntl.flock(fd, fcntl.LOCK_SH)
         self._held.append(fd)
         os.utime(used)
         return entry
@@ -188,17 +195,9 @@ class CacheStore:
         staging.mkdir()
         try:
             _move(layer, staging / "layer")
-            shared: dict[str, int] = {}
-            if meta.get("output", key) == key:
-                # A layer known by what it holds (not by key) may be mounted
-                # under entries made over another copy of it, which sharing
-                # could give its inodes: only layers known by key share.
-                below = dedup.inodes_of(self.chain_layers(meta.get("parent")))
-                shared = dedup.share(self.objects_dir, staging / "layer", below)
             digest, size = listing_digest(staging / "layer")
             record = dict(meta, format=FORMAT, key=key, digest=digest, size=size,
                           created=time.time())
-            _write_synced(staging / "shared.json", json.dumps(shared))
             _write_synced(staging / "meta.json", json.dumps(record, indent=1, sort_keys=True))
             (staging / "used").touch()
             for name, path in (extras or {}).items():
@@ -222,16 +221,53 @@ class CacheStore:
         assert entry is not None
         return entry
 
-    def chain_layers(self, key: str | None) -> Iterator[Path]:
-        """The layers mounted under a layer whose parent is ``key``."""
-        seen = set()
-        while key and key not in seen:
-            seen.add(key)
-            entry = self.get(key)
-            if entry is None:
+    def share_files(self) -> None:
+        """Give the files entries have in common one inode (dedup.py), in
+        every entry not shared yet and not mounted by a build now."""
+        self.objects_dir.mkdir(exist_ok=True)
+        # One sharer at a time, and entries listed once it has its turn: each
+        # must see every inode the others gave out.
+        with _flock(self.objects_dir, fcntl.LOCK_EX):
+            entries = list(self.entries())
+            linked = _Linked(entries)
+            for entry in entries:
+                # A layer known by what it holds (not by key) may be mounted
+                # under entries made over another copy of it, which sharing
+                # could give its inodes: only layers known by key share.
+                by_contents = entry.meta.get("output", entry.key) != entry.key
+                if by_contents or (entry.path / SHARED).exists():
+                    continue
+                with self._unused(entry) as free:
+                    if free:
+                        self._share_one(entry, linked)
+
+    def _share_one(self, entry: Entry, linked: "_Linked") -> None:
+        try:
+            shared = dedup.share(self.objects_dir, entry.layer, linked.around(entry))
+            _write_synced(entry.path / SHARED, json.dumps(shared))
+        except OSError as exc:
+            LOG.debug("cache entry %s was not shared: %s", entry.key[:12], exc)
+            return
+        linked.update(entry, shared)
+
+    @contextmanager
+    def _unused(self, entry: Entry) -> Iterator[bool]:
+        """Keeps builds from mounting ``entry`` while held; yields False when
+        one has it mounted (its lower layer must not change under it)."""
+        try:
+            fd = os.open(entry.path / "used", os.O_RDWR)
+        except OSError:
+            yield False     # removed meanwhile
+            return
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                yield False
                 return
-            yield entry.layer
-            key = entry.parent
+            yield True
+        finally:
+            os.close(fd)
 
     def size_of(self, entries: Iterable[Entry]) -> int:
         """Bytes ``entries`` take on disk, each shared file counted once."""
@@ -271,6 +307,54 @@ class CacheStore:
                     path.unlink()
             except OSError:
                 continue
+
+
+class _Linked:
+    """The multiply linked inodes of each layer, read once per prune: no two
+    paths a build sees at once (its chain of layers) may share an inode."""
+
+    def __init__(self, entries: list[Entry]) -> None:
+        self._by_key = {e.key: e for e in entries}
+        self._children: dict[str | None, list[str]] = {}
+        for entry in entries:
+            self._children.setdefault(entry.parent, []).append(entry.key)
+        self._inodes: dict[str, set[int]] = {}
+
+    def around(self, entry: Entry) -> set[int]:
+        """Inodes of the layers mounted with ``entry``: below it and above it."""
+        found: set[int] = set()
+        for key in self._chain(entry) - {entry.key}:
+            if key not in self._inodes:
+                self._inodes[key] = dedup.inodes_of(self._by_key[key].layer)
+            found |= self._inodes[key]
+        return found
+
+    def update(self, entry: Entry, shared: Mapping[str, int]) -> None:
+        if entry.key in self._inodes:
+            self._inodes[entry.key] |= {int(inode) for inode in shared}
+
+    def _chain(self, entry: Entry) -> set[str]:
+        keys, key = set(), entry.key
+        while key in self._by_key and key not in keys:
+            keys.add(key)
+            key = self._by_key[key].parent
+        waiting = [entry.key]
+        while waiting:
+            for child in self._children.get(waiting.pop(), []):
+                if child not in keys:
+                    keys.add(child)
+                    waiting.append(child)
+        return keys
+
+
+@contextmanager
+def _flock(path: Path, how: int) -> Iterator[None]:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, how)
+        yield
+    finally:
+        os.close(fd)
 
 
 def _is_locked(path: Path) -> bool:
