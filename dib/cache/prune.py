@@ -4,6 +4,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
+from dib.cache.dedup import Usage
 from dib.cache.store import CacheStore, Entry
 
 DEFAULT_MAX_SIZE = 10 << 30
@@ -31,27 +32,38 @@ def prune_order(entries: list[Entry]) -> list[Entry]:
 def prune(store: CacheStore, *, max_size: int | None = DEFAULT_MAX_SIZE,
           max_age: float | None = None, now: float | None = None,
           dry_run: bool = False) -> PruneResult:
+    """Drop entries unused for ``max_age``, then, over ``max_size``, share the
+    files entries have in common and only then give up the least recently
+    used. A dry run shares nothing, so it may list more than a prune removes."""
     now = time.time() if now is None else now
     store.sweep_staging()
     entries = list(store.entries())
     removed: list[Entry] = []
     alive = {e.key: e for e in entries}
 
-    def drop(entry: Entry) -> None:
+    def drop(entry: Entry) -> bool:
         if entry.key not in alive or store.in_use(entry):
-            return
+            return False
         del alive[entry.key]
         removed.append(entry)
         if not dry_run:
             store.remove(entry)
+        return True
 
     for entry in prune_order(entries):
         if max_age is not None and now - entry.last_used > max_age:
             drop(entry)
+    usage = Usage((e.key, e.size, e.shared) for e in alive.values())
+    if max_size is not None and usage.total > max_size and not dry_run:
+        # Sharing reads every file of the entries not shared yet: paid only
+        # when the alternative is losing entries.
+        store.share_files()
+        usage = Usage((e.key, e.size, e.shared) for e in alive.values())
     for entry in prune_order(list(alive.values())):
-        if max_size is None or sum(e.size for e in alive.values()) <= max_size:
+        if max_size is None or usage.total <= max_size:
             break
-        drop(entry)
+        if drop(entry):
+            usage.drop(entry.key)
     # An entry whose parent is gone can never be restored.
     changed = True
     while changed:
@@ -60,4 +72,6 @@ def prune(store: CacheStore, *, max_size: int | None = DEFAULT_MAX_SIZE,
             if entry.parent and entry.parent not in alive:
                 drop(entry)
                 changed = entry.key not in alive or changed
-    return PruneResult(removed, sum(e.size for e in alive.values()))
+    if not dry_run:
+        store.collect_objects()
+    return PruneResult(removed, store.size_of(alive.values()))

@@ -2,8 +2,10 @@
 
     CACHE/entries/KEY/layer/      the overlay layer a step produced
     CACHE/entries/KEY/meta.json   parent key, step, inputs, size, digest, creator
+    CACHE/entries/KEY/shared.json inode → bytes of its files other entries may share
     CACHE/entries/KEY/used        its mtime is the last use; builds hold a
                                   shared lock on it while the layer is mounted
+    CACHE/objects/                one link to each file entries share (dedup.py)
     CACHE/tmp/                    staging; a killed store leaves only this behind
     CACHE/locks/KEY               held while a build makes the step for KEY, so a
                                   second build wanting it waits and then reuses it
@@ -25,10 +27,13 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any, Iterable, Iterator, Mapping
+
+from dib.cache import dedup
 
 LOG = logging.getLogger("dib.cache")
 FORMAT = 1
+SHARED = "shared.json"
 
 
 @dataclass(frozen=True)
@@ -51,6 +56,16 @@ class Entry:
     @property
     def size(self) -> int:
         return int(self.meta.get("size", 0))
+
+    @property
+    def shared(self) -> dict[str, int]:
+        """Inode → bytes of its files that other entries may share. Kept
+        apart from meta.json, which every lookup reads: it can be long."""
+        try:
+            shared = json.loads((self.path / SHARED).read_text())
+        except (OSError, ValueError):
+            return {}
+        return shared if isinstance(shared, dict) else {}
 
     @property
     def parent(self) -> str | None:
@@ -84,6 +99,7 @@ class CacheStore:
         self.entries_dir = self.root / "entries"
         self.tmp_dir = self.root / "tmp"
         self.locks_dir = self.root / "locks"
+        self.objects_dir = self.root / "objects"
         for directory in (self.entries_dir, self.tmp_dir, self.locks_dir):
             directory.mkdir(parents=True, exist_ok=True)
         self._held: list[int] = []
@@ -112,15 +128,21 @@ class CacheStore:
         entry = self.get(key)
         if entry is None:
             return None
+        used = entry.path / "used"
+        try:
+            fd = os.open(used, os.O_RDWR | os.O_CREAT, 0o644)
+        except FileNotFoundError:
+            return None     # pruned since get()
+        # Locked before the digest is checked: a prune sharing this entry's
+        # files holds it exclusively, and the layer is only whole once it is done.
+        fcntl.flock(fd, fcntl.LOCK_SH)
         digest, _size = listing_digest(entry.layer)
         if digest != entry.meta.get("digest"):
+            os.close(fd)
             LOG.warning("cache entry %s for step %s changed on disk; dropping it", key[:12],
                         entry.meta.get("step"))
             self.remove(entry)
             return None
-        used = entry.path / "used"
-        fd = os.open(used, os.O_RDWR | os.O_CREAT, 0o644)
-        fcntl.flock(fd, fcntl.LOCK_SH)
         self._held.append(fd)
         os.utime(used)
         return entry
@@ -199,6 +221,62 @@ class CacheStore:
         assert entry is not None
         return entry
 
+    def share_files(self) -> None:
+        """Give the files entries have in common one inode (dedup.py), in
+        every entry not shared yet and not mounted by a build now."""
+        self.objects_dir.mkdir(exist_ok=True)
+        # One sharer at a time, and entries listed once it has its turn: each
+        # must see every inode the others gave out.
+        with _flock(self.objects_dir, fcntl.LOCK_EX):
+            entries = list(self.entries())
+            linked = _Linked(entries)
+            for entry in entries:
+                # A layer known by what it holds (not by key) may be mounted
+                # under entries made over another copy of it, which sharing
+                # could give its inodes: only layers known by key share.
+                by_contents = entry.meta.get("output", entry.key) != entry.key
+                if by_contents or (entry.path / SHARED).exists():
+                    continue
+                with self._unused(entry) as free:
+                    if free:
+                        self._share_one(entry, linked)
+
+    def _share_one(self, entry: Entry, linked: "_Linked") -> None:
+        try:
+            shared = dedup.share(self.objects_dir, entry.layer, linked.around(entry))
+            _write_synced(entry.path / SHARED, json.dumps(shared))
+        except OSError as exc:
+            LOG.debug("cache entry %s was not shared: %s", entry.key[:12], exc)
+            return
+        linked.update(entry, shared)
+
+    @contextmanager
+    def _unused(self, entry: Entry) -> Iterator[bool]:
+        """Keeps builds from mounting ``entry`` while held; yields False when
+        one has it mounted (its lower layer must not change under it)."""
+        try:
+            fd = os.open(entry.path / "used", os.O_RDWR)
+        except OSError:
+            yield False     # removed meanwhile
+            return
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                yield False
+                return
+            yield True
+        finally:
+            os.close(fd)
+
+    def size_of(self, entries: Iterable[Entry]) -> int:
+        """Bytes ``entries`` take on disk, each shared file counted once."""
+        return dedup.Usage((e.key, e.size, e.shared) for e in entries).total
+
+    def collect_objects(self) -> int:
+        """Drop index links to files no entry holds any more."""
+        return dedup.collect(self.objects_dir)
+
     def remove(self, entry: Entry) -> None:
         doomed = self.tmp_dir / f"removing-{entry.key}.{os.getpid()}"
         try:
@@ -229,6 +307,54 @@ class CacheStore:
                     path.unlink()
             except OSError:
                 continue
+
+
+class _Linked:
+    """The multiply linked inodes of each layer, read once per prune: no two
+    paths a build sees at once (its chain of layers) may share an inode."""
+
+    def __init__(self, entries: list[Entry]) -> None:
+        self._by_key = {e.key: e for e in entries}
+        self._children: dict[str | None, list[str]] = {}
+        for entry in entries:
+            self._children.setdefault(entry.parent, []).append(entry.key)
+        self._inodes: dict[str, set[int]] = {}
+
+    def around(self, entry: Entry) -> set[int]:
+        """Inodes of the layers mounted with ``entry``: below it and above it."""
+        found: set[int] = set()
+        for key in self._chain(entry) - {entry.key}:
+            if key not in self._inodes:
+                self._inodes[key] = dedup.inodes_of(self._by_key[key].layer)
+            found |= self._inodes[key]
+        return found
+
+    def update(self, entry: Entry, shared: Mapping[str, int]) -> None:
+        if entry.key in self._inodes:
+            self._inodes[entry.key] |= {int(inode) for inode in shared}
+
+    def _chain(self, entry: Entry) -> set[str]:
+        keys, key = set(), entry.key
+        while key in self._by_key and key not in keys:
+            keys.add(key)
+            key = self._by_key[key].parent
+        waiting = [entry.key]
+        while waiting:
+            for child in self._children.get(waiting.pop(), []):
+                if child not in keys:
+                    keys.add(child)
+                    waiting.append(child)
+        return keys
+
+
+@contextmanager
+def _flock(path: Path, how: int) -> Iterator[None]:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, how)
+        yield
+    finally:
+        os.close(fd)
 
 
 def _is_locked(path: Path) -> bool:

@@ -86,8 +86,9 @@ def main(args: argparse.Namespace) -> int:
             print(f"{e.key[:12]:<14} {e.meta.get('step', '?'):<13} "
                   f"{e.size / (1 << 20):8.1f}M {_age(now - e.meta.get('created', now)):>5} "
                   f"{_age(now - e.last_used):>5}  {e.meta.get('build', '')}")
-        total = sum(e.size for e in entries)
-        print(f"{len(entries)} entries, {total / (1 << 20):.1f} MiB")
+        total = store.size_of(entries)
+        print(f"{len(entries)} entries, {total / (1 << 20):.1f} MiB "
+              "(files entries share counted once)")
         disks, held = DiskBases(store.root.parent).held_bytes()
         print(f"{disks} kept disks (updated in place by the next build of their layout), "
               f"{held / (1 << 20):.1f} MiB")
