@@ -25,6 +25,7 @@ import hashlib
 import os
 import sys
 import tempfile
+import time
 import zlib
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -51,6 +52,8 @@ PLAIN_CHUNK = 1 << 20
 READ_SIZE = 1 << 20
 MAX_READ = 64 << 20
 DEFAULT_MAX_CACHE = 2 << 30
+# A staging file this old belongs to no running build.
+STALE_TMP_SECONDS = 3600
 # A member is the gzip header (10 bytes), deflate data and an 8-byte trailer.
 MIN_MEMBER = 18
 
@@ -206,7 +209,15 @@ class MemberCache:
 
 def prune(root: Path, max_bytes: int) -> int:
     """Remove the least recently used members until the cache holds at most
-    max_bytes; returns how many were removed."""
+    max_bytes, and what killed runs left half-written; returns how many
+    members were removed."""
+    stale = time.time() - STALE_TMP_SECONDS
+    for tmp in root.glob("L*/*/.tmp-*"):
+        try:
+            if tmp.stat().st_mtime < stale:
+                tmp.unlink()
+        except FileNotFoundError:
+            continue
     files = []
     for path in root.glob("L*/*/*.gz"):
         try:

@@ -10,10 +10,14 @@ import shutil
 import subprocess
 import zlib
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
 from dib.cache import gzstream
+from dib.config.build import load_build_config
+from dib.errors import ConfigError
+from dib.pipeline.builder import Builder
 from dib.runtime.environment import host_phase_env
 from dib.runtime.hostshims import write_host_shims
 from dib.runtime.workspace import Workspace
@@ -177,6 +181,17 @@ def test_prune_removes_the_least_recently_used_members(tmp_path):
     assert sorted(p.name[:3] for p in tmp_path.glob("L6/*/*.gz")) == ["mid", "new"]
 
 
+def test_prune_removes_what_a_killed_run_left_half_written(tmp_path):
+    store = gzstream.MemberCache(tmp_path, 6)
+    kept = store.put("a" * 64, b"x" * 10)
+    old, fresh = kept.parent / ".tmp-old", kept.parent / ".tmp-fresh"
+    old.write_bytes(b"half")
+    fresh.write_bytes(b"half")
+    os.utime(old, (1000, 1000))
+    gzstream.prune(tmp_path, 1 << 20)
+    assert sorted(p.name for p in kept.parent.iterdir()) == [".tmp-fresh", kept.name]
+
+
 # -- the shim ---------------------------------------------------------------------------------
 
 
@@ -198,6 +213,16 @@ def test_shim_compresses_a_stream_through_the_cache(shim, tree_and_archive):
     assert result.returncode == 0, result.stderr
     assert gzip.decompress(result.stdout) == archive
     assert list(cache.glob("L9/*/*.gz"))
+
+
+def test_shim_ignores_python_modules_in_the_working_directory(shim, tmp_path):
+    # ramdisk hooks run it from the image's tree, which may hold anything
+    path, _ = shim
+    (tmp_path / "tree" / "dib").mkdir(parents=True)
+    (tmp_path / "tree" / "dib" / "__init__.py").write_text("raise SystemExit(9)\n")
+    result = run([path], b"data\n" * 100, cwd=tmp_path / "tree")
+    assert result.returncode == 0, result.stderr
+    assert gzip.decompress(result.stdout) == b"data\n" * 100
 
 
 @pytest.mark.parametrize("argv", [["-d"], ["-dc"], ["-t"], ["--decompress", "-c"]])
@@ -247,3 +272,35 @@ def test_host_phases_find_the_shim_before_the_host_gzip(tmp_path):
 def test_without_shims_host_phases_use_the_host_gzip(tmp_path):
     env = host_phase_env({"PATH": os.environ["PATH"]}, Workspace(tmp_path))
     assert not env["PATH"].startswith(str(tmp_path))
+
+
+def builder_shim(tmp_path: Path, environ: dict[str, str]) -> Path:
+    """Where a build with this environment puts its gzip shim."""
+    config = load_build_config({}, elements=["e"], environ={
+        "PATH": os.environ["PATH"], "DIB_CACHE_DIR": str(tmp_path / "cache"), **environ})
+    prepared = SimpleNamespace(config=config, resolution=SimpleNamespace(names=["e"]))
+    ws = Workspace.create(tmp_path / "work")
+    Builder(prepared, ws)._write_host_shims()
+    return ws.host_bin / "gzip"
+
+
+def test_a_build_keeps_members_in_its_cache_directory(tmp_path):
+    shim = builder_shim(tmp_path, {})
+    assert run([shim], b"data\n" * 1000).returncode == 0
+    assert list((tmp_path / "cache" / gzstream.CACHE_SUBDIR).glob("L6/*/*.gz"))
+
+
+def test_no_cache_compresses_but_keeps_nothing(tmp_path):
+    shim = builder_shim(tmp_path, {"DIB_NO_CACHE": "1"})
+    result = run([shim], b"data\n" * 1000)
+    assert gzip.decompress(result.stdout) == b"data\n" * 1000
+    assert not (tmp_path / "cache").exists()
+
+
+def test_dib_gzip_cache_0_leaves_hooks_the_system_gzip(tmp_path):
+    assert not builder_shim(tmp_path, {"DIB_GZIP_CACHE": "0"}).exists()
+
+
+def test_a_malformed_dib_gzip_cache_is_named(tmp_path):
+    with pytest.raises(ConfigError, match="DIB_GZIP_CACHE"):
+        builder_shim(tmp_path, {"DIB_GZIP_CACHE": "sometimes"})
