@@ -49,7 +49,7 @@ CUT_MODULUS = 64
 MAX_CHUNK = 4 << 20
 # Chunk size for input that is not a cpio newc archive.
 PLAIN_CHUNK = 1 << 20
-READ_SIZE = 1 << 20
+READ_SIZE = 4 << 20
 MAX_READ = 64 << 20
 DEFAULT_MAX_CACHE = 2 << 30
 # A staging file this old belongs to no running build.
@@ -73,40 +73,47 @@ def align4(offset: int) -> int:
 
 
 class Reader:
-    """A growing window on a byte stream; ``base`` is the stream offset of its
-    first byte, so that cpio's 4-byte alignment (from the archive's start)
-    can be computed."""
+    """A window on a byte stream, read in large blocks. Chunks are views into
+    those blocks, so the bytes are copied once, when read, and only an
+    entry that straddles two blocks is copied again."""
 
-    def __init__(self, read: Callable[[int], bytes]) -> None:
-        self._read = read
-        self.buf = bytearray()
+    def __init__(self, readinto: Callable[[memoryview], int | None]) -> None:
+        self._readinto = readinto
+        self.buf = memoryview(b"")
         self.eof = False
 
     def fill(self, size: int) -> bool:
         """Whether the window holds at least ``size`` bytes (reading as needed)."""
         while len(self.buf) < size and not self.eof:
-            data = self._read(min(max(READ_SIZE, size - len(self.buf)), MAX_READ))
-            if data:
-                self.buf += data
-            else:
-                self.eof = True
+            # a damaged header may claim gigabytes: grow by bounded steps
+            want = len(self.buf) + min(max(READ_SIZE, size - len(self.buf)), MAX_READ)
+            block = bytearray(want)
+            view = memoryview(block)
+            view[:len(self.buf)] = self.buf
+            got = len(self.buf)
+            while got < want:
+                count = self._readinto(view[got:])
+                if not count:
+                    self.eof = True
+                    break
+                got += count
+            self.buf = view[:got]
         return len(self.buf) >= size
 
-    def take(self, size: int) -> bytes:
-        chunk = bytes(self.buf[:size])
-        del self.buf[:size]
+    def take(self, size: int) -> memoryview:
+        chunk, self.buf = self.buf[:size], self.buf[size:]
         return chunk
 
 
-def chunks(read: Callable[[int], bytes]) -> Iterator[bytes]:
+def chunks(readinto: Callable[[memoryview], int | None]) -> Iterator[memoryview]:
     """The stream cut into chunks: between cpio newc entries when it is one."""
-    reader = Reader(read)
+    reader = Reader(readinto)
     if reader.fill(len(NEWC_MAGICS[0])) and bytes(reader.buf[:6]) in NEWC_MAGICS:
         yield from _cpio_chunks(reader)
     yield from _plain_chunks(reader)
 
 
-def _cpio_chunks(reader: Reader) -> Iterator[bytes]:
+def _cpio_chunks(reader: Reader) -> Iterator[memoryview]:
     """Chunks that each end where an entry (header, name, data, padding)
     ends. Stops, leaving the rest to _plain_chunks, at the first thing that is
     not an entry header: the trailer's zero padding, or a damaged archive
@@ -153,14 +160,14 @@ def _entry_at(reader: Reader, start: int) -> tuple[bytes, int] | None:
     return name, end
 
 
-def _plain_chunks(reader: Reader) -> Iterator[bytes]:
+def _plain_chunks(reader: Reader) -> Iterator[memoryview]:
     while reader.fill(PLAIN_CHUNK):
         yield reader.take(PLAIN_CHUNK)
     if reader.buf:
         yield reader.take(len(reader.buf))
 
 
-def compress_member(chunk: bytes, level: int) -> bytes:
+def compress_member(chunk: bytes | memoryview, level: int) -> bytes:
     """One gzip member; zlib writes mtime 0 and no name, so it depends only
     on the chunk and the level."""
     packer = zlib.compressobj(level, zlib.DEFLATED, 31)
@@ -236,7 +243,7 @@ def prune(root: Path, max_bytes: int) -> int:
     return removed
 
 
-def _member_for(chunk: bytes, level: int, cache: MemberCache | None
+def _member_for(chunk: memoryview, level: int, cache: MemberCache | None
                 ) -> tuple[bytes, bool]:
     """The member and whether it came from the cache. Runs in a worker
     thread; zlib and hashlib release the GIL on big buffers, so chunks
@@ -267,7 +274,7 @@ def compress_stream(source: BinaryIO, sink: BinaryIO, level: int,
         stats.cached += hit
 
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        for chunk in chunks(source.read):
+        for chunk in chunks(source.readinto):
             pending.append(pool.submit(_member_for, chunk, level, cache))
             # bounded read-ahead: memory stays a few chunks per core
             while len(pending) > 2 * workers:
@@ -307,7 +314,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if sys.stdout.isatty():
             raise DibError("compressed data not written to a terminal")
-        stats = compress_stream(sys.stdin.buffer, sys.stdout.buffer, args.level, args.cache)
+        # unbuffered: each read is one read(2) straight into the block
+        with open(sys.stdin.fileno(), "rb", buffering=0, closefd=False) as source:
+            stats = compress_stream(source, sys.stdout.buffer, args.level, args.cache)
         if args.cache is not None and stats.compressed:
             prune(args.cache, args.max_cache)
     except Exception as exc:  # noqa: BLE001 - any failure must fail the pipeline
