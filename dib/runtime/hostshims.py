@@ -20,8 +20,8 @@ GZIP_MODULE = "dib.cache.gzstream"
 
 GZIP_SHIM = """#!/bin/bash
 # gzip for dib's host-side hooks, written by the build (docs/caching.md).
-# Compressing stdin to stdout with at most a level, -c, -n or -f goes to dib's
-# cached parallel compressor; anything else runs the real gzip unchanged.
+# Compressing stdin to stdout with at most a level, -c, -n, -f or -q goes to
+# dib's cached parallel compressor; anything else runs the real gzip unchanged.
 real={real}
 level=6
 if [ -n "${{GZIP:-}}" ] || [ -t 0 ] || [ -t 1 ]; then
@@ -30,7 +30,9 @@ fi
 for arg in "$@"; do
     case $arg in
         -[1-9]) level=${{arg#-}} ;;
-        -c|-n|-f|--stdout|--to-stdout|--no-name|--force) ;;
+        --fast) level=1 ;;
+        --best) level=9 ;;
+        -c|-n|-f|-q|--stdout|--to-stdout|--no-name|--force|--quiet) ;;
         *) exec "$real" "$@" ;;
     esac
 done

@@ -206,13 +206,15 @@ def run(argv: list, data: bytes = b"", cwd: Path | None = None) -> subprocess.Co
     return subprocess.run([str(a) for a in argv], input=data, capture_output=True, cwd=cwd)
 
 
-def test_shim_compresses_a_stream_through_the_cache(shim, tree_and_archive):
+@pytest.mark.parametrize("argv, level", [([], 6), (["-9", "-n", "-c"], 9), (["--fast", "-q"], 1),
+                                         (["-f", "--best"], 9)])
+def test_shim_compresses_a_stream_through_the_cache(shim, tree_and_archive, argv, level):
     path, cache = shim
     _, archive = tree_and_archive
-    result = run([path, "-9", "-n", "-c"], archive)
+    result = run([path, *argv], archive)
     assert result.returncode == 0, result.stderr
     assert gzip.decompress(result.stdout) == archive
-    assert list(cache.glob("L9/*/*.gz"))
+    assert [p.name for p in cache.iterdir()] == [f"L{level}"]
 
 
 def test_shim_ignores_python_modules_in_the_working_directory(shim, tmp_path):
