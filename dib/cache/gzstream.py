@@ -9,10 +9,11 @@ The input is cut into chunks, each compressed as a gzip member of its own on
 every core; concatenated members are one valid gzip stream (RFC 1952, 2.2).
 A cpio newc archive is cut only between entries, because the kernel's
 initramfs unpacker insists that each compressed member ends where an entry
-ends. Where a cut falls depends on the entry names, not on offsets, so a file
-changed in one build changes only the chunk holding it, and every other
-member is read back from the cache, keyed by the chunk's SHA-256 and the
-level.
+ends. Where a cut falls depends on the entry names (and a size cap), not on
+offsets, so a file changed in one build changes only the chunk holding it
+(and, if its size changed, at most the chunks up to the next cut by name);
+every other member is read back from the cache, keyed by the chunk's SHA-256
+and the level.
 
     DIB_CACHE_DIR/gzip/L<level>/<first two hex digits>/<sha256>.gz
 
@@ -66,6 +67,8 @@ MIN_MEMBER = 18
 class Stats:
     members: int = 0
     cached: int = 0
+    #: the first reason a member could not be stored, if any was not
+    not_stored: str | None = None
 
     @property
     def compressed(self) -> int:
@@ -191,6 +194,8 @@ class MemberCache:
     def __init__(self, root: Path, level: int) -> None:
         self.root = root
         self.dir = root / f"L{level}"
+        #: why members could not be stored (the output is whole all the same)
+        self.failures: list[str] = []
 
     def path(self, digest: str) -> Path:
         return self.dir / digest[:2] / f"{digest}.gz"
@@ -199,9 +204,12 @@ class MemberCache:
         path = self.path(digest)
         try:
             member = path.read_bytes()
+        except OSError:
+            return None  # pruned meanwhile, or unreadable: made again
+        try:
             os.utime(path)
-        except FileNotFoundError:
-            return None
+        except OSError:
+            pass  # a read-only cache: only its pruning order suffers
         # the trailer's last field is the chunk's size modulo 2**32: a cheap
         # check that the file is whole
         if (len(member) < MIN_MEMBER
@@ -264,7 +272,10 @@ def _member_for(chunk: memoryview, level: int, cache: MemberCache | None
     if member is not None:
         return member, True
     member = compress_member(chunk, level)
-    cache.put(digest, member)
+    try:
+        cache.put(digest, member)
+    except OSError as exc:
+        cache.failures.append(str(exc))
     return member, False
 
 
@@ -294,6 +305,8 @@ def compress_stream(source: BinaryIO, sink: BinaryIO, level: int,
             sink.write(compress_member(b"", level))
             stats.members = 1
     sink.flush()
+    if cache is not None and cache.failures:
+        stats.not_stored = cache.failures[0]
     return stats
 
 
@@ -326,8 +339,6 @@ def main(argv: list[str] | None = None) -> int:
         # unbuffered: each read is one read(2) straight into the block
         with open(sys.stdin.fileno(), "rb", buffering=0, closefd=False) as source:
             stats = compress_stream(source, sys.stdout.buffer, args.level, args.cache)
-        if args.cache is not None and stats.compressed:
-            prune(args.cache, args.max_cache)
     except Exception as exc:  # noqa: BLE001 - any failure must fail the pipeline
         # exit non-zero: the hook's pipefail then fails the build rather
         # than leaving a truncated archive behind
@@ -336,6 +347,17 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     print(f"dib gzip shim: {stats.members} members, {stats.cached} from cache "
           f"({args.cache or 'no cache'})", file=sys.stderr)
+    # the output is whole from here on: the cache's troubles are warnings
+    if stats.not_stored:
+        print(f"dib gzip shim: warning: members not kept in {args.cache} "
+              f"({stats.not_stored}); the next build compresses them again",
+              file=sys.stderr)
+    if args.cache is not None and stats.compressed:
+        try:
+            prune(args.cache, args.max_cache)
+        except OSError as exc:
+            print(f"dib gzip shim: warning: could not prune {args.cache}: {exc}",
+                  file=sys.stderr)
     return 0
 
 
