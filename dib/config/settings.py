@@ -176,6 +176,10 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("no_cache", "Build from scratch without reading or writing the phase cache.",
             types.boolean, default=False, flags=("--no-cache",), env="DIB_NO_CACHE",
             yaml_key="no-cache", kind=SWITCH, recorded=False, affects_tree=False),
+    Setting("gzip_cache", "Let host-side hooks' gzip (a ramdisk's cpio archive) compress "
+            "on every core and reuse the members of earlier builds, kept under the cache "
+            "directory; 0 runs the system gzip as it is.", types.boolean, default=True,
+            env="DIB_GZIP_CACHE", yaml_key="gzip-cache", recorded=False, affects_tree=False),
     Setting("cache_remote", "Share the phase cache through this OCI registry repository "
             "(oci://HOST[:PORT]/REPO): a step missing here is looked up there, a step "
             "made here is pushed there after the build.", types.oci_url, default=None,

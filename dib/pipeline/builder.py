@@ -16,6 +16,7 @@ from typing import Callable, Mapping
 from dib import __version__, blockdev, bootloader, provenance, sbom
 from dib.cache import CacheStore, Checkpoints, keys, products, prune, snapshot_hooks
 from dib.cache.disks import DiskBases
+from dib.cache.gzstream import CACHE_SUBDIR as GZIP_CACHE_SUBDIR
 from dib.cache.outputs import OutputCache
 from dib.cache.remote import RemoteCache, from_settings
 from dib.config.build import BuildConfig, host_arch
@@ -28,6 +29,7 @@ from dib.pipeline.report import BuildReport, FailureReport, StepReport, transfer
 from dib.plan import PHASES, Phase
 from dib.runtime import hooktree, reproducible
 from dib.runtime.environment import base_environment, sourced_environment
+from dib.runtime.hostshims import write_host_shims
 from dib.runtime.mounts import CleanupStack
 from dib.runtime.phases import HookRun, PhaseContext, run_phase
 from dib.runtime.tidy import tidy_tree
@@ -101,11 +103,22 @@ class Builder:
 
     # -- set-up -------------------------------------------------------------
 
+    def _write_host_shims(self) -> None:
+        """gzip for host-side hooks (docs/caching.md), unless DIB_GZIP_CACHE=0.
+        With --no-cache it still compresses on every core, but keeps nothing."""
+        if not self.config.gzip_cache:
+            return
+        cache = None if self.config.no_cache else Path(self.config.cache_dir) / GZIP_CACHE_SUBDIR
+        host_path = self.config.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+        if not write_host_shims(self.ws.host_bin, path=host_path, cache=cache):
+            LOG.warning("no gzip on PATH: host-side hooks get no gzip shim")
+
     def _setup(self) -> PhaseContext:
         config, ws = self.config, self.ws
         resolution = self.prepared.resolution
         hooktree.merge_hooks_tree(resolution.elements, shipped_hooks_dir(), ws.hooks)
         hooktree.write_install_type(ws.hooks, config.install_type)
+        self._write_host_shims()
         paths = element_paths(config.environ)
         self.disk = artifacts.disk_artifacts(self.prepared)
         extra = artifacts.default_mirrors(config.environ)

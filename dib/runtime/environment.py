@@ -100,7 +100,11 @@ def base_environment(config: BuildConfig, *, workspace: Workspace, resolution: R
 def host_phase_env(env: Mapping[str, str], workspace: Workspace) -> dict[str, str]:
     out = dict(env)
     out["TARGET_ROOT"] = str(workspace.tree)
-    out["PATH"] = out.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin") + f":{workspace.hooks}/bin"
+    path = out.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin") + f":{workspace.hooks}/bin"
+    # dib's shims go first: they stand in for host commands of the same name
+    if workspace.host_bin.is_dir():
+        path = f"{workspace.host_bin}:{path}"
+    out["PATH"] = path
     return out
 
 

@@ -32,6 +32,11 @@ class Workspace:
         return self.root / "mnt"
 
     @property
+    def host_bin(self) -> Path:
+        """dib's own commands put first on host phases' PATH (runtime/hostshims.py)."""
+        return self.root / "host-bin"
+
+    @property
     def layers(self) -> Path:
         return self.root / "layers"
 
