@@ -9,6 +9,8 @@ import sys
 
 from dib import runner
 from dib.config.hostapt import host_mirrors
+from dib.runtime.userns_preflight import CHECKS as ROOTLESS_CHECKS
+from dib.runtime.userns_preflight import Finding, rootless_findings
 
 # (what it enables, tool, Debian package)
 CHECKS = (
@@ -62,6 +64,18 @@ def collect() -> list[dict]:
     from dib.testing.boot import kvm_usable
     rows.append({"check": "KVM acceleration for boot checks", "ok": kvm_usable(),
                  "fix": "boot checks use TCG emulation (slower, works)", "optional": True})
+    if os.geteuid() != 0:
+        rows += rootless_rows(rootless_findings())
+    return rows
+
+
+def rootless_rows(findings: list[Finding]) -> list[dict]:
+    """One row per rootless check: ok, or what is missing and how to fix it."""
+    rows = []
+    for check in ROOTLESS_CHECKS:
+        mine = [f for f in findings if f.check == check]
+        rows.append({"check": f"rootless builds: {check}", "ok": not mine,
+                     "fix": "; ".join(str(f) for f in mine)})
     return rows
 
 
