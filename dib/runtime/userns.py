@@ -14,9 +14,11 @@ becomes uid 0 and replaces itself with the command.
 """
 from __future__ import annotations
 
+import logging
 import os
 import pwd
 import re
+import shutil
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +27,7 @@ from typing import Mapping, Sequence
 from dib import runner
 from dib.errors import CommandError, DibError
 
+LOG = logging.getLogger(__name__)
 SUBUID_FILE = Path("/etc/subuid")
 SUBGID_FILE = Path("/etc/subgid")
 # Inside ids 1..65536 come from the subordinate ranges: every id a Debian
@@ -240,6 +243,23 @@ def run_in_userns(argv: Sequence[str], mapping: IdMap, *, what: str,
     """Run ``argv`` as in ``start_in_userns`` to its end; its exit status."""
     with start_in_userns(argv, mapping, what=what, **streams) as child:
         return child.wait()
+
+
+def remove_tree(path: str | os.PathLike) -> None:
+    """Remove a directory, also one a rootless build wrote: what belongs to
+    subordinate ids (a package's own user, overlayfs's mode-0 work
+    directories) only uid 0 of the build's user namespace may remove."""
+    shutil.rmtree(path, ignore_errors=True)
+    if not os.path.lexists(path) or os.geteuid() == 0:
+        return
+    try:
+        mapping = id_map()
+    except UserNamespaceError:
+        return      # no namespace to remove it from: leave what is left
+    status = run_in_userns(["rm", "-rf", "--one-file-system", "--", os.fspath(path)], mapping,
+                           what=f"removing {path}")
+    if status != 0:
+        LOG.warning("could not remove all of %s (rm exit status %d)", path, status)
 
 
 def _write_maps(pid: int, mapping: IdMap, newuidmap: str, newgidmap: str) -> None:

@@ -154,8 +154,9 @@ def sysctl_findings(proc_sys: Path) -> list[Finding]:
 
 
 def overlay_findings(scratch: str | os.PathLike | None = None) -> list[Finding]:
-    """Try an overlay mount in a user namespace of our own (no subordinate
-    ids needed: the kernel's rule does not depend on them)."""
+    """Try an overlay mount in a user namespace of our own, as a rootless
+    build makes them (no subordinate ids needed: the kernel's rule does not
+    depend on them)."""
     if runner.which("unshare") is None:
         return [Finding(OVERLAY, "cannot try an overlay mount: unshare is missing",
                         "apt-get install util-linux")]
@@ -163,7 +164,9 @@ def overlay_findings(scratch: str | os.PathLike | None = None) -> list[Finding]:
         dirs = {name: os.path.join(top, name) for name in ("lower", "upper", "work", "merged")}
         for path in dirs.values():
             os.mkdir(path)
-        options = f"lowerdir={dirs['lower']},upperdir={dirs['upper']},workdir={dirs['work']}"
+        # userxattr, as a rootless build mounts its layers (kernel 5.11 on).
+        options = (f"lowerdir={dirs['lower']},upperdir={dirs['upper']},"
+                   f"workdir={dirs['work']},userxattr")
         try:
             runner.run(["unshare", "--user", "--map-root-user", "--mount", "--",
                         "mount", "-t", "overlay", "overlay", "-o", options, dirs["merged"]],

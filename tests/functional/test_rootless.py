@@ -98,13 +98,27 @@ mount -t overlay overlay -o "lowerdir=$dir/lower,upperdir=$dir/upper,workdir=$di
     "$dir/merged"
 cat "$dir/merged/file" > "$dir/seen-through-overlay"
 echo through-overlay > "$dir/merged/new"
+mkdir "$dir/theirs"
+touch "$dir/theirs/file"
+chown -R 1000:1000 "$dir/theirs"
+chmod 700 "$dir/theirs"
 """
 
 AS_USER = """
-import sys
-from dib.runtime.userns import id_map, run_in_userns
-sys.exit(run_in_userns(["sh", "-c", sys.argv[1], "sh", sys.argv[2]], id_map(),
-                       what="a command in a user namespace"))
+import os, sys
+from dib.runtime.userns import id_map, remove_tree, run_in_userns
+status = run_in_userns(["sh", "-c", sys.argv[1], "sh", sys.argv[2]], id_map(),
+                       what="a command in a user namespace")
+# What belongs to a subordinate id, the user cannot remove itself.
+theirs = os.path.join(sys.argv[2], "theirs")
+assert os.stat(theirs).st_uid != os.getuid()
+try:
+    os.unlink(os.path.join(theirs, "file"))
+    raise AssertionError("removed a subordinate id's file from outside")
+except PermissionError:
+    pass
+remove_tree(theirs)
+sys.exit(status or os.path.exists(theirs))
 """
 
 
@@ -129,5 +143,7 @@ def test_a_user_with_subordinate_ids_is_root_in_its_namespace(rootless_user, scr
     assert (scratch / "seen-through-overlay").read_text() == "from-lower\n"
     assert (scratch / "upper" / "new").read_text() == "through-overlay\n"
     assert list((scratch / "merged").iterdir()) == []
+    # remove_tree took the subordinate id's directory.
+    assert not (scratch / "theirs").exists()
     with open("/proc/self/mountinfo") as handle:
         assert str(scratch) not in handle.read()

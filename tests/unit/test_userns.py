@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import os
 import pwd
+import shutil
 import stat
 import struct
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -270,3 +273,24 @@ def test_a_host_ready_for_rootless_builds_has_no_findings(tmp_path):
             pytest.skip(f"{real} is not installed (apt-get install uidmap)")
         host.helpers[name] = real
     assert preflight.rootless_findings(host, try_overlay=False) == []
+
+
+# --- mounts in a user namespace ----------------------------------------------
+
+_PROBE = ("from pathlib import Path; from dib.runtime import mounts; "
+          "print(mounts.in_user_namespace(), "
+          "mounts.overlay_options([Path('/a'), Path('/b')], Path('/u'), Path('/w')))")
+
+
+def test_overlays_keep_their_data_in_user_xattrs_in_a_user_namespace():
+    if shutil.which("unshare") is None:
+        pytest.skip("unshare is not installed (apt-get install util-linux)")
+    inside = subprocess.run(["unshare", "--user", "--map-root-user", sys.executable, "-c", _PROBE],
+                            capture_output=True, text=True)
+    if inside.returncode != 0 and "unshare failed" in inside.stderr:
+        pytest.skip(f"no user namespaces here: {inside.stderr.strip()}")
+    assert inside.stdout == "True lowerdir=/b:/a,upperdir=/u,workdir=/w,userxattr\n", inside.stderr
+    if not Path("/proc/self/uid_map").read_text().split() == ["0", "0", "4294967295"]:
+        return      # the tests themselves run in a user namespace
+    outside = subprocess.run([sys.executable, "-c", _PROBE], capture_output=True, text=True)
+    assert outside.stdout == "False lowerdir=/b:/a,upperdir=/u,workdir=/w\n", outside.stderr
