@@ -42,8 +42,9 @@ def add_parser(subparsers) -> None:
 
 
 def collect() -> list[dict]:
-    rows = [{"check": "running as root", "ok": os.geteuid() == 0,
-             "fix": "builds need root: run them as root or with sudo"}]
+    root = os.geteuid() == 0
+    rows = [{"check": "running as root", "ok": root, "optional": not root,
+             "fix": "builds run in a user namespace: see the rootless rows below"}]
     for what, tool, package in CHECKS:
         rows.append({"check": f"{what} ({tool})", "ok": runner.which(tool) is not None,
                      "fix": f"apt-get install {package}"})

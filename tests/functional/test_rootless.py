@@ -6,22 +6,28 @@ command could do and what it left on disk.
 """
 from __future__ import annotations
 
+import hashlib
 import os
 import pwd
 import shutil
 import subprocess
 import sys
+import sysconfig
+import tarfile
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
+from functional_support import missing_for_builds
 from dib.runtime.userns import (SUBGID_FILE, SUBORDINATE_IDS, SUBUID_FILE, add_subids_command,
                                 available_ids, ranges_for, read_subids)
 
 pytestmark = pytest.mark.functional
 ROOT = Path(__file__).resolve().parents[2]
+# The same time stamp for both builds, so that their trees can be compared.
+EPOCH = "1700000000"
 
 
 def _missing() -> str | None:
@@ -122,14 +128,24 @@ sys.exit(status or os.path.exists(theirs))
 """
 
 
+def _clean_env(home: Path, **extra: str) -> list[str]:
+    """``env -i`` arguments for a clean environment that finds this checkout
+    and its dependencies (not root's home, which the user cannot read)."""
+    path = os.pathsep.join([str(ROOT), sysconfig.get_paths()["purelib"]])
+    base = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+            "PYTHONPATH": path, "HOME": str(home), "LANG": "C.UTF-8"}
+    return ["env", "-i", *(f"{k}={v}" for k, v in {**base, **extra}.items())]
+
+
+def _as_user(user: User, scratch: Path, *argv: str) -> subprocess.CompletedProcess:
+    return subprocess.run(["runuser", "-u", user.name, "--", *_clean_env(scratch), *argv],
+                          capture_output=True, text=True, cwd=scratch, timeout=120)
+
+
 @pytest.mark.skipif(_missing() is not None, reason=_missing() or "")
 def test_a_user_with_subordinate_ids_is_root_in_its_namespace(rootless_user, scratch):
-    env = {"PATH": "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin", "PYTHONPATH": str(ROOT),
-           "HOME": str(scratch), "LANG": "C.UTF-8"}
-    result = subprocess.run(["runuser", "-u", rootless_user.name, "--",
-                             "env", "-i", *(f"{k}={v}" for k, v in env.items()),
-                             rootless_user.python, "-c", AS_USER, INSIDE, str(scratch)],
-                            capture_output=True, text=True, cwd=scratch, timeout=120)
+    result = _as_user(rootless_user, scratch, rootless_user.python, "-c", AS_USER, INSIDE,
+                      str(scratch))
     assert result.returncode == 0, result.stderr
     assert (scratch / "uid").read_text() == "0\n"
     assert (scratch / "gid").read_text() == "0\n"
@@ -147,3 +163,59 @@ def test_a_user_with_subordinate_ids_is_root_in_its_namespace(rootless_user, scr
     assert not (scratch / "theirs").exists()
     with open("/proc/self/mountinfo") as handle:
         assert str(scratch) not in handle.read()
+
+
+def _listing(tar: Path) -> dict[str, tuple]:
+    """Each member: type, mode, owner, group, size, content digest, link
+    target, device numbers, xattrs."""
+    found = {}
+    with tarfile.open(tar) as archive:
+        for member in archive:
+            digest = ""
+            if member.isfile():
+                digest = hashlib.sha256(archive.extractfile(member).read()).hexdigest()
+            xattrs = sorted((k, v) for k, v in member.pax_headers.items()
+                            if k.startswith("SCHILY.xattr."))
+            found[member.name] = (member.type, member.mode, member.uid, member.gid, member.size,
+                                  digest, member.linkname, member.devmajor, member.devminor,
+                                  tuple(xattrs))
+    return found
+
+
+# The build's own record of its command line and environment (output
+# paths), and /dev: device nodes cannot be made in a user namespace (the
+# outputs do not add them yet).
+def _compared(listing: dict[str, tuple]) -> dict[str, tuple]:
+    return {name: entry for name, entry in listing.items()
+            if not name.startswith(("./etc/dib-manifests/", "./dev/"))}
+
+
+@pytest.mark.skipif((_missing() or missing_for_builds()) is not None,
+                    reason=_missing() or missing_for_builds() or "")
+def test_a_rootless_build_makes_the_tree_a_root_build_makes(rootless_user, scratch, tmp_path):
+    # Both cold, in the same environment (hooks see the caller's), at once.
+    def start(directory: Path, user: list[str]) -> subprocess.Popen:
+        directory.mkdir()
+        if user:
+            os.chown(directory, rootless_user.uid, rootless_user.gid)
+        argv = [*user, *_clean_env(scratch, SOURCE_DATE_EPOCH=EPOCH), rootless_user.python,
+                "-m", "dib.cli.dic", "-o", str(directory / "image"),
+                "--workdir", str(directory / "work"), "--cache-dir", str(directory / "cache"),
+                "-t", "tar", "debian-minimal"]
+        return subprocess.Popen(argv, cwd=directory, stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, text=True)
+    builds = {"rootless": start(scratch / "rootless", ["runuser", "-u", rootless_user.name, "--"]),
+              "root": start(tmp_path / "root", [])}
+    outputs = {name: build.communicate(timeout=1500)[0] for name, build in builds.items()}
+    for name, build in builds.items():
+        assert build.returncode == 0, f"{name} build:\n{outputs[name][-3000:]}"
+    rootless = _listing(scratch / "rootless" / "image.tar")
+    assert _compared(rootless) == _compared(_listing(tmp_path / "root" / "image.tar"))
+    # Spelled out, what the comparison covers: ids and modes as root makes them.
+    shadow = rootless["./etc/shadow"]
+    assert (shadow[1], shadow[2], shadow[3]) == (0o640, 0, 42)
+    assert rootless["./usr/bin/passwd"][1] & 0o4000
+    assert not any(key.startswith("SCHILY.xattr.user.overlay.")
+                   for entry in rootless.values() for key, _value in entry[9])
+    # The workspace went, files of subordinate ids included.
+    assert list((scratch / "rootless" / "work").glob("dib-build-*")) == []
