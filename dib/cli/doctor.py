@@ -75,8 +75,10 @@ def rootless_rows(findings: list[Finding]) -> list[dict]:
     rows = []
     for check in ROOTLESS_CHECKS:
         mine = [f for f in findings if f.check == check]
+        fixes = dict.fromkeys(f.fix for f in mine)     # one usermod for uids and gids
         rows.append({"check": f"rootless builds: {check}", "ok": not mine,
-                     "fix": "; ".join(str(f) for f in mine)})
+                     "fix": "; ".join(f.problem for f in mine) + "; fix: " + "; ".join(fixes)
+                     if mine else ""})
     return rows
 
 
