@@ -193,15 +193,24 @@ def _compared(listing: dict[str, tuple]) -> dict[str, tuple]:
 @pytest.mark.skipif((_missing() or missing_for_builds()) is not None,
                     reason=_missing() or missing_for_builds() or "")
 def test_a_rootless_build_makes_the_tree_a_root_build_makes(rootless_user, scratch, tmp_path):
+    # An element of DIB's kind: a hook on the host that calls sudo.
+    hook = scratch / "elements" / "uses-sudo" / "extra-data.d" / "50-uses-sudo"
+    hook.parent.mkdir(parents=True)
+    hook.write_text('#!/bin/bash\nset -eu -o pipefail\n'
+                    'sudo -E install -d -m 0750 "$TARGET_ROOT/etc/made-with-sudo"\n')
+    hook.chmod(0o755)
+
     # Both cold, in the same environment (hooks see the caller's), at once.
     def start(directory: Path, user: list[str]) -> subprocess.Popen:
         directory.mkdir()
         if user:
             os.chown(directory, rootless_user.uid, rootless_user.gid)
-        argv = [*user, *_clean_env(scratch, SOURCE_DATE_EPOCH=EPOCH), rootless_user.python,
+        env = _clean_env(scratch, SOURCE_DATE_EPOCH=EPOCH,
+                         ELEMENTS_PATH=str(scratch / "elements"))
+        argv = [*user, *env, rootless_user.python,
                 "-m", "dib.cli.dic", "-o", str(directory / "image"),
                 "--workdir", str(directory / "work"), "--cache-dir", str(directory / "cache"),
-                "-t", "tar", "debian-minimal"]
+                "-t", "tar", "debian-minimal", "uses-sudo"]
         return subprocess.Popen(argv, cwd=directory, stdout=subprocess.PIPE,
                                 stderr=subprocess.STDOUT, text=True)
     builds = {"rootless": start(scratch / "rootless", ["runuser", "-u", rootless_user.name, "--"]),
@@ -215,6 +224,7 @@ def test_a_rootless_build_makes_the_tree_a_root_build_makes(rootless_user, scrat
     shadow = rootless["./etc/shadow"]
     assert (shadow[1], shadow[2], shadow[3]) == (0o640, 0, 42)
     assert rootless["./usr/bin/passwd"][1] & 0o4000
+    assert rootless["./etc/made-with-sudo"][:4] == (tarfile.DIRTYPE, 0o750, 0, 0)
     assert not any(key.startswith("SCHILY.xattr.user.overlay.")
                    for entry in rootless.values() for key, _value in entry[9])
     # The workspace went, files of subordinate ids included.

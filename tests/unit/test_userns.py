@@ -295,3 +295,31 @@ def test_overlays_keep_their_data_in_user_xattrs_in_a_user_namespace():
         return      # the tests themselves run in a user namespace
     outside = subprocess.run([sys.executable, "-c", _PROBE], capture_output=True, text=True)
     assert outside.stdout == "False lowerdir=/b:/a,upperdir=/u,workdir=/w\n", outside.stderr
+
+
+# --- sudo in a rootless build -------------------------------------------------
+
+def _sudo(tmp_path: Path, *argv: str) -> subprocess.CompletedProcess:
+    from dib.runtime.environment import write_sudo_shim
+    shim = write_sudo_shim(tmp_path / "bin") / "sudo"
+    return subprocess.run([str(shim), *argv], capture_output=True, text=True)
+
+
+def test_sudo_runs_the_command_itself_with_options_that_change_nothing_dropped(tmp_path):
+    result = _sudo(tmp_path, "-E", "-H", "-u", "root", "--", "sh", "-c", 'echo "$0:$*"', "x", "y")
+    assert (result.returncode, result.stdout) == (0, "x:y\n")
+    # NAME=VALUE before the command sets it for the command, as sudo does.
+    result = _sudo(tmp_path, "DIB_X=1", "sh", "-c", 'echo "$DIB_X"')
+    assert result.stdout == "1\n"
+    assert _sudo(tmp_path, "false").returncode == 1
+
+
+@pytest.mark.parametrize("argv, message", [
+    (("-u", "nobody", "true"), "only -u root works (asked: nobody)"),
+    (("-i",), "option -i is not supported"),
+    ((), "no command given"),
+])
+def test_sudo_says_what_it_cannot_do(tmp_path, argv, message):
+    result = _sudo(tmp_path, *argv)
+    assert result.returncode == 1
+    assert message in result.stderr
