@@ -88,6 +88,21 @@ def in_user_namespace() -> bool:
         return False
 
 
+def id_mapping() -> str | None:
+    """This process's uid and gid maps as one line (``uids 0:1000:1 1:100000:65536;
+    gids ...``: inside, host, count), or None in the host's user namespace.
+    Files a build writes belong on disk to the host ids, so a cache entry is
+    only the same tree for a build with the same mapping."""
+    if not in_user_namespace():
+        return None
+    parts = []
+    for kind in ("uid", "gid"):
+        with open(f"/proc/self/{kind}_map") as handle:
+            extents = [":".join(line.split()) for line in handle if line.strip()]
+        parts.append(f"{kind}s " + " ".join(extents))
+    return "; ".join(parts)
+
+
 def overlay_options(lowers: list[Path], upper: Path | None = None, work: Path | None = None,
                     *extra: str) -> str:
     """overlayfs options; ``lowers`` are given bottom first. In a user

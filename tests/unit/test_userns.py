@@ -323,3 +323,37 @@ def test_sudo_says_what_it_cannot_do(tmp_path, argv, message):
     result = _sudo(tmp_path, *argv)
     assert result.returncode == 1
     assert message in result.stderr
+
+
+# --- the phase cache and the id mapping ----------------------------------------
+
+def test_the_id_mapping_of_a_user_namespace():
+    if shutil.which("unshare") is None:
+        pytest.skip("unshare is not installed (apt-get install util-linux)")
+    probe = "from dib.runtime.mounts import id_mapping; print(id_mapping())"
+    inside = subprocess.run(["unshare", "--user", "--map-root-user", sys.executable, "-c", probe],
+                            capture_output=True, text=True)
+    if inside.returncode != 0 and "unshare failed" in inside.stderr:
+        pytest.skip(f"no user namespaces here: {inside.stderr.strip()}")
+    uid, gid = os.getuid(), os.getgid()
+    assert inside.stdout == f"uids 0:{uid}:1; gids 0:{gid}:1\n", inside.stderr
+
+
+def test_a_cache_entry_of_another_id_mapping_is_explained():
+    from dib.cache import keys
+    rootless = {keys.IDS_INPUT: "uids 0:1000:1 1:100000:65536; gids 0:1000:1 1:100000:65536",
+                "root.d/08-debootstrap": "a"}
+    other = {keys.IDS_INPUT: "uids 0:1001:1 1:165536:65536; gids 0:1001:1 1:165536:65536",
+             "root.d/08-debootstrap": "a"}
+    root = {"root.d/08-debootstrap": "a"}
+    # Root builds have no such input: their keys are what they were.
+    assert keys.key_for(None, "root", root) != keys.key_for(None, "root", rootless)
+    assert keys.key_for(None, "root", rootless) != keys.key_for(None, "root", other)
+    assert keys.changed_inputs(root, rootless) == [keys.IDS_INPUT]
+    assert keys.describe_change(keys.IDS_INPUT, root, rootless) == (
+        "the entry was built as root, this build runs in a user namespace "
+        f"({rootless[keys.IDS_INPUT]})")
+    assert keys.describe_change(keys.IDS_INPUT, rootless, root).startswith(
+        "the entry was built in a user namespace (uids 0:1000:1")
+    assert keys.describe_change(keys.IDS_INPUT, rootless, other).startswith(
+        "the entry was built with another id mapping")
