@@ -62,6 +62,10 @@ def _python_for(name: str) -> str | None:
 @pytest.fixture
 def rootless_user():
     name = f"dibrl{os.getpid()}"
+    # usermod wants the id files to exist; a host without them has none after.
+    absent = [path for path in (SUBUID_FILE, SUBGID_FILE) if not path.exists()]
+    for path in absent:
+        path.touch(mode=0o644)
     subprocess.run(["useradd", "--no-create-home", "--shell", "/bin/sh", "--user-group", name],
                    check=True)
     try:
@@ -80,6 +84,10 @@ def rootless_user():
     finally:
         # userdel takes the user's subordinate id lines too.
         subprocess.run(["userdel", name], check=True)
+        for path in absent:
+            if path.exists() and not read_subids(path):
+                path.unlink()
+                Path(f"{path}-").unlink(missing_ok=True)     # the backup usermod made
 
 
 @pytest.fixture
