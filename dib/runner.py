@@ -308,13 +308,16 @@ class Spawned:
 def spawn(argv: Sequence[str], *, stdin: int | None = subprocess.DEVNULL,
           stdout: int | None = subprocess.PIPE, stderr: int | None = subprocess.STDOUT,
           env: Mapping[str, str] | None = None, cwd: str | os.PathLike | None = None,
-          what: str | None = None, own_group: bool = True) -> Spawned:
+          what: str | None = None, own_group: bool = True,
+          pass_fds: Sequence[int] = ()) -> Spawned:
     """Start a long-running command (a VM, the build proper) that the caller
-    talks to, waits for or ends; ``own_group`` as for ``run``."""
+    talks to, waits for or ends; ``own_group`` as for ``run``. ``pass_fds``
+    stay open in the command (a pipe it talks to us through besides its
+    standard streams)."""
     argv = [os.fspath(a) for a in argv]
     LOG.debug("spawn: %s", " ".join(argv))
     proc = _start(argv, what=what, own_group=own_group, env=env, cwd=cwd, stdin=stdin,
-                  stdout=stdout, stderr=stderr)
+                  stdout=stdout, stderr=stderr, pass_fds=tuple(pass_fds))
     return Spawned(argv, proc, what, own_group)
 
 

@@ -14,6 +14,7 @@ from dib.cache import keys, products
 from dib.cache.remote import RemoteCache, Transfer
 from dib.cache.store import CacheStore, Entry
 from dib.config.build import BuildConfig
+from dib.runtime.mounts import id_mapping
 
 LOG = logging.getLogger("dib.cache")
 HOOKS_DELTA = "hooks-delta"
@@ -58,6 +59,11 @@ class Checkpoints:
               elements: list[tuple[str, Path]]) -> None:
         self.image = Path(config.image_name)
         self.settings = keys.settings_inputs(env, image_name=config.image_name)
+        mapping = id_mapping()
+        if mapping is not None:
+            # A rootless build: its files' owners on disk depend on the
+            # mapping. Root builds have no such input, so their keys stay.
+            self.settings[keys.IDS_INPUT] = mapping
         self.environment = dict(env)
         self.recorded = {name: env.get(name, "") for name in keys.RECORDED_VARS}
         self.element_data = keys.element_data_inputs(elements)

@@ -38,6 +38,9 @@ IMAGE_NAME_INPUT = "setting:image-name"
 # own directories are read, and of phases whose hooks mention it; each
 # element's data files are inputs of the same phases.
 ELEMENTS_INPUT = "setting:elements"
+# A rootless build's uid and gid maps (dib.runtime.mounts.id_mapping); root
+# builds have none.
+IDS_INPUT = "host:id-mapping"
 ELEMENT_WORDS = ("IMAGE_ELEMENT", "get_image_element_array")
 READS_ELEMENT_DIRS = ("extra-data.d",)
 # Host-side phases whose hooks may also change TMP_HOOKS_PATH (extra-data.d
@@ -346,6 +349,8 @@ def layer_identity(layer: Path, limit: int = 64 << 20) -> str | None:
 
 
 def describe_change(name: str, old: Mapping[str, str], new: Mapping[str, str]) -> str:
+    if name == IDS_INPUT:
+        return _describe_ids(old.get(name), new.get(name))
     if name == "uncacheable":
         return new.get(name, "").split("|")[0]
     if name.startswith("env:"):
@@ -361,3 +366,11 @@ def describe_change(name: str, old: Mapping[str, str], new: Mapping[str, str]) -
     if name not in new:
         return f"file {name} was removed"
     return f"file {name} changed"
+
+
+def _describe_ids(old: str | None, new: str | None) -> str:
+    if old is None:
+        return f"the entry was built as root, this build runs in a user namespace ({new})"
+    if new is None:
+        return f"the entry was built in a user namespace ({old}), this build runs as root"
+    return f"the entry was built with another id mapping ({old}; now {new})"

@@ -31,6 +31,8 @@ from typing import Any, Iterable, Iterator, Mapping
 
 from dib.cache import dedup
 
+from dib.runtime.userns import remove_tree
+
 LOG = logging.getLogger("dib.cache")
 FORMAT = 1
 SHARED = "shared.json"
@@ -283,7 +285,8 @@ class CacheStore:
             os.rename(entry.path, doomed)
         except OSError:
             return
-        shutil.rmtree(doomed, ignore_errors=True)
+        # remove_tree: a rootless build's layers hold files of subordinate ids.
+        remove_tree(doomed)
 
     def in_use(self, entry: Entry) -> bool:
         try:
@@ -300,7 +303,7 @@ class CacheStore:
             except OSError:
                 continue
             if age > older_than or path.name.startswith("removing-"):
-                shutil.rmtree(path, ignore_errors=True)
+                remove_tree(path)
         for path in self.locks_dir.iterdir():
             try:
                 if now - path.lstat().st_mtime > older_than and not _is_locked(path):

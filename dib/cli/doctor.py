@@ -9,6 +9,8 @@ import sys
 
 from dib import runner
 from dib.config.hostapt import host_mirrors
+from dib.runtime.userns_preflight import CHECKS as ROOTLESS_CHECKS
+from dib.runtime.userns_preflight import Finding, rootless_findings
 
 # (what it enables, tool, Debian package)
 CHECKS = (
@@ -40,8 +42,9 @@ def add_parser(subparsers) -> None:
 
 
 def collect() -> list[dict]:
-    rows = [{"check": "running as root", "ok": os.geteuid() == 0,
-             "fix": "builds need root: run them as root or with sudo"}]
+    root = os.geteuid() == 0
+    rows = [{"check": "running as root", "ok": root, "optional": not root,
+             "fix": "builds run in a user namespace: see the rootless rows below"}]
     for what, tool, package in CHECKS:
         rows.append({"check": f"{what} ({tool})", "ok": runner.which(tool) is not None,
                      "fix": f"apt-get install {package}"})
@@ -62,6 +65,20 @@ def collect() -> list[dict]:
     from dib.testing.boot import kvm_usable
     rows.append({"check": "KVM acceleration for boot checks", "ok": kvm_usable(),
                  "fix": "boot checks use TCG emulation (slower, works)", "optional": True})
+    if os.geteuid() != 0:
+        rows += rootless_rows(rootless_findings())
+    return rows
+
+
+def rootless_rows(findings: list[Finding]) -> list[dict]:
+    """One row per rootless check: ok, or what is missing and how to fix it."""
+    rows = []
+    for check in ROOTLESS_CHECKS:
+        mine = [f for f in findings if f.check == check]
+        fixes = dict.fromkeys(f.fix for f in mine)     # one usermod for uids and gids
+        rows.append({"check": f"rootless builds: {check}", "ok": not mine,
+                     "fix": "; ".join(f.problem for f in mine) + "; fix: " + "; ".join(fixes)
+                     if mine else ""})
     return rows
 
 

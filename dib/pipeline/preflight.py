@@ -10,6 +10,7 @@ from dib import runner, sbom
 from dib.errors import PreflightError
 from dib.pipeline import artifacts
 from dib.pipeline.prepare import Prepared
+from dib.runtime.userns_preflight import rootless_findings
 
 GiB = 1 << 30
 # What every build needs on the host: (tool, Debian package).
@@ -24,8 +25,7 @@ def preflight(prepared: Prepared) -> None:
     artifacts.check_outputs(prepared)
     artifacts.check_block_device(prepared)
     if os.geteuid() != 0:
-        raise PreflightError("building an image needs root (chroot, mounts, device nodes)",
-                             hint="run the command as root, e.g. with sudo")
+        _check_rootless()
     runner.require_tools(_required_tools(prepared), "this build")
     _check_space(Path(config.workdir), needed=_space_needed(prepared), what="work directory")
     if config.host_ca_bundle and not os.path.isfile(config.host_ca_bundle):
@@ -41,6 +41,17 @@ def preflight(prepared: Prepared) -> None:
     if not out_dir.is_dir():
         raise PreflightError(f"output directory {out_dir} does not exist",
                              hint="create it or pass another -o")
+
+
+def _check_rootless() -> None:
+    """Without root the build runs in a user namespace: everything that
+    takes must be there."""
+    findings = rootless_findings()
+    if findings:
+        raise PreflightError(
+            "building an image without root needs a user namespace with subordinate ids; "
+            "this host lacks:\n" + "\n".join(f"  - {f.problem}" for f in findings),
+            hint="run as root, or fix each: " + "; ".join(dict.fromkeys(f.fix for f in findings)))
 
 
 def _check_repository_overrides(prepared: Prepared) -> None:

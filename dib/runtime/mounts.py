@@ -6,6 +6,7 @@ a finished phase leaves a clean tree behind, not to protect the host.
 """
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import stat
@@ -65,8 +66,60 @@ def bind_readonly(source: Path, target: Path, *, cleanup: CleanupStack) -> None:
                what=f"making {target} read-only")
 
 
-def umount(target: Path) -> None:
-    result = runner.run(["umount", str(target)], check=False)
+def rbind_readonly(source: Path, target: Path, *, cleanup: CleanupStack) -> None:
+    """Bind ``source`` with the mounts below it (in a user namespace the
+    kernel refuses a bind that would leave them out), the top read-only."""
+    runner.run(["mount", "--rbind", str(source), str(target)], what=f"mounting {target}")
+    cleanup.push(f"mount {target}", lambda: umount(target, recursive=True))
+    runner.run(["mount", "-o", "remount,bind,ro", str(target)],
+               what=f"making {target} read-only")
+
+
+@functools.cache
+def in_user_namespace() -> bool:
+    """True in a user namespace of our own (a build without root). The kernel
+    then refuses what only the host's root may do: mknod, a new proc without
+    a PID namespace, a new sysfs without a network namespace, trusted.*
+    xattrs (which overlayfs keeps its own data in unless told ``userxattr``)."""
+    try:
+        with open("/proc/self/uid_map") as handle:
+            return handle.read().split() != ["0", "0", "4294967295"]
+    except OSError:
+        return False
+
+
+def id_mapping() -> str | None:
+    """This process's uid and gid maps as one line (``uids 0:1000:1 1:100000:65536;
+    gids ...``: inside, host, count), or None in the host's user namespace.
+    Files a build writes belong on disk to the host ids, so a cache entry is
+    only the same tree for a build with the same mapping."""
+    if not in_user_namespace():
+        return None
+    parts = []
+    for kind in ("uid", "gid"):
+        with open(f"/proc/self/{kind}_map") as handle:
+            extents = [":".join(line.split()) for line in handle if line.strip()]
+        parts.append(f"{kind}s " + " ".join(extents))
+    return "; ".join(parts)
+
+
+def overlay_options(lowers: list[Path], upper: Path | None = None, work: Path | None = None,
+                    *extra: str) -> str:
+    """overlayfs options; ``lowers`` are given bottom first. In a user
+    namespace overlayfs keeps whiteouts' and copy-ups' data in user.overlay.*
+    xattrs: without them it cannot rename a directory of a lower layer
+    (dpkg does) and would show the layers' own xattrs in the tree."""
+    options = ["lowerdir=" + ":".join(str(p) for p in reversed(lowers))]
+    if upper is not None and work is not None:
+        options += [f"upperdir={upper}", f"workdir={work}"]
+    if in_user_namespace():
+        options.append("userxattr")
+    return ",".join([*options, *extra])
+
+
+def umount(target: Path, *, recursive: bool = False) -> None:
+    result = runner.run(["umount", *(["--recursive"] if recursive else []), str(target)],
+                        check=False)
     if not result.ok:
         # A process that still holds the mount (a daemon a hook started) must
         # not keep the tree pinned: detach it; the namespace ends it anyway.
@@ -84,6 +137,12 @@ def minimal_dev(tree: Path, *, cleanup: CleanupStack) -> None:
     dev.mkdir(exist_ok=True)
     mount("tmpfs", dev, fstype="tmpfs", options="mode=0755,nosuid,size=16m", cleanup=cleanup)
     for name, major, minor, mode in DEVICE_NODES:
+        if in_user_namespace():
+            # mknod needs the host's root; the host's nodes are the same
+            # devices, bound onto files of this tmpfs that goes with it.
+            (dev / name).touch()
+            mount(f"/dev/{name}", dev / name, bind=True, cleanup=cleanup)
+            continue
         os.mknod(dev / name, stat.S_IFCHR | mode, os.makedev(major, minor))
         os.chmod(dev / name, mode)
     for name, target in (("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0"),
@@ -102,18 +161,24 @@ def chroot_mounts(tree: Path, *, cleanup: CleanupStack) -> None:
     and a minimal /dev."""
     for name in ("proc", "sys", "dev"):
         (tree / name).mkdir(exist_ok=True)
-    mount("proc", tree / "proc", fstype="proc", cleanup=cleanup)
-    mount("sysfs", tree / "sys", fstype="sysfs", options="ro,nosuid,nodev,noexec",
-          cleanup=cleanup)
+    if in_user_namespace():
+        # A chroot phase mounts a proc of its own PID namespace over this one;
+        # a new sysfs would need a network namespace, and hooks need the
+        # host's network.
+        mount("/proc", tree / "proc", bind=True, cleanup=cleanup)
+        rbind_readonly(Path("/sys"), tree / "sys", cleanup=cleanup)
+    else:
+        mount("proc", tree / "proc", fstype="proc", cleanup=cleanup)
+        mount("sysfs", tree / "sys", fstype="sysfs", options="ro,nosuid,nodev,noexec",
+              cleanup=cleanup)
     minimal_dev(tree, cleanup=cleanup)
 
 
 def overlay(lowers: list[Path], upper: Path, work: Path, target: Path, *,
             cleanup: CleanupStack) -> None:
     """Mount an overlay; ``lowers`` are given bottom first."""
-    lower = ":".join(str(p) for p in reversed(lowers))
-    options = f"lowerdir={lower},upperdir={upper},workdir={work}"
-    mount("overlay", target, fstype="overlay", options=options, cleanup=cleanup)
+    mount("overlay", target, fstype="overlay", options=overlay_options(lowers, upper, work),
+          cleanup=cleanup)
 
 
 def mounts_under(path: Path) -> list[str]:

@@ -15,7 +15,8 @@ import stat
 from pathlib import Path
 from typing import Iterable
 
-from dib.runtime.mounts import CleanupStack, mount, overlay
+from dib import runner
+from dib.runtime.mounts import CleanupStack, in_user_namespace, mount, overlay, overlay_options
 
 
 class LayeredTree:
@@ -75,8 +76,7 @@ class LayeredTree:
         if len(lowers) == 1:
             mount(str(lowers[0]), self.merged, bind=True, cleanup=cleanup)
         else:
-            lower = ":".join(str(p) for p in reversed(lowers))
-            mount("overlay", self.merged, fstype="overlay", options=f"lowerdir={lower}",
+            mount("overlay", self.merged, fstype="overlay", options=overlay_options(lowers),
                   cleanup=cleanup)
         return self.merged
 
@@ -89,6 +89,8 @@ class LayeredTree:
         disk writes, and unmounting throws them away at once. xino gives every
         file the overlay's device although the upper directory is on another
         filesystem: ``du -x`` and ``mkfs -d`` would skip them otherwise."""
+        if in_user_namespace():
+            return self._copy_for_outputs(cleanup)
         scratch = self.layers_dir / "outputs-scratch"
         scratch.mkdir(exist_ok=True)
         cleanup.push("outputs scratch directory", lambda: _remove(scratch))
@@ -96,11 +98,25 @@ class LayeredTree:
         upper, work = scratch / "upper", scratch / "work"
         upper.mkdir()
         work.mkdir()
-        lower = ":".join(str(p) for p in reversed(self.layers or [self._base]))
         mount("overlay", self.merged, fstype="overlay",
-              options=f"lowerdir={lower},upperdir={upper},workdir={work},"
-                      "metacopy=on,index=on,xino=on", cleanup=cleanup)
+              options=overlay_options(self.layers or [self._base], upper, work,
+                                      "metacopy=on", "index=on", "xino=on"),
+              cleanup=cleanup)
         return self.merged
+
+    def _copy_for_outputs(self, cleanup: CleanupStack) -> Path:
+        """``mount_for_outputs`` in a user namespace, where overlayfs has
+        neither metacopy nor index: a copy-up there would copy whole files
+        and split hard links. A private copy (``cp -a`` keeps hard links,
+        xattrs and owners) costs less and changes nothing else."""
+        copy = self.layers_dir / "outputs-copy"
+        shutil.rmtree(copy, ignore_errors=True)
+        with CleanupStack() as source_mount:
+            source = self.mount_readonly(source_mount)
+            runner.run(["cp", "-a", "--", f"{source}/.", str(copy)],
+                       what="a copy of the tree for the outputs")
+        cleanup.push("outputs copy", lambda: shutil.rmtree(copy, ignore_errors=True))
+        return copy
 
 
 def _remove(*paths: Path) -> None:

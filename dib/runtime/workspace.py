@@ -3,13 +3,13 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from dib.errors import DibError
 from dib.runtime.mounts import mounts_under, umount
+from dib.runtime.userns import remove_tree
 
 LOG = logging.getLogger(__name__)
 PREFIX = "dib-build-"
@@ -73,7 +73,7 @@ class Workspace:
         if left:
             raise DibError(f"cannot remove workspace {self.root}: still mounted: "
                            f"{', '.join(left)}")
-        shutil.rmtree(self.root, ignore_errors=True)
+        remove_tree(self.root)
 
 
 def _owner_alive(root: Path) -> bool:
@@ -96,4 +96,4 @@ def remove_stale(workdir: Path) -> None:
         if (candidate.is_dir() and not (candidate / KEPT_FILE).exists()
                 and not _owner_alive(candidate) and not mounts_under(candidate)):
             LOG.info("removing the workspace of a build that was killed: %s", candidate)
-            shutil.rmtree(candidate, ignore_errors=True)
+            remove_tree(candidate)
