@@ -30,7 +30,6 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping
 
 from dib.cache import dedup
-
 from dib.runtime.userns import remove_tree
 
 LOG = logging.getLogger("dib.cache")
