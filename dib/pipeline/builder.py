@@ -29,8 +29,8 @@ from dib.pipeline.report import BuildReport, FailureReport, StepReport, transfer
 from dib.plan import PHASES, Phase
 from dib.runtime import hooktree, reproducible
 from dib.runtime.environment import base_environment, sourced_environment
-from dib.runtime.hostshims import write_host_shims
-from dib.runtime.mounts import CleanupStack
+from dib.runtime.hostshims import write_host_shims, write_sudo_shim
+from dib.runtime.mounts import CleanupStack, in_user_namespace
 from dib.runtime.phases import HookRun, PhaseContext, run_phase
 from dib.runtime.tidy import tidy_tree
 from dib.runtime.tree import LayeredTree
@@ -104,8 +104,11 @@ class Builder:
     # -- set-up -------------------------------------------------------------
 
     def _write_host_shims(self) -> None:
-        """gzip for host-side hooks (docs/caching.md), unless DIB_GZIP_CACHE=0.
-        With --no-cache it still compresses on every core, but keeps nothing."""
+        """sudo for host-side hooks in a build without root (docs/rootless.md);
+        gzip (docs/caching.md), unless DIB_GZIP_CACHE=0. With --no-cache it
+        still compresses on every core, but keeps nothing."""
+        if in_user_namespace():
+            write_sudo_shim(self.ws.host_bin)
         if not self.config.gzip_cache:
             return
         cache = None if self.config.no_cache else Path(self.config.cache_dir) / GZIP_CACHE_SUBDIR

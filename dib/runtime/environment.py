@@ -12,7 +12,6 @@ from dib.config.settings import SETTINGS, recorded_argv
 from dib.elements.envinfo import element_array_body, image_element_vars
 from dib.elements.model import environment_files
 from dib.elements.resolve import Resolution
-from dib.runtime.mounts import in_user_namespace
 from dib.runtime.workspace import Workspace
 
 CHROOT_LIB = "/tmp/in_target.d/lib"
@@ -98,62 +97,15 @@ def base_environment(config: BuildConfig, *, workspace: Workspace, resolution: R
     return env
 
 
-# sudo for hooks on the host in a rootless build. DIB's elements call sudo
-# there; in the build's user namespace they already are uid 0, and the
-# host's sudo cannot work (its files belong to the host's root, which the
-# namespace does not map). Options that only say how sudo behaves are
-# dropped; NAME=VALUE words before the command are kept for env.
-SUDO_SHIM = r"""#!/bin/bash
-set -eu
-while [ $# -gt 0 ]; do
-    case "$1" in
-        -E|-H|-n|-S|--preserve-env|--preserve-env=*|--set-home|--non-interactive|--stdin)
-            shift ;;
-        -u|--user)
-            if [ "${2:-}" != root ] && [ "${2:-}" != 0 ]; then
-                echo "sudo in a rootless build: only -u root works (asked: ${2:-nothing})" >&2
-                exit 1
-            fi
-            shift 2 ;;
-        --)
-            shift
-            break ;;
-        -*)
-            echo "sudo in a rootless build: option $1 is not supported; run as root" >&2
-            exit 1 ;;
-        *)
-            break ;;
-    esac
-done
-if [ $# -eq 0 ]; then
-    echo "sudo in a rootless build: no command given" >&2
-    exit 1
-fi
-exec env -- "$@"
-"""
-
-
 def host_phase_env(env: Mapping[str, str], workspace: Workspace) -> dict[str, str]:
     out = dict(env)
     out["TARGET_ROOT"] = str(workspace.tree)
     path = out.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin") + f":{workspace.hooks}/bin"
-    if in_user_namespace():
-        write_sudo_shim(workspace.host_bin)
     # dib's shims go first: they stand in for host commands of the same name
     if workspace.host_bin.is_dir():
         path = f"{workspace.host_bin}:{path}"
     out["PATH"] = path
     return out
-
-
-def write_sudo_shim(directory: Path) -> Path:
-    """``directory`` with SUDO_SHIM as its ``sudo``; returns the directory."""
-    shim = directory / "sudo"
-    if not shim.exists():
-        directory.mkdir(parents=True, exist_ok=True)
-        shim.write_text(SUDO_SHIM)
-        shim.chmod(0o755)
-    return directory
 
 
 def chroot_phase_env(env: Mapping[str, str]) -> dict[str, str]:

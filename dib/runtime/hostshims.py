@@ -1,10 +1,12 @@
 """Commands dib puts first on the PATH of host-side phases, in front of the host's own.
 
-Only ``gzip`` for now: used as a plain stream compressor (what ramdisk hooks
+``gzip``: used as a plain stream compressor (what ramdisk hooks
 do with ``cpio -o | gzip``), it runs ``dib.cache.gzstream``, which compresses
 on every core and reuses members cached by earlier builds. Any other use
 (decompressing, files, listing, combined or unknown options) runs the real
 gzip with the same arguments, so hooks see gzip's own behaviour.
+
+``sudo``, in a build without root only: hooks there already are uid 0.
 """
 from __future__ import annotations
 
@@ -62,3 +64,48 @@ def write_host_shims(target: Path, *, path: str, cache: Path | None,
                                      program=shlex.quote(program), cache_args=cache_args))
     shim.chmod(0o755)
     return True
+
+
+# sudo for hooks on the host in a rootless build. DIB's elements call sudo
+# there; in the build's user namespace they already are uid 0, and the
+# host's sudo cannot work (its files belong to the host's root, which the
+# namespace does not map). Options that only say how sudo behaves are
+# dropped; NAME=VALUE words before the command are kept for env.
+SUDO_SHIM = r"""#!/bin/bash
+set -eu
+while [ $# -gt 0 ]; do
+    case "$1" in
+        -E|-H|-n|-S|--preserve-env|--preserve-env=*|--set-home|--non-interactive|--stdin)
+            shift ;;
+        -u|--user)
+            if [ "${2:-}" != root ] && [ "${2:-}" != 0 ]; then
+                echo "sudo in a rootless build: only -u root works (asked: ${2:-nothing})" >&2
+                exit 1
+            fi
+            shift 2 ;;
+        --)
+            shift
+            break ;;
+        -*)
+            echo "sudo in a rootless build: option $1 is not supported; run as root" >&2
+            exit 1 ;;
+        *)
+            break ;;
+    esac
+done
+if [ $# -eq 0 ]; then
+    echo "sudo in a rootless build: no command given" >&2
+    exit 1
+fi
+exec env -- "$@"
+"""
+
+
+def write_sudo_shim(directory: Path) -> Path:
+    """``directory`` with SUDO_SHIM as its ``sudo``; returns the directory."""
+    shim = directory / "sudo"
+    if not shim.exists():
+        directory.mkdir(parents=True, exist_ok=True)
+        shim.write_text(SUDO_SHIM)
+        shim.chmod(0o755)
+    return directory

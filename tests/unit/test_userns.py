@@ -300,7 +300,7 @@ def test_overlays_keep_their_data_in_user_xattrs_in_a_user_namespace():
 # --- sudo in a rootless build -------------------------------------------------
 
 def _sudo(tmp_path: Path, *argv: str) -> subprocess.CompletedProcess:
-    from dib.runtime.environment import write_sudo_shim
+    from dib.runtime.hostshims import write_sudo_shim
     shim = write_sudo_shim(tmp_path / "bin") / "sudo"
     return subprocess.run([str(shim), *argv], capture_output=True, text=True)
 
