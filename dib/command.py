@@ -9,7 +9,26 @@ import logging
 import sys
 from typing import Callable
 
-from dib.errors import DibError
+from dib.errors import DibError, Interrupted
+
+
+class _InterruptibleHandlers:
+    """A SIGTERM or Ctrl-C raises Interrupted wherever the main thread is.
+    If that is inside a handler's emit(), logging would print the error and
+    carry on, and the build would not stop; let it through instead."""
+
+    def handleError(self, record: logging.LogRecord) -> None:
+        if isinstance(sys.exc_info()[1], Interrupted):
+            raise
+        super().handleError(record)  # type: ignore[misc]
+
+
+class ConsoleHandler(_InterruptibleHandlers, logging.StreamHandler):
+    pass
+
+
+class LogFileHandler(_InterruptibleHandlers, logging.FileHandler):
+    pass
 
 
 def setup_logging(verbosity: int = 0, logfile: str | None = None) -> None:
@@ -17,13 +36,13 @@ def setup_logging(verbosity: int = 0, logfile: str | None = None) -> None:
     root = logging.getLogger()
     root.handlers.clear()
     root.setLevel(logging.DEBUG if logfile else level)
-    console = logging.StreamHandler(sys.stderr)
+    console = ConsoleHandler(sys.stderr)
     console.setLevel(level)
     console.setFormatter(logging.Formatter("%(asctime)s.%(msecs)03d | %(message)s",
                                            "%H:%M:%S"))
     root.addHandler(console)
     if logfile:
-        handler = logging.FileHandler(logfile)
+        handler = LogFileHandler(logfile)
         handler.setLevel(logging.DEBUG)
         handler.setFormatter(logging.Formatter(
             "%(asctime)s.%(msecs)03d | %(levelname)s %(name)s | %(message)s",
