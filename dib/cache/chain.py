@@ -10,7 +10,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
-from dib.cache import keys, products
+from dib.cache import archive, keys, products
 from dib.cache.remote import RemoteCache, Transfer
 from dib.cache.store import CacheStore, Entry
 from dib.config.build import BuildConfig
@@ -46,6 +46,8 @@ class Checkpoints:
         self.environment: dict[str, str] = {}
         self.element_data: dict[str, str] = {}
         self.packages = ""
+        #: the apt archives' state, an input of the bootstrap (dib.cache.archive)
+        self.archives: dict[str, str] = {}
         self._last_key: str | None = None
         self._changed_at: str | None = None
         self._tainted = False
@@ -68,6 +70,10 @@ class Checkpoints:
         self.recorded = {name: env.get(name, "") for name in keys.RECORDED_VARS}
         self.element_data = keys.element_data_inputs(elements)
         self.packages = " ".join(config.packages)
+        if self.store is not None:
+            self.archives = archive.archive_inputs(
+                env, arch=config.arch, offline=config.offline,
+                remembered=self.store.root / archive.REMEMBERED)
 
     def phase_inputs(self, hooks_dir: Path, phase_name: str) -> dict[str, str]:
         if phase_name == "packages":
@@ -81,6 +87,8 @@ class Checkpoints:
         for name, value in self.recorded.items():
             if keys.mentions(hooks_dir / f"{phase_name}.d", name):
                 inputs[f"recorded:{name}"] = value
+        if phase_name == "root":
+            inputs.update(self.archives)
         return inputs
 
     def internal_inputs(self, name: str, values: Mapping[str, str]) -> dict[str, str]:

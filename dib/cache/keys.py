@@ -359,6 +359,10 @@ def describe_change(name: str, old: Mapping[str, str], new: Mapping[str, str]) -
                f"{new.get(name, '<unset>')!r})"
     if name == ELEMENTS_INPUT:
         return "the element list changed"
+    if name.startswith("archive:"):
+        if name not in old:
+            return f"the entry does not record what apt source {name[8:]} held"
+        return f"the packages of apt source {name[8:]} changed in the archive"
     if name.startswith("setting:"):
         return f"setting {name[8:]} changed"
     if name not in old:

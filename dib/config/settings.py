@@ -132,7 +132,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("no_tmpfs", "Accepted for compatibility; builds never use a tmpfs.",
             types.boolean, default=False, flags=("--no-tmpfs",), env="DIB_NO_TMPFS",
             yaml_key="no-tmpfs", kind=SWITCH, affects_tree=False),
-    Setting("offline", "Do not fetch what a cache already holds.", types.boolean,
+    Setting("offline", "Do not fetch what a cache already holds, nor read the apt archives' "
+            "state: the phase cache is reused as of the last build online.", types.boolean,
             default=False, flags=("--offline",), env="DIB_OFFLINE", yaml_key="offline",
             kind=SWITCH),
     Setting("qemu_img_options", "Options for qemu-img convert -o (k=v,k=v).",
