@@ -13,14 +13,17 @@ Standard library only.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as _dt
 import json
 import os
+import pwd
 import re
 import shutil
 import statistics
 import subprocess
 import sys
+import sysconfig
 import tempfile
 import time
 from pathlib import Path
@@ -32,7 +35,7 @@ DIB_VENV = DIBRUN / "venv"
 
 SCENARIOS = ["tar-cold", "vm-cold", "vm-warm-unchanged", "vm-warm-finalise-changed",
              "hook-unit-test", "element-test-warm", "ipa-cold", "ipa-warm-late-change",
-             "cloud-cold", "registry-cache", "reproducible", "sbom-cost"]
+             "cloud-cold", "registry-cache", "reproducible", "sbom-cost", "rootless"]
 
 # goal per scenario: ("ratio", x) means ours <= x * DIB; ("seconds", s) means ours <= s
 GOALS = {
@@ -52,7 +55,11 @@ GOALS = {
     "reproducible": ("ratio", 1.05),
     "sbom-cost cold": ("ratio", 0.02),
     "sbom-cost warm": ("seconds", 0.3),
+    "rootless cold": ("ratio", 1.15),
+    "rootless warm": ("seconds", 5.0),
 }
+#: the ordinary user the rootless scenario builds as (created, then removed)
+BENCH_USER = "dibbench"
 IPA_ELEMENTS = ["ironic-python-agent-ramdisk", "debian-minimal"]
 IPA_INPUTS = Path("/var/tmp/dib-functional/ipa-inputs")
 CLOUD_ELEMENTS = ["debian", "vm", "cloud-init-datasources", "growroot", "devuser",
@@ -98,6 +105,8 @@ class Bench:
         self.rows: list[dict] = []
         #: (with, without) SOURCE_DATE_EPOCH seconds of each reproducible pair
         self.repro_pairs: list[tuple[float, float]] = []
+        #: (rootless, root) seconds of each pair of cold builds
+        self.rootless_pairs: list[tuple[float, float]] = []
         self.ours_env = dict(os.environ, DIB_RELEASE=os.environ.get("DIB_RELEASE", "bookworm"))
 
     # -- plumbing -----------------------------------------------------------------------------
@@ -174,12 +183,7 @@ class Bench:
             argv += ["--image-cache", str(image_cache)]
         argv += args
         secs, rc, logf = self.timed(f"ours-{name}", argv, env=env or self.ours_env)
-        steps = summarise_report(report)
-        if steps:
-            log("     steps: " + ", ".join(
-                f"{s['name']} {s['seconds']:.1f}{'(hit)' if s['cached'] else ''}"
-                for s in steps["steps"]))
-        return secs, rc, logf, steps
+        return secs, rc, logf, log_steps(report)
 
     def add_row(self, scenario: str, ours: float | None, dib: float | None, note: str = "",
                 ours_ok: bool = True, dib_ok: bool = True, load=None) -> None:
@@ -574,6 +578,70 @@ class Bench:
         shutil.rmtree(cache, ignore_errors=True)
         shutil.rmtree(icache, ignore_errors=True)
 
+    def s_rootless(self, i: int) -> None:
+        """debian-minimal vm cold as an ordinary user with subordinate ids against the same
+        build as root (the order alternates between repeats), then the user's warm rebuild
+        with one finalise.d hook changed."""
+        with bench_user() as user:
+            # not under the work directory: only root may enter that
+            home = Path(tempfile.mkdtemp(prefix="dib-bench-rootless-", dir="/var/tmp"))
+            (home / "out").mkdir()
+            for owned in (home, home / "out"):
+                os.chown(owned, user.pw_uid, user.pw_gid)
+            elements = home / "elements"
+            hook = elements / "bench-stamp" / "finalise.d" / "50-bench-stamp"
+            hook.parent.mkdir(parents=True)
+            (elements / "bench-stamp" / "README.rst").write_text(
+                "bench-stamp\n===========\nBenchmark element: writes /etc/bench-stamp.\n")
+            hook.write_text(STAMP_HOOK.format(stamp=f"fill {time.time()}"))
+            hook.chmod(0o755)
+            args = ["debian-minimal", "vm", "bench-stamp"]
+            env = dict(self.ours_env, ELEMENTS_PATH=str(elements))
+            runs = {}
+            for label in (("rootless", "root") if i % 2 else ("root", "rootless")):
+                cache = home / f"cache-{label}"
+                if label == "root":
+                    runs[label] = self.ours_build(f"rootless-root-{i}", args, cache, None,
+                                                  env=env, output=f"root-{i}")
+                else:
+                    runs[label] = self.user_build(user, home, f"rootless-cold-{i}", args, cache)
+                self.record("rootless cold", f"ours {label}", runs[label][0], runs[label][1],
+                            report=runs[label][3])
+            lo = self._last_load
+            self.add_row("rootless cold", runs["rootless"][0], runs["root"][0], load=lo,
+                         ours_ok=runs["rootless"][1] == 0, dib_ok=runs["root"][1] == 0,
+                         note="ours/ours: cold `debian-minimal vm` as an ordinary user against "
+                              "the same build as root")
+            if runs["rootless"][1] == 0 and runs["root"][1] == 0:
+                self.rootless_pairs.append((runs["rootless"][0], runs["root"][0]))
+            if i == self.args.repeat and len(self.rootless_pairs) > 1:
+                rootless, root = zip(*self.rootless_pairs)
+                self.add_row("rootless cold", statistics.median(rootless),
+                             statistics.median(root),
+                             note=f"median of {len(self.rootless_pairs)} pairs of the rows above")
+            hook.write_text(STAMP_HOOK.format(stamp=f"changed {time.time()}"))
+            secs, rc, _, steps = self.user_build(user, home, f"rootless-warm-{i}", args,
+                                                 home / "cache-rootless")
+            self.record("rootless warm", "ours rootless", secs, rc, report=steps)
+            self.add_row("rootless warm", secs, None, ours_ok=rc == 0,
+                         note="the user's rebuild with the finalise.d hook changed")
+            shutil.rmtree(home, ignore_errors=True)
+
+    def user_build(self, user, home: Path, name: str, args: list[str], cache: Path):
+        """Our build as ``user``, in a clean environment that finds this checkout."""
+        report = home / f"{name}.report.json"
+        path = os.pathsep.join([str(REPO), sysconfig.get_paths()["purelib"]])
+        env = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+               "PYTHONPATH": path, "HOME": str(home), "LANG": "C.UTF-8",
+               "DIB_RELEASE": self.ours_env["DIB_RELEASE"],
+               "ELEMENTS_PATH": str(home / "elements")}
+        argv = ["runuser", "-u", user.pw_name, "--", "env", "-i",
+                *(f"{k}={v}" for k, v in env.items()),
+                "/usr/bin/python3", "-m", "dib.cli.dic", "-o", str(home / "out" / "image"),
+                "--json-report", str(report), "--cache-dir", str(cache), *args]
+        secs, rc, logf = self.timed(f"ours-{name}", argv, cwd=home)
+        return secs, rc, logf, log_steps(report)
+
     # -- driver ----------------------------------------------------------------------------
 
     def run(self, names: list[str]) -> None:
@@ -604,6 +672,30 @@ class Bench:
             lines.append(f"| {r['scenario']} | {r['load'][0]:.2f} | {ours} | {dib} | {ratio} | "
                          f"{r['goal']} | {met} | {r['note']} |")
         return "\n".join(lines)
+
+
+@contextlib.contextmanager
+def bench_user():
+    """An ordinary user with 65536 subordinate uids and gids past every range
+    in use; removed (with its id ranges) afterwards."""
+    try:
+        pwd.getpwnam(BENCH_USER)
+        subprocess.run(["userdel", BENCH_USER], check=True)     # left by a killed run
+    except KeyError:
+        pass
+    subprocess.run(["useradd", "--no-create-home", "--shell", "/bin/sh", "--user-group",
+                    BENCH_USER], check=True)
+    try:
+        ends = [int(start) + int(count) for path in ("/etc/subuid", "/etc/subgid")
+                if os.path.exists(path)
+                for _, start, count in (line.strip().split(":")
+                                        for line in open(path) if line.count(":") == 2)]
+        first = max([100000, *ends])
+        subprocess.run(["usermod", "--add-subuids", f"{first}-{first + 65535}",
+                        "--add-subgids", f"{first}-{first + 65535}", BENCH_USER], check=True)
+        yield pwd.getpwnam(BENCH_USER)
+    finally:
+        subprocess.run(["userdel", BENCH_USER], check=True)
 
 
 def _size(path: Path) -> int | None:
@@ -644,6 +736,16 @@ def step_transfers(path: Path) -> list[dict]:
         return []
     return [{"name": s["name"], "pulled": s.get("pulled"), "pushed": s.get("pushed")}
             for s in data.get("steps", []) if s.get("pulled") or s.get("pushed")]
+
+
+def log_steps(report: Path) -> dict | None:
+    """The build report's summary, its steps' seconds logged on one line."""
+    steps = summarise_report(report)
+    if steps:
+        log("     steps: " + ", ".join(
+            f"{s['name']} {s['seconds']:.1f}{'(hit)' if s['cached'] else ''}"
+            for s in steps["steps"]))
+    return steps
 
 
 def summarise_report(path: Path) -> dict | None:
