@@ -131,12 +131,12 @@ class Checkpoints:
         if not self.remote.reads:
             return None
         deferred = self.remote.lookup(key, self.store)
-        if deferred is not None and deferred.eager:
-            pulled = self._fetch([deferred])
-            return self._reuse(key, pulled[0], hooks_dir) if pulled else None
         if deferred is None:
             self._note_remote_miss(key)
             return None
+        if deferred.eager:
+            pulled = self._fetch([deferred])
+            return self._reuse(key, pulled[0], hooks_dir) if pulled else None
         self.deferred[key] = deferred
         self.pulled[key] = deferred.transfer
         LOG.info("pulled the record of step %s from the remote cache (%d bytes in %.1f s); "
