@@ -483,11 +483,23 @@ class Bench:
         try:
             remote = ["--cache-remote", f"oci://{registry.host}/dib/phases"]
             runs = {}
+            # Each build is a fresh machine: its caches are empty, at the same
+            # paths (as the defaults would be; the manifests element records
+            # DIB_ENV, which names them, so other paths would change cleanup.d),
+            # and nothing of an earlier build is beside the image.
+            cache = self.work / f"cache-registry-{i}"
+            icache = self.work / f"image-cache-registry-{i}"
             # pushing before the plain build: a warmer page cache cannot favour it
             for label, extra in (("pushing", remote), ("no registry", []),
                                  ("pulling", remote)):
-                cache = Path(tempfile.mkdtemp(prefix="cache-registry-", dir=self.work))
-                icache = Path(tempfile.mkdtemp(prefix="image-cache-registry-", dir=self.work))
+                for path in (cache, icache):
+                    shutil.rmtree(path, ignore_errors=True)
+                    path.mkdir()
+                for old in self.out.glob("registry-vm.*"):
+                    if old.is_dir():
+                        shutil.rmtree(old)
+                    else:
+                        old.unlink()
                 name = f"registry-{label.split()[0]}-{i}"
                 secs, rc, _, steps = self.ours_build(name, [*extra, "debian-minimal", "vm"],
                                                      cache, icache, output="registry-vm")

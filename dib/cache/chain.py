@@ -6,12 +6,13 @@ import json
 import logging
 import os
 import shutil
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
 from dib.cache import archive, keys, products
-from dib.cache.remote import RemoteCache, Transfer
+from dib.cache.remote import Deferred, LayerUnavailable, RemoteCache, Transfer, discard
 from dib.cache.store import CacheStore, Entry
 from dib.config.build import BuildConfig
 from dib.runtime.mounts import id_mapping
@@ -39,6 +40,9 @@ class Checkpoints:
         self.made: list[str] = []
         #: key → why the remote cache did not give the step it was asked for
         self.remote_misses: dict[str, str] = {}
+        #: key → entries taken from the registry whose layers are not here
+        #: yet, in the order of the tree (fetch_deferred brings them)
+        self.deferred: dict[str, Deferred] = {}
         self.tree_id: str | None = None
         self.settings: dict[str, str] = {}
         #: what the build's hooks get, environment.d sourced: the bootstrap
@@ -104,33 +108,97 @@ class Checkpoints:
         return None if entry is None else self._reuse(key, entry, hooks_dir)
 
     def _reuse(self, key: str, entry: Entry, hooks_dir: Path) -> Path:
-        _apply_hooks_delta(entry.path / HOOKS_DELTA, hooks_dir)
-        restored = products.restore(entry.path / products.PRODUCTS, self.image)
+        self._take(key, entry.meta, entry.path, hooks_dir)
+        return entry.layer
+
+    def _take(self, key: str, meta: Mapping[str, Any], parts: Path, hooks_dir: Path) -> None:
+        """Redo what a reused step did outside its layer (``parts`` holds
+        its hooks-tree changes and products) and chain its output."""
+        _apply_hooks_delta(parts / HOOKS_DELTA, hooks_dir)
+        restored = products.restore(parts / products.PRODUCTS, self.image)
         if restored:
             LOG.info("restored %s from the cache", " ".join(p.name for p in restored))
             self.products[key] = restored
-        self._advance(entry.meta.get("output") or key)
+        self._advance(meta.get("output") or key)
         self._last_key = key
-        return entry.layer
 
     def _pull(self, key: str, hooks_dir: Path) -> Path | None:
-        """The entry for ``key`` from the shared cache, stored locally first."""
+        """The entry for ``key`` from the shared cache. Its record and extras
+        come now; its layer only once something needs the tree
+        (``fetch_deferred``): the path returned is where it will be."""
         if self.remote is None or self.store is None:
             return None
         if not self.remote.reads:
             return None
-        pulled = self.remote.pull(key, self.store)
-        if pulled is None:
-            if key in self.remote.damaged:
-                self.remote_misses[key] = "the remote cache's copy was damaged"
-            elif self.remote.reads:
-                self.remote_misses[key] = "not in the remote cache either"
+        deferred = self.remote.lookup(key, self.store)
+        if deferred is None:
+            self._note_remote_miss(key)
             return None
-        entry, transfer = pulled
-        self.pulled[key] = transfer
-        LOG.info("pulled step %s from the remote cache (%d bytes in %.1f s)",
-                 entry.meta.get("step"), transfer.bytes, transfer.seconds)
-        return self._reuse(key, entry, hooks_dir)
+        if deferred.eager:
+            pulled = self._fetch([deferred])
+            return self._reuse(key, pulled[0], hooks_dir) if pulled else None
+        self.deferred[key] = deferred
+        self.pulled[key] = deferred.transfer
+        LOG.info("pulled the record of step %s from the remote cache (%d bytes in %.1f s); "
+                 "its layer is fetched when needed", deferred.meta.get("step"),
+                 deferred.transfer.bytes, deferred.transfer.seconds)
+        self._take(key, deferred.meta, deferred.unpacked, hooks_dir)
+        return self.store.entries_dir / key / "layer"
+
+    def _note_remote_miss(self, key: str) -> None:
+        if self.remote is None:
+            return
+        if key in self.remote.damaged:
+            self.remote_misses[key] = "the remote cache's copy was damaged"
+        elif self.remote.reads:
+            self.remote_misses[key] = "not in the remote cache either"
+
+    def fetch_deferred(self) -> list[str]:
+        """Bring every deferred layer into the local cache: the tree is
+        about to be used. Returns the keys fetched; LayerUnavailable when
+        any could not be (the others are kept: a build that starts over
+        finds them locally)."""
+        waiting = list(self.deferred.values())
+        self.deferred.clear()
+        if not waiting:
+            return []
+        fetched = self._fetch(waiting)
+        failed = [d.key for d in waiting if d.key not in {e.key for e in fetched}]
+        if failed:
+            raise LayerUnavailable(failed)
+        return [d.key for d in waiting]
+
+    def _fetch(self, waiting: list[Deferred]) -> list[Entry]:
+        """Fetch layers side by side (download and unpacking overlap); the
+        entries that came."""
+        assert self.remote is not None and self.store is not None
+        remote, store = self.remote, self.store
+
+        def one(deferred: Deferred) -> Entry | None:
+            try:
+                entry = remote.fetch_layer(deferred, store)
+            except LayerUnavailable:
+                self._note_remote_miss(deferred.key)
+                return None
+            self.pulled[deferred.key] = deferred.transfer
+            LOG.info("pulled the layer of step %s from the remote cache (%d bytes in %.1f s)",
+                     deferred.meta.get("step"), deferred.transfer.bytes,
+                     deferred.transfer.seconds)
+            return entry   # publish holds it against pruning, like any entry in use
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            return [e for e in pool.map(one, waiting) if e is not None]
+
+    def start_over(self) -> None:
+        """Forget the walk so far (a deferred layer failed): the next walk
+        finds what this one fetched or made in the local cache."""
+        for deferred in self.deferred.values():
+            discard(deferred)
+        self.deferred.clear()
+        self.tree_id = None
+        self._last_key = None
+        self._changed_at = None
+        self._tainted = False
+        self.products.clear()
 
     @contextmanager
     def making(self, key: str, step: str, inputs: Mapping[str, str],
@@ -224,6 +292,9 @@ class Checkpoints:
         self.tree_id = _chain(self.tree_id, output)
 
     def close(self) -> None:
+        for deferred in self.deferred.values():
+            discard(deferred)
+        self.deferred.clear()
         if self.store is not None:
             self.store.close()
 

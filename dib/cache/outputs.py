@@ -15,6 +15,7 @@ import os
 import shutil
 import time
 from pathlib import Path
+from typing import Any, Callable, Mapping
 
 KEEP_ENTRIES = 4
 
@@ -50,28 +51,44 @@ class OutputCache:
         """File name → SHA-256 recorded with the entry (none for an entry
         stored without them). Only meaningful right after ``restore``
         succeeded: that checked the files are the ones stored."""
+        return dict(self._meta(key).get("sha256") or {})
+
+    def facts(self, key: str) -> dict[str, Any]:
+        """What the build recorded about the tree these files were made from
+        (its packages, for the provenance), so that a build restoring them
+        need not read the tree."""
+        facts = self._meta(key).get("facts")
+        return dict(facts) if isinstance(facts, dict) else {}
+
+    def record_sha256(self, key: str, sha256: dict[str, str]) -> None:
+        """Add digests to an entry stored without them."""
+        self._update(key, lambda meta: meta.update(
+            sha256={name: sha256[name] for name in meta["files"] if name in sha256}))
+
+    def record_facts(self, key: str, facts: Mapping[str, Any]) -> None:
+        self._update(key, lambda meta: meta.update(facts=dict(facts)))
+
+    def _meta(self, key: str) -> dict[str, Any]:
         try:
             meta = json.loads((self.root / key / "meta.json").read_text())
         except (OSError, ValueError):
             return {}
-        return dict(meta.get("sha256") or {})
+        return meta if isinstance(meta, dict) else {}
 
-    def record_sha256(self, key: str, sha256: dict[str, str]) -> None:
-        """Add digests to an entry stored without them."""
+    def _update(self, key: str, change: Callable[[dict[str, Any]], None]) -> None:
         meta_path = self.root / key / "meta.json"
-        try:
-            meta = json.loads(meta_path.read_text())
-        except (OSError, ValueError):
+        meta = self._meta(key)
+        if not meta:
             return
-        meta["sha256"] = {name: sha256[name] for name in meta["files"] if name in sha256}
+        change(meta)
         partial = meta_path.with_name(f".meta.json.{os.getpid()}")
         partial.write_text(json.dumps(meta))
         os.replace(partial, meta_path)
 
-    def store(self, key: str, files: list[Path],
-              sha256: dict[str, str] | None = None) -> None:
-        """Keep ``files`` under ``key``; ``sha256`` (file name → digest) is
-        recorded with them."""
+    def store(self, key: str, files: list[Path], sha256: dict[str, str] | None = None,
+              facts: Mapping[str, Any] | None = None) -> None:
+        """Keep ``files`` under ``key``; ``sha256`` (file name → digest) and
+        ``facts`` are recorded with them."""
         if (self.root / key).exists():
             return
         staging = self.root / f".staging-{key}-{os.getpid()}-{time.time_ns()}"
@@ -85,6 +102,8 @@ class OutputCache:
             meta = {"files": record}
             if sha256:
                 meta["sha256"] = {name: sha256[name] for name in record if name in sha256}
+            if facts:
+                meta["facts"] = dict(facts)
             (staging / "meta.json").write_text(json.dumps(meta))
             os.rename(staging, self.root / key)
         except OSError:

@@ -9,16 +9,20 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import shutil
+import tempfile
 import time
+from dataclasses import asdict
 from pathlib import Path
-from typing import Callable, Mapping
+from typing import Any, Callable, Mapping
 
 from dib import __version__, blockdev, bootloader, provenance, sbom
 from dib.cache import CacheStore, Checkpoints, keys, products, prune, snapshot_hooks
 from dib.cache.disks import DiskBases
 from dib.cache.gzstream import CACHE_SUBDIR as GZIP_CACHE_SUBDIR
 from dib.cache.outputs import OutputCache
-from dib.cache.remote import RemoteCache, from_settings
+from dib.cache.remote import LayerUnavailable, RemoteCache, from_settings
 from dib.config.build import BuildConfig, host_arch
 from dib.elements import element_paths, shipped_hooks_dir
 from dib.elements.package_installs import squash
@@ -35,6 +39,8 @@ from dib.runtime.phases import HookRun, PhaseContext, run_phase
 from dib.runtime.tidy import tidy_tree
 from dib.runtime.tree import LayeredTree
 from dib.runtime.workspace import Workspace
+from dib.sbom.dpkg import DebPackage
+from dib.sbom.inventory import Distro
 
 LOG = logging.getLogger("dib.build")
 
@@ -55,6 +61,8 @@ class Builder:
             Path(self.config.cache_dir))
         self.disk_bases = None if self.config.no_cache else DiskBases(
             Path(self.config.cache_dir))
+        #: (outputs key, files) of the finished files this build made
+        self._outputs_made: tuple[str, list[Path]] | None = None
         #: output file name → SHA-256, for the provenance
         self.output_sha256: dict[str, str] = {}
         #: wall-clock start of the build proper, for the provenance
@@ -67,39 +75,90 @@ class Builder:
                 self.remote.check()
             ctx = self._setup()
             self._preflight_hooks(ctx)
-            for phase in PHASES:
-                if not phase.step:
-                    continue
-                if phase.name == "pre-finalise" and self.disk.config is not None:
-                    self._internal_step("fstab", {"fstab": self.disk.fstab_text()},
-                                        self.disk.write_fstab)
-                if self._has_work(phase):
-                    self._phase_step(ctx, phase)
-                if phase.name == "finalise" and self.disk.wants_bootloader:
-                    self._bootloader_step()
-            self._internal_step("tidy", {"version": "1"}, tidy_tree)
-            if self._epoch() is not None:
-                self._internal_step("reproducible", {"version": "1"}, _settle)
-            if self.config.sbom:
-                self._sbom_step()
-            produced = self._outputs()
-            self.report.outputs = [str(p) for p in produced] + [
-                f"{self.config.image_name}.{sbom.FORMATS[kind][0]}" for kind in self.config.sbom]
-            written = self._provenance_step(produced) if self.config.provenance else None
-            if written is not None:
-                self.report.outputs.append(str(written))
+            self._walk(ctx)
             self._push()
         except BaseException as exc:
             self.report.failure = FailureReport.from_error(exc)
             raise
         finally:
             self.tree.abort_layer()
+            self._note_transfers()
             self.checkpoints.close()
             if self.store is not None:
                 prune(self.store)
             self.report.seconds = time.monotonic() - started
             self._write_report()
         return 0
+
+    def _walk(self, ctx: PhaseContext) -> None:
+        """Every step, the outputs and the provenance. Layers taken from the
+        remote cache are fetched only when the tree is needed; one that
+        cannot be fetched then (damaged, or the registry failed) is known
+        only after the steps above it were taken as hits, so the walk starts
+        over: what was fetched or made is in the local cache by now, and that
+        step is made here."""
+        saved = self._save_hooks() if self.remote is not None and self.remote.reads else None
+        steps, hooks = len(self.report.steps), len(self.report.hooks)
+        while True:
+            try:
+                self._walk_once(ctx)
+                return
+            except LayerUnavailable as exc:
+                if saved is None:
+                    raise
+                LOG.info("starting the steps again: %d layers from the remote cache could "
+                         "not be pulled", len(exc.keys))
+                self.tree.abort_layer()
+                self.tree.clear()
+                del self.report.steps[steps:]
+                del self.report.hooks[hooks:]
+                self.checkpoints.start_over()
+                _copy_tree(saved, self.ws.hooks)
+
+    def _walk_once(self, ctx: PhaseContext) -> None:
+        for phase in PHASES:
+            if not phase.step:
+                continue
+            if phase.name == "pre-finalise" and self.disk.config is not None:
+                self._internal_step("fstab", {"fstab": self.disk.fstab_text()},
+                                    self.disk.write_fstab)
+            if self._has_work(phase):
+                self._phase_step(ctx, phase)
+            if phase.name == "finalise" and self.disk.wants_bootloader:
+                self._bootloader_step()
+        self._internal_step("tidy", {"version": "1"}, tidy_tree)
+        if self._epoch() is not None:
+            self._internal_step("reproducible", {"version": "1"}, _settle)
+        if self.config.sbom:
+            self._sbom_step()
+        produced = self._outputs()
+        self.report.outputs = [str(p) for p in produced] + [
+            f"{self.config.image_name}.{sbom.FORMATS[kind][0]}" for kind in self.config.sbom]
+        written = self._provenance_step(produced) if self.config.provenance else None
+        if written is not None:
+            self.report.outputs.append(str(written))
+
+    def _save_hooks(self) -> Path:
+        """A copy of the hooks tree before any step changed it, for a walk
+        that starts over (phase keys read it; extra-data.d writes into it)."""
+        saved = self.ws.root / "hooks-before-steps"
+        _copy_tree(self.ws.hooks, saved)
+        return saved
+
+    def _need_tree(self) -> None:
+        """Something is about to run on the tree or read it: fetch the layers
+        that so far only had their records pulled."""
+        for key in self.checkpoints.fetch_deferred():
+            if self.config.explain_cache:
+                step = next((s.name for s in self.report.steps if s.key == key), key[:12])
+                LOG.info("cache: %-13s layer pulled from the remote cache (%s)", step,
+                         transfer_text(vars(self.checkpoints.pulled[key])))
+
+    def _note_transfers(self) -> None:
+        """What each step pulled, now that deferred layers may have come too."""
+        for step in self.report.steps:
+            if step.key in self.checkpoints.pulled:
+                step.pulled = vars(self.checkpoints.pulled[step.key])
 
     # -- set-up -------------------------------------------------------------
 
@@ -207,6 +266,7 @@ class Builder:
 
     def _make(self, name: str, key: str, inputs: dict[str, str],
               action: Callable[[Path], None], host_side: bool) -> None:
+        self._need_tree()
         before = snapshot_hooks(self.ws.hooks) if host_side else None
         beside = products.snapshot(Path(self.config.image_name)) if host_side else None
         tree = self.tree.open_layer(name)
@@ -236,6 +296,24 @@ class Builder:
         if pushed:
             LOG.info("pushed %d steps to the remote cache %s (%d bytes)", len(pushed),
                      self.remote.registry.ref, sum(t.bytes for t in pushed.values()))
+        self._push_outputs()
+
+    def _push_outputs(self) -> None:
+        """Share the finished files this build made (not those it restored),
+        after the steps: a build that finds them has found every step first."""
+        if self._outputs_made is None or self.outputs_cache is None or self.remote is None:
+            return
+        key, files = self._outputs_made
+        facts = {"sha256": self._sha256(files, self.outputs_cache.sha256(key)),
+                 "facts": self.outputs_cache.facts(key)}
+        with tempfile.TemporaryDirectory(prefix=".push-", dir=self.outputs_cache.root) as tmp:
+            transfer = self.remote.push_outputs(key, files, facts, Path(tmp))
+        if transfer is None:
+            return
+        step = next(s for s in self.report.steps if s.name == "outputs")
+        step.pushed = vars(transfer)
+        LOG.info("pushed the outputs to the remote cache (%d bytes in %.1f s)",
+                 transfer.bytes, transfer.seconds)
 
     def _bootloader_step(self) -> None:
         """grub.cfg in the tree, written from the host (root by UUID, DIB's
@@ -284,10 +362,13 @@ class Builder:
         inputs = artifacts.output_inputs(self.config, self.disk, self.checkpoints.tree_id,
                                          self.env)
         key = keys.key_for(None, "outputs", inputs)
+        self._outputs_made = None
         destination = Path(self.config.image_name).parent
         produced = self.outputs_cache.restore(key, destination) if self.outputs_cache \
             else None
         step.cache = "local-hit" if produced is not None else "miss"
+        if produced is None and self.outputs_cache is not None:
+            produced = self._pull_outputs(key, destination, step)
         if produced is not None:
             step.cached = True
             self.output_sha256 = self.outputs_cache.sha256(key)
@@ -299,23 +380,55 @@ class Builder:
             LOG.info("outputs unchanged since an earlier build: %s",
                      " ".join(str(p) for p in produced))
         else:
+            self._need_tree()
             with CleanupStack() as cleanup:
                 tree, tree_bytes = self._output_tree(cleanup)
                 produced, digests = artifacts.produce(
                     self.prepared, self.ws, tree, self.disk, self.env,
                     layers=self._layer_stamps(), bases=self.disk_bases,
                     sha256=self.config.provenance, tree_bytes=tree_bytes)
+                facts = _tree_facts(tree)
             files = [p for p in produced if p.is_file()]
             if self.config.provenance:
                 # Kept with the cache entry, so that a rebuild restoring
                 # these files need not read them again.
                 self.output_sha256 = self._sha256(files, digests)
             if self.outputs_cache:
-                self.outputs_cache.store(key, files, sha256=self.output_sha256)
+                self.outputs_cache.store(key, files, sha256=self.output_sha256, facts=facts)
+                self._outputs_made = (key, files)
         if self.config.checksum and step.cached:
             artifacts.outputs.checksums(produced, kinds=self.config.checksum)
         step.key = key
         step.seconds = time.monotonic() - started
+        if self.config.explain_cache:
+            LOG.info("cache: %-13s %s", "outputs", step.explanation())
+        return produced
+
+    def _pull_outputs(self, key: str, destination: Path, step: StepReport
+                      ) -> list[Path] | None:
+        """The finished files from the remote cache, kept in the local output
+        cache and linked into place; None when the registry has none."""
+        if self.remote is None or not self.remote.reads or self.outputs_cache is None:
+            return None
+        with tempfile.TemporaryDirectory(prefix=".pull-", dir=self.outputs_cache.root) as tmp:
+            pulled = self.remote.pull_outputs(key, Path(tmp),
+                                              os.path.basename(self.config.image_name))
+            if pulled is None:
+                if key in self.remote.damaged:
+                    step.reason = "the remote cache's copy was damaged"
+                elif self.remote.reads:
+                    step.reason = "not in the remote cache either"
+                return None
+            files, record, transfer = pulled
+            sha256 = record.get("sha256") if isinstance(record.get("sha256"), dict) else {}
+            facts = record.get("facts") if isinstance(record.get("facts"), dict) else {}
+            self.outputs_cache.store(key, files, sha256=sha256, facts=facts)
+        produced = self.outputs_cache.restore(key, destination)
+        if produced is not None:
+            step.cache = "remote-hit"
+            step.pulled = vars(transfer)
+            LOG.info("pulled the outputs from the remote cache (%d bytes in %.1f s)",
+                     transfer.bytes, transfer.seconds)
         return produced
 
     def _epoch(self) -> int | None:
@@ -363,8 +476,7 @@ class Builder:
             LOG.info("provenance not written: the build produced no files")
             return None
         subjects = provenance.subject_digests(files, self.output_sha256)
-        with CleanupStack() as cleanup:
-            packages, distro = provenance.read_packages(self.tree.mount_readonly(cleanup))
+        packages, distro = self._packages()
         facts = provenance.BuildFacts(
             config=self.config, subjects=subjects, env=self.env,
             elements=[(e.name, e.path) for e in self.prepared.resolution.elements],
@@ -377,6 +489,19 @@ class Builder:
         LOG.info("provenance written: %s (%d subjects, %.2f s)", written, len(subjects),
                  step.seconds)
         return written
+
+    def _packages(self) -> tuple[list[DebPackage], Distro]:
+        """The finished tree's packages, for the provenance: as recorded with
+        the outputs when they were made (restored outputs need no tree, so
+        their layers may never have been fetched), else read from the tree."""
+        outputs = next((s for s in reversed(self.report.steps) if s.name == "outputs"), None)
+        if self.outputs_cache is not None and outputs is not None:
+            recorded = _packages_of(self.outputs_cache.facts(outputs.key))
+            if recorded is not None:
+                return recorded
+        self._need_tree()
+        with CleanupStack() as cleanup:
+            return provenance.read_packages(self.tree.mount_readonly(cleanup))
 
     def _step_products(self) -> list[Path]:
         """What the build's phases wrote beside the image, or got back from
@@ -412,6 +537,26 @@ def _cache_word(hit: bool, pulled: object) -> str:
     if not hit:
         return "miss"
     return "remote-hit" if pulled is not None else "local-hit"
+
+
+def _tree_facts(tree: Path) -> dict[str, Any]:
+    """What the provenance reads from the finished tree, kept with the outputs."""
+    packages, distro = provenance.read_packages(tree)
+    return {"packages": [asdict(p) for p in packages], "distro": asdict(distro)}
+
+
+def _packages_of(facts: Mapping[str, Any]) -> tuple[list[DebPackage], Distro] | None:
+    """The packages and distribution ``_tree_facts`` recorded; None when
+    they are missing or not in that shape (then the tree is read)."""
+    try:
+        return ([DebPackage(**p) for p in facts["packages"]], Distro(**facts["distro"]))
+    except (KeyError, TypeError):
+        return None
+
+
+def _copy_tree(source: Path, destination: Path) -> None:
+    shutil.rmtree(destination, ignore_errors=True)
+    shutil.copytree(source, destination, symlinks=True)
 
 
 def _settle(tree: Path) -> None:

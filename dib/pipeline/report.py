@@ -18,12 +18,17 @@ class StepReport:
     hooks: list[dict[str, Any]] = field(default_factory=list)
     #: "local-hit", "remote-hit" or "miss"; "" for a step without a key
     cache: str = ""
-    #: {"bytes", "seconds"} of the entry pulled from / pushed to the remote cache
+    #: {"bytes", "seconds"} of the entry pulled from / pushed to the remote cache;
+    #: pulled also says whether the step's layer came ("layer"): a step whose
+    #: layer nothing needed sent only its record
     pulled: dict[str, float] | None = None
     pushed: dict[str, float] | None = None
 
     def explanation(self) -> str:
         if self.cache == "remote-hit" and self.pulled:
+            if not self.pulled.get("layer", True):
+                return (f"pulled from the remote cache (its record, {transfer_text(self.pulled)}; "
+                        "the layer only if something needs the tree)")
             return f"pulled from the remote cache ({transfer_text(self.pulled)})"
         if self.cached:
             return "reused from cache"
@@ -79,6 +84,8 @@ class BuildReport:
             cache = "hit" if step.cached else ("-" if not step.key else "miss")
             if step.cache == "remote-hit":
                 cache = "remote hit"
+                if step.pulled and not step.pulled.get("layer", True):
+                    cache += " (record)"
             if step.pushed:
                 cache += ", pushed"
             lines.append(f"{step.name:<14}  {step.seconds:7.2f}  {cache}")

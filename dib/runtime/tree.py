@@ -35,6 +35,12 @@ class LayeredTree:
             raise RuntimeError("cannot add a layer while one is open")
         self.layers.append(path)
 
+    def clear(self) -> None:
+        """Start again from an empty stack (layer names keep counting up)."""
+        if self._open:
+            raise RuntimeError("cannot clear the stack while a layer is open")
+        self.layers = []
+
     def replace_top(self, path: Path) -> None:
         """The top layer moved (the cache took it); use it from its new place."""
         self.layers[-1] = path

@@ -1,11 +1,14 @@
 """The phase cache shared through a real OCI registry (Debian's docker-registry).
 
-One cold build with an empty local cache pushes its steps; a second build
-with another empty local cache pulls them all. The other cases reuse that
-second cache with one entry taken out, so each costs one cheap step.
+One cold build with an empty local cache pushes its steps and its finished
+image; a second build with another empty local cache pulls the records of
+the steps and the image, and no layer. The other cases run in this order on
+that second cache: the damaged case needs the tree (so it fetches every
+layer), and the stopped-registry case relies on those layers being local.
 """
 from __future__ import annotations
 
+import hashlib
 import shutil
 import tarfile
 import time
@@ -31,7 +34,9 @@ def build(scratch: Builds, registry_url: str, cache: Path, *args: str):
     result = scratch.run("-t", "tar", "--cache-remote", registry_url, *args,
                          "debian-minimal", cache_dir=cache)
     if result.returncode == 0:
-        result.report["listing"] = listing(result.image.with_suffix(".tar"))
+        tar = result.image.with_suffix(".tar")
+        result.report["listing"] = listing(tar)
+        result.report["sha256"] = hashlib.sha256(tar.read_bytes()).hexdigest()
     return result
 
 
@@ -59,9 +64,16 @@ def pulled(registry, scratch, pushed, cache):
 
 
 def phase_steps(result) -> list[dict]:
-    """The steps the remote cache shares: those with a key, except the
-    finished images, which stay local (the provenance has no key)."""
+    """The steps the remote cache shares as layers: those with a key, but
+    the finished images (the provenance has no key)."""
     return [s for s in result.report["steps"] if s["key"] and s["name"] != "outputs"]
+
+
+def damage(registry: LocalRegistry, digest: str) -> None:
+    blob = registry.blob_file(digest)
+    data = bytearray(blob.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    blob.write_bytes(bytes(data))
 
 
 def listing(tar: Path) -> list[tuple]:
@@ -82,42 +94,67 @@ def test_a_build_pushes_every_step_it_made(pushed, registry):
         assert step["reason"].endswith("not in the remote cache either"), step["name"]
         assert step["pushed"] and step["pushed"]["bytes"] > 0, step["name"]
         manifest = registry.get_json(f"dib/phases/manifests/{step['key']}")
-        [layer] = manifest["layers"]
+        layer, *extras = manifest["layers"]
         assert layer["mediaType"].startswith(LAYER_TYPE)
-        assert layer["size"] == step["pushed"]["bytes"]
+        assert layer["annotations"]["dib.cache.part"] == "layer"
+        assert [e["annotations"]["dib.cache.part"] for e in extras] in ([], ["extras"])
+        assert sum(blob["size"] for blob in manifest["layers"]) == step["pushed"]["bytes"]
     assert "pushed to the remote cache" in pushed.output
 
 
-def test_an_empty_local_cache_pulls_every_step_from_the_registry(pushed, pulled):
-    result, _cache = pulled
-    made = {s["name"]: s for s in phase_steps(pushed)}
+def test_a_build_pushes_its_finished_image(pushed, registry):
+    outputs = pushed.step("outputs")
+    assert outputs["cache"] == "miss" and outputs["pushed"]["bytes"] > 0
+    manifest = registry.get_json(f"dib/phases/manifests/{outputs['key']}")
+    assert [layer["annotations"]["org.opencontainers.image.title"]
+            for layer in manifest["layers"]] == ["image.tar"]
+
+
+def test_an_empty_local_cache_pulls_records_and_the_image_but_no_layer(pushed, pulled,
+                                                                        registry):
+    result, cache = pulled
     for step in phase_steps(result):
         assert step["cache"] == "remote-hit", (step["name"], step["reason"])
-        assert step["pulled"]["bytes"] == made[step["name"]]["pushed"]["bytes"]
+        assert step["pulled"]["layer"] is False, step["name"]
+        # the record and the extras, not the layer
+        manifest = registry.get_json(f"dib/phases/manifests/{step['key']}")
+        assert step["pulled"]["bytes"] == manifest["config"]["size"] + sum(
+            blob["size"] for blob in manifest["layers"][1:]), step["name"]
         assert not step["pushed"], step["name"]
-    assert "pulled from the remote cache" in result.output
+    # Nothing was unpacked into the local cache: no layer came.
+    assert list((cache / "phases" / "entries").iterdir()) == []
+    outputs = result.step("outputs")
+    assert outputs["cache"] == "remote-hit" and not outputs["pushed"]
+    assert outputs["pulled"]["bytes"] >= pushed.image.with_suffix(".tar").stat().st_size
+    assert "pulled the outputs from the remote cache" in result.output
+    assert result.report["sha256"] == pushed.report["sha256"]
     assert result.report["listing"] == pushed.report["listing"]
 
 
-def test_a_damaged_blob_is_discarded_and_its_step_made_again(pulled, registry, scratch):
+def test_a_damaged_layer_found_when_the_tree_is_needed_is_made_here(pulled, registry,
+                                                                     scratch):
     result, cache = pulled
     victim = phase_steps(result)[-1]
     manifest = registry.get_json(f"dib/phases/manifests/{victim['key']}")
-    blob = registry.blob_file(manifest["layers"][0]["digest"])
-    data = bytearray(blob.read_bytes())
-    data[len(data) // 2] ^= 0xFF
-    blob.write_bytes(bytes(data))
-    forget_locally(cache, victim["key"])
+    damage(registry, manifest["layers"][0]["digest"])
+    # The image must be made here for the tree to be needed: its copies go.
+    outputs = registry.get_json(f"dib/phases/manifests/{result.step('outputs')['key']}")
+    damage(registry, outputs["layers"][0]["digest"])
+    shutil.rmtree(cache / "outputs")
 
     again = build(scratch, registry.url(), cache)
     assert again.returncode == 0, again.output[-3000:]
+    assert again.step("outputs")["cache"] == "miss"
     step = again.step(victim["name"])
     assert step["cache"] == "miss"
     assert step["reason"].endswith("the remote cache's copy was damaged")
     assert "damaged" in again.output
     assert GIVE_UP not in again.output   # the registry itself is still used
-    # The damaged entry was replaced by the one made here.
-    assert step["pushed"]
+    for other in phase_steps(again):
+        if other["name"] != victim["name"]:
+            assert other["cache"] == "remote-hit" and other["pulled"]["layer"], other["name"]
+    # The damaged entries were replaced by the ones made here.
+    assert step["pushed"] and again.step("outputs")["pushed"]
     fixed = registry.get_json(f"dib/phases/manifests/{victim['key']}")
     assert fixed["layers"][0]["digest"] != manifest["layers"][0]["digest"]
     assert again.report["listing"] == result.report["listing"]

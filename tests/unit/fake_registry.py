@@ -15,6 +15,8 @@ class FakeRegistry:
         self.routes: dict[tuple[str, str], tuple[int, dict[str, str], bytes]] = {}
         self.delay = 0.0
         self.requests: list[tuple[str, str, dict[str, str]]] = []
+        #: (method, full path) → the body of the last such request that had one
+        self.bodies: dict[tuple[str, str], bytes] = {}
         fake = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -24,7 +26,7 @@ class FakeRegistry:
                 time.sleep(fake.delay)
                 length = int(self.headers.get("Content-Length") or 0)
                 if length:
-                    self.rfile.read(length)
+                    fake.bodies[(self.command, self.path)] = self.rfile.read(length)
                 status, headers, body = fake.routes.get((self.command, path),
                                                         (404, {}, b"{}"))
                 if status == 0:   # not HTTP at all

@@ -8,8 +8,11 @@ import hashlib
 import io
 import json
 import logging
+import os
+import shutil
 import socket
 import time
+import urllib.parse
 from pathlib import Path
 from typing import Callable
 
@@ -17,6 +20,7 @@ import pytest
 from fake_registry import FakeRegistry
 
 from dib.cache import oci, remote
+from dib.cache.chain import Checkpoints, _chain
 from dib.cache.store import CacheStore
 from dib.config.build import load_build_config
 from dib.errors import ConfigError, DibError
@@ -125,33 +129,54 @@ META = {"parent": None, "step": "install", "inputs": {"file:install.d/50-x": "ab
         "created": 1.0, "format": 1, "key": KEY}
 
 
-def test_an_entry_is_one_manifest_with_its_record_as_config_and_one_tar_layer():
-    layer_digest = "sha256:" + "1" * 64
-    config, body = remote.entry_manifest(KEY, META, layer_digest, 4096, "zstd")
+LAYER = ("layer", "sha256:" + "1" * 64, 4096)
+EXTRAS = ("extras", "sha256:" + "2" * 64, 512)
+
+
+def test_an_entry_is_one_manifest_with_its_record_as_config_and_its_tars_as_layers():
+    config, body = remote.entry_manifest(KEY, META, [LAYER, EXTRAS], "zstd")
     manifest = json.loads(body)
     assert manifest["schemaVersion"] == 2
     assert manifest["mediaType"] == oci.MANIFEST_TYPE
     assert manifest["config"] == {"mediaType": remote.CONFIG_TYPE,
                                   "digest": "sha256:" + hashlib.sha256(config).hexdigest(),
                                   "size": len(config)}
-    assert manifest["layers"] == [{"mediaType": "application/vnd.oci.image.layer.v1.tar+zstd",
-                                   "digest": layer_digest, "size": 4096}]
+    tar = "application/vnd.oci.image.layer.v1.tar+zstd"
+    assert manifest["layers"] == [
+        {"mediaType": tar, "digest": LAYER[1], "size": 4096,
+         "annotations": {"dib.cache.part": "layer"}},
+        {"mediaType": tar, "digest": EXTRAS[1], "size": 512,
+         "annotations": {"dib.cache.part": "extras"}}]
     assert manifest["annotations"]["dib.cache.step"] == "install"
     record = json.loads(config)
     # What the receiving store works out for itself does not travel.
     assert record == {"parent": None, "step": "install", "inputs": META["inputs"],
                       "build": "dib-build-1", "output": "f" * 64, "key": KEY}
-    assert remote.parse_manifest(body) == (manifest["config"], manifest["layers"][0])
+    assert remote.parse_manifest(body) == (manifest["config"], *manifest["layers"])
     remote.check_meta(record, KEY)
 
 
+def test_an_entry_without_extras_has_its_layer_alone():
+    _config, body = remote.entry_manifest(KEY, META, [LAYER], "zstd")
+    _c, layer, extras = remote.parse_manifest(body)
+    assert layer["digest"] == LAYER[1] and extras is None
+
+
+def test_an_entry_of_the_one_tar_format_is_still_read():
+    _config, body = remote.entry_manifest(KEY, META, [LAYER], "zstd")
+    manifest = json.loads(body)
+    del manifest["layers"][0]["annotations"]
+    _c, layer, extras = remote.parse_manifest(json.dumps(manifest).encode())
+    assert layer["digest"] == LAYER[1] and extras is None
+
+
 def test_a_gzip_entry_says_so():
-    _config, body = remote.entry_manifest(KEY, META, "sha256:" + "1" * 64, 1, "gzip")
+    _config, body = remote.entry_manifest(KEY, META, [LAYER], "gzip")
     assert json.loads(body)["layers"][0]["mediaType"].endswith("tar+gzip")
 
 
 def mutated(change: Callable[[dict], None]) -> bytes:
-    manifest = json.loads(remote.entry_manifest(KEY, META, "sha256:" + "1" * 64, 1, "zstd")[1])
+    manifest = json.loads(remote.entry_manifest(KEY, META, [LAYER, EXTRAS], "zstd")[1])
     change(manifest)
     return json.dumps(manifest).encode()
 
@@ -161,6 +186,9 @@ def mutated(change: Callable[[dict], None]) -> bytes:
     mutated(lambda m: m.update(schemaVersion=1)),
     mutated(lambda m: m["config"].update(mediaType="application/vnd.oci.image.config.v1+json")),
     mutated(lambda m: m["layers"].append(dict(m["layers"][0]))),
+    mutated(lambda m: m["layers"].reverse()),
+    mutated(lambda m: m["layers"][1]["annotations"].update({"dib.cache.part": "layer"})),
+    mutated(lambda m: m.update(layers=[])),
     mutated(lambda m: m["layers"][0].update(mediaType="application/octet-stream")),
     mutated(lambda m: m["layers"][0].update(digest="md5:abc")),
     mutated(lambda m: m["layers"][0].update(size=-1)),
@@ -184,13 +212,24 @@ class FakeCacheRegistry(FakeRegistry):
         return remote.from_settings(f"oci://{self.host}/dib/cache", mode="readwrite",
                                     insecure=False, environ=kwargs.get("environ", {}))
 
-    def serve_entry(self, key: str, layer: bytes, *, layer_digest: str | None = None) -> None:
+    def serve(self, digest: str, body: bytes) -> None:
+        self.routes[("GET", f"/v2/dib/cache/blobs/{digest}")] = (200, {}, body)
+
+    def serve_entry(self, key: str, layer: bytes, *, layer_digest: str | None = None,
+                    extras: bytes | None = None) -> None:
         digest = layer_digest or oci.sha256_digest(layer)
-        config, manifest = remote.entry_manifest(key, META, digest, len(layer), "gzip")
-        base = "/v2/dib/cache"
-        self.routes[("GET", f"{base}/manifests/{key}")] = (200, {}, manifest)
-        self.routes[("GET", f"{base}/blobs/{oci.sha256_digest(config)}")] = (200, {}, config)
-        self.routes[("GET", f"{base}/blobs/{digest}")] = (200, {}, layer)
+        blobs = [("layer", digest, len(layer))]
+        if extras is not None:
+            blobs.append(("extras", oci.sha256_digest(extras), len(extras)))
+            self.serve(blobs[1][1], extras)
+        config, manifest = remote.entry_manifest(key, META, blobs, "gzip")
+        self.routes[("GET", f"/v2/dib/cache/manifests/{key}")] = (200, {}, manifest)
+        self.serve(oci.sha256_digest(config), config)
+        self.serve(digest, layer)
+
+    def blobs_fetched(self) -> list[str]:
+        return [path.rsplit("/", 1)[1] for method, path, _h in self.requests
+                if method == "GET" and "/blobs/" in path]
 
 
 @pytest.fixture
@@ -203,8 +242,15 @@ def fake():
 def layer_tar(tmp_path: Path) -> bytes:
     (tmp_path / "src" / "layer" / "etc").mkdir(parents=True)
     (tmp_path / "src" / "layer" / "etc" / "motd").write_text("hi\n")
-    remote.pack(tmp_path / "src", tmp_path / "blob", "gzip")
+    remote.pack(tmp_path / "src", tmp_path / "blob", "gzip", ("layer",))
     return (tmp_path / "blob").read_bytes()
+
+
+def extras_tar(tmp_path: Path) -> bytes:
+    (tmp_path / "src" / "products" / "image.d").mkdir(parents=True)
+    (tmp_path / "src" / "products" / "image.d" / "dib_environment").write_text("x\n")
+    remote.pack(tmp_path / "src", tmp_path / "extras", "gzip", ("hooks-delta", "products"))
+    return (tmp_path / "extras").read_bytes()
 
 
 def test_a_blob_whose_bytes_do_not_match_its_digest_is_discarded(fake, tmp_path, caplog):
@@ -368,3 +414,231 @@ def test_credentials_never_go_to_a_token_service_elsewhere_over_plain_http(fake,
     [token_request] = [r for r in fake.requests if r[1].startswith("/token")]
     assert "Authorization" not in token_request[2]
     assert fake.requests[-1][2]["Authorization"] == "Bearer anonymous"
+
+
+# -- layers fetched only when the tree is needed ---------------------------------------
+
+def lazy_checkpoints(fake: FakeCacheRegistry, tmp_path: Path) -> tuple[Checkpoints, Path]:
+    checkpoints = Checkpoints(CacheStore(tmp_path / "cache"), fake.cache())
+    (tmp_path / "out").mkdir()
+    checkpoints.image = tmp_path / "out" / "image"
+    hooks = tmp_path / "hooks"
+    hooks.mkdir()
+    return checkpoints, hooks
+
+
+def test_a_pulled_step_brings_its_record_and_extras_at_once_and_its_layer_when_asked(
+        fake, tmp_path):
+    layer, extras = layer_tar(tmp_path), extras_tar(tmp_path)
+    fake.serve_entry(KEY, layer, extras=extras)
+    checkpoints, hooks = lazy_checkpoints(fake, tmp_path)
+    store = checkpoints.store
+    with checkpoints.making(KEY, "install", {}, hooks) as found:
+        assert found == store.entries_dir / KEY / "layer"
+    # The record chains the tree on; the products are back beside the image.
+    assert checkpoints.tree_id == _chain(None, META["output"])
+    assert (tmp_path / "out" / "image.d" / "dib_environment").read_text() == "x\n"
+    assert oci.sha256_digest(layer) not in fake.blobs_fetched()
+    assert not found.exists() and store.get(KEY) is None
+    assert checkpoints.pulled[KEY].layer is False
+
+    assert checkpoints.fetch_deferred() == [KEY]
+    assert (found / "etc" / "motd").read_text() == "hi\n"
+    entry = store.get(KEY)
+    assert (entry.path / "products" / "image.d" / "dib_environment").is_file()
+    assert entry.meta["remote"] == f"oci://{fake.host}/dib/cache"
+    pulled = checkpoints.pulled[KEY]
+    assert pulled.layer is True and pulled.bytes > len(layer) + len(extras)
+    assert checkpoints.fetch_deferred() == []
+    checkpoints.close()
+    assert list(store.tmp_dir.iterdir()) == []
+
+
+def test_a_deferred_layer_that_arrives_damaged_makes_its_step_here_on_the_next_walk(
+        fake, tmp_path, caplog):
+    good = layer_tar(tmp_path)
+    damaged = bytearray(good)
+    damaged[len(damaged) // 2] ^= 0xFF
+    fake.serve_entry(KEY, bytes(damaged), layer_digest=oci.sha256_digest(good))
+    checkpoints, hooks = lazy_checkpoints(fake, tmp_path)
+    with checkpoints.making(KEY, "install", {}, hooks) as found:
+        assert found is not None     # only the record came: nothing is known yet
+    with caplog.at_level(logging.WARNING), pytest.raises(remote.LayerUnavailable) as caught:
+        checkpoints.fetch_deferred()
+    assert caught.value.keys == [KEY]
+    assert "damaged" in caplog.text and "building locally without it" not in caplog.text
+    assert checkpoints.store.get(KEY) is None
+    assert list(checkpoints.store.tmp_dir.iterdir()) == []
+    assert checkpoints.remote_misses[KEY] == "the remote cache's copy was damaged"
+
+    checkpoints.start_over()
+    assert checkpoints.tree_id is None
+    fake.requests.clear()
+    with checkpoints.making(KEY, "install", {}, hooks) as found:
+        assert found is None
+    assert fake.requests == []     # not asked again: the push replaces it
+    assert checkpoints.remote.reads
+    checkpoints.close()
+
+
+def test_an_entry_of_the_one_tar_format_is_fetched_whole_at_once(fake, tmp_path):
+    (tmp_path / "old" / "layer").mkdir(parents=True)
+    (tmp_path / "old" / "layer" / "motd").write_text("old\n")
+    (tmp_path / "old" / "products").mkdir()
+    (tmp_path / "old" / "products" / "image.kernel").write_text("k\n")
+    remote.pack(tmp_path / "old", tmp_path / "old.tar", "gzip")
+    blob = (tmp_path / "old.tar").read_bytes()
+    fake.serve_entry(KEY, blob)
+    manifest = json.loads(fake.routes[("GET", f"/v2/dib/cache/manifests/{KEY}")][2])
+    del manifest["layers"][0]["annotations"]
+    fake.routes[("GET", f"/v2/dib/cache/manifests/{KEY}")] = (
+        200, {}, json.dumps(manifest).encode())
+    checkpoints, hooks = lazy_checkpoints(fake, tmp_path)
+    with checkpoints.making(KEY, "cleanup", {}, hooks) as found:
+        assert (found / "motd").read_text() == "old\n"
+    assert (tmp_path / "out" / "image.kernel").read_text() == "k\n"
+    assert checkpoints.deferred == {}
+    checkpoints.close()
+
+
+# -- finished images --------------------------------------------------------------------
+
+OUT_KEY = "a" * 64
+
+
+def serve_outputs(fake: FakeCacheRegistry, paths: list[Path], tmp_path: Path,
+                  record: dict | None = None, **change) -> list[tuple]:
+    staging = tmp_path / "packed"
+    staging.mkdir(exist_ok=True)
+    blobs = [remote._output_blob(path, staging) for path in paths]
+    config, manifest = remote.outputs_manifest(
+        OUT_KEY, record or {"sha256": {}}, [b[1] for b in blobs])
+    if change:
+        config = json.dumps(dict(json.loads(config), **change)).encode()
+        manifest = json.loads(manifest)
+        manifest["config"].update(digest=oci.sha256_digest(config), size=len(config))
+        manifest = json.dumps(manifest).encode()
+    fake.routes[("GET", f"/v2/dib/cache/manifests/{OUT_KEY}")] = (200, {}, manifest)
+    fake.serve(oci.sha256_digest(config), config)
+    for blob, (_name, digest, _size, _type) in blobs:
+        fake.serve(digest, blob.read_bytes())
+    return [b[1] for b in blobs]
+
+
+@pytest.mark.skipif(not shutil.which("zstd"), reason="zstd is not installed")
+def test_finished_images_come_back_whole_and_a_sparse_disk_stays_sparse(fake, tmp_path):
+    made = tmp_path / "made"
+    made.mkdir()
+    qcow2 = made / "image.qcow2"
+    qcow2.write_bytes(os.urandom(300_000))
+    raw = made / "image.raw"
+    with open(raw, "wb") as out:
+        out.truncate(64 << 20)
+        out.seek(1 << 20)
+        out.write(b"boot sector" * 100)
+    served = serve_outputs(fake, [qcow2, raw], tmp_path,
+                           record={"facts": {"packages": []}, "sha256": {}})
+    # A dense file travels as it is, a file of holes compressed.
+    assert [t for *_rest, t in served] == [remote.OUTPUT_TYPES[None],
+                                           remote.OUTPUT_TYPES["zstd"]]
+    got = tmp_path / "got"
+    got.mkdir()
+    files, record, transfer = fake.cache().pull_outputs(OUT_KEY, got, "image")
+    assert [f.name for f in files] == ["image.qcow2", "image.raw"]
+    assert (got / "image.qcow2").read_bytes() == qcow2.read_bytes()
+    assert (got / "image.raw").read_bytes() == raw.read_bytes()
+    assert (got / "image.raw").stat().st_blocks * 512 < 8 << 20
+    assert record["facts"] == {"packages": []}
+    assert transfer.bytes > sum(size for _n, _d, size, _t in served)   # and the record
+
+
+def accept_uploads(fake: FakeCacheRegistry) -> None:
+    """Canned answers of a registry taking every blob and manifest."""
+    base = "/v2/dib/cache"
+    fake.routes[("POST", f"{base}/blobs/uploads/")] = (
+        202, {"Location": f"{base}/blobs/uploads/session"}, b"")
+    fake.routes[("PUT", f"{base}/blobs/uploads/session")] = (201, {}, b"")
+    fake.routes[("PUT", f"{base}/manifests/{OUT_KEY}")] = (201, {}, b"")
+
+
+def serve_what_was_pushed(fake: FakeCacheRegistry) -> None:
+    base = "/v2/dib/cache"
+    for (method, path), body in fake.bodies.items():
+        if method == "PUT" and path.startswith(f"{base}/blobs/uploads/session?digest="):
+            fake.serve(urllib.parse.unquote(path.split("digest=", 1)[1]), body)
+    fake.routes[("GET", f"{base}/manifests/{OUT_KEY}")] = (
+        200, {}, fake.bodies[("PUT", f"{base}/manifests/{OUT_KEY}")])
+
+
+def test_pushed_images_are_pulled_back_with_their_record(fake, tmp_path):
+    made = tmp_path / "made"
+    made.mkdir()
+    image = made / "image.qcow2"
+    image.write_bytes(os.urandom(50_000))
+    accept_uploads(fake)
+    record = {"sha256": {"image.qcow2": "f" * 64}, "facts": {"packages": []}}
+    (tmp_path / "push").mkdir()
+    pushed = fake.cache().push_outputs(OUT_KEY, [image], record, tmp_path / "push")
+    assert pushed is not None and pushed.bytes == 50_000
+    serve_what_was_pushed(fake)
+    got = tmp_path / "got"
+    got.mkdir()
+    files, back, _transfer = fake.cache().pull_outputs(OUT_KEY, got, "image")
+    assert files == [got / "image.qcow2"] and files[0].read_bytes() == image.read_bytes()
+    assert back["sha256"] == record["sha256"] and back["facts"] == record["facts"]
+
+
+def test_images_the_registry_has_already_are_not_pushed_again(fake, tmp_path):
+    image = tmp_path / "image.qcow2"
+    image.write_bytes(b"disk")
+    serve_outputs(fake, [image], tmp_path)
+    accept_uploads(fake)
+    assert fake.cache().push_outputs(OUT_KEY, [image], {}, tmp_path) is None
+    assert [m for m, *_rest in fake.requests] == ["GET"]
+
+
+def test_a_read_only_remote_cache_pushes_no_images(fake, tmp_path):
+    image = tmp_path / "image.qcow2"
+    image.write_bytes(b"disk")
+    accept_uploads(fake)
+    cache = fake.cache()
+    cache.mode = "read"
+    assert cache.push_outputs(OUT_KEY, [image], {}, tmp_path) is None
+    assert fake.requests == []
+
+
+def test_a_damaged_finished_image_is_discarded_and_the_registry_kept(fake, tmp_path, caplog):
+    made = tmp_path / "image.qcow2"
+    made.write_bytes(os.urandom(10_000))
+    [(_name, digest, _size, _type)] = serve_outputs(fake, [made], tmp_path)
+    fake.serve(digest, b"\0" * 10_000)
+    got = tmp_path / "got"
+    got.mkdir()
+    cache = fake.cache()
+    with caplog.at_level(logging.WARNING):
+        assert cache.pull_outputs(OUT_KEY, got, "image") is None
+    assert "damaged" in caplog.text and cache.reads and OUT_KEY in cache.damaged
+
+
+@pytest.mark.parametrize("files", [["../image.qcow2"], ["other.qcow2"], ["image.qcow2", "x"],
+                                   "image.qcow2"])
+def test_outputs_that_would_land_anywhere_but_beside_the_image_are_refused(
+        fake, tmp_path, caplog, files):
+    made = tmp_path / "image.qcow2"
+    made.write_bytes(b"disk")
+    serve_outputs(fake, [made], tmp_path, files=files)
+    got = tmp_path / "got"
+    got.mkdir()
+    cache = fake.cache()
+    with caplog.at_level(logging.WARNING):
+        assert cache.pull_outputs(OUT_KEY, got, "image") is None
+    assert list(got.iterdir()) == [] and made.read_bytes() == b"disk"
+    assert "building locally without it" in caplog.text and not cache.reads
+
+
+def test_a_step_whose_layer_was_not_needed_says_so():
+    step = StepReport("root", "k1", cached=True, cache="remote-hit",
+                      pulled={"bytes": 900, "seconds": 0.01, "layer": False})
+    assert step.explanation().startswith("pulled from the remote cache (its record, 900 B")
+    report = BuildReport(image_name="image", elements=["x"], steps=[step])
+    assert report.table().splitlines()[2].endswith("remote hit (record)")

@@ -3,7 +3,10 @@ from __future__ import annotations
 
 import os
 
+from dib import provenance
 from dib.cache.outputs import KEEP_ENTRIES, OutputCache
+from dib.pipeline.builder import _packages_of, _tree_facts
+from dib.sbom.inventory import Distro
 
 
 def test_a_stored_image_is_restored_by_key(tmp_path):
@@ -43,3 +46,43 @@ def test_only_the_most_recent_entries_are_kept(tmp_path):
     kept = sorted(p.name for p in (tmp_path / "cache" / "outputs").iterdir())
     assert len(kept) == KEEP_ENTRIES
     assert "k0" not in kept and "last" in kept
+
+
+STATUS = """Package: bash
+Status: install ok installed
+Architecture: amd64
+Version: 5.2.15-2+b2
+
+Package: libc6
+Status: install ok installed
+Architecture: amd64
+Source: glibc
+Version: 2.36-9
+"""
+
+
+def test_the_packages_kept_with_the_images_are_those_read_from_the_tree(tmp_path):
+    # Restored images never need the tree: the provenance gets the same
+    # packages from the entry as from the tree they were made from.
+    tree = tmp_path / "tree"
+    (tree / "var/lib/dpkg").mkdir(parents=True)
+    (tree / "var/lib/dpkg/status").write_text(STATUS)
+    (tree / "etc").mkdir()
+    (tree / "etc/os-release").write_text('ID=debian\nVERSION_ID="12"\n')
+    cache = OutputCache(tmp_path / "cache")
+    image = tmp_path / "img.qcow2"
+    image.write_bytes(b"qcow2 data")
+    cache.store("k", [image], facts=_tree_facts(tree))
+    assert _packages_of(cache.facts("k")) == provenance.read_packages(tree)
+    assert [p.source for p in _packages_of(cache.facts("k"))[0]] == ["bash", "glibc"]
+
+
+def test_an_entry_without_packages_sends_the_provenance_to_the_tree(tmp_path):
+    cache = OutputCache(tmp_path / "cache")
+    image = tmp_path / "img.qcow2"
+    image.write_bytes(b"qcow2 data")
+    cache.store("k", [image])
+    assert cache.facts("k") == {} and _packages_of(cache.facts("k")) is None
+    assert _packages_of({"packages": [{"name": "x"}], "distro": {}}) is None
+    cache.record_facts("k", {"packages": [], "distro": {"namespace": "debian", "release": ""}})
+    assert _packages_of(cache.facts("k")) == ([], Distro("debian", ""))
