@@ -262,6 +262,9 @@ def test_ext4_holds_the_entries_and_stays_reproducible(tmp_path, monkeypatch):
     assert "Device major/minor number: 01:03" in null
     assert "atime: 0x6553f100" in null and "ctime: 0x6553f100" in null
     assert 'Fast link dest: "/proc/self/fd/2"' in _debugfs(disks[0], offset, "stat /dev/stderr")
+    # and the filesystem is consistent after debugfs wrote to it
+    check = runner.run(["e2fsck", "-f", "-n", f"{disks[0]}?offset={offset}"], check=False)
+    assert check.returncode == 0, check.stdout + check.stderr
 
 
 @pytest.mark.skipif(not shutil.which("mkfs.ext4", path=SBIN), reason="e2fsprogs not installed")
