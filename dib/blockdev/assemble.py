@@ -16,19 +16,22 @@ from __future__ import annotations
 import os
 import re
 import shlex
+import stat
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Sequence
 
 from dib import runner
 from dib.blockdev import sizes
 from dib.blockdev.config import BlockDeviceConfig
 from dib.blockdev.layout import (EXT_TYPES, DiskPlan, FilesystemPlan, below, nested_mounts,
                                  paths_on, sfdisk_script)
-from dib.blockdev.patch import update_ext_fs, zero_range
+from dib.blockdev.patch import CannotPatch, update_ext_fs, zero_range
 from dib.errors import BlockDeviceError
+from dib.runtime.devnodes import CHAR, DIR, LINK, DevEntry
 
 
 def required_tools(config: BlockDeviceConfig) -> list[tuple[str, str]]:
@@ -71,8 +74,10 @@ def tree_size(tree: Path) -> int:
     return int(result.stdout.split()[0])
 
 
-def build_disk(plan: DiskPlan, tree: Path, raw: Path) -> DiskResult:
-    """Write the partition table and every filesystem, populated from ``tree``."""
+def build_disk(plan: DiskPlan, tree: Path, raw: Path,
+               dev_nodes: Sequence[DevEntry] = ()) -> DiskResult:
+    """Write the partition table and every filesystem, populated from ``tree``
+    and given the /dev entries it lacks (``dib.runtime.devnodes``)."""
     tree, raw = Path(tree), Path(raw)
     if plan.config is not None:
         runner.require_tools(required_tools(plan.config), "building the disk image")
@@ -92,18 +97,24 @@ def build_disk(plan: DiskPlan, tree: Path, raw: Path) -> DiskResult:
     with tempfile.TemporaryDirectory(prefix="dib-disk-", dir=raw.parent) as scratch:
         for fs in plan.filesystems:
             t0 = time.monotonic()
-            _make_filesystem(plan, fs, tree, raw, Path(scratch))
+            _make_filesystem(plan, fs, tree, raw, Path(scratch), dev_nodes)
             timings[f"mkfs {fs.name}"] = time.monotonic() - t0
     timings["total"] = time.monotonic() - start
     return DiskResult(raw=raw, plan=plan, timings=timings)
 
 
-def patch_disk(plan: DiskPlan, tree: Path, raw: Path, paths: list[str]) -> DiskResult:
+def patch_disk(plan: DiskPlan, tree: Path, raw: Path, paths: list[str],
+               dev_nodes: Sequence[DevEntry] = ()) -> DiskResult:
     """Bring a disk made from an earlier state of the tree, with this same
     plan, up to date: ext filesystems get just ``paths`` (relative to the
     tree's root) rewritten; every other filesystem is small and made again.
     Raises CannotPatch when a change cannot be written in place."""
     tree, raw = Path(tree), Path(raw)
+    # The kept disk holds these entries though the tree does not: a patch
+    # would take them out again.
+    clash = sorted({e.path for e in dev_nodes} & {p.strip("/") for p in paths})
+    if clash:
+        raise CannotPatch(f"/{clash[0]} changed, and the disk holds it as a device entry")
     timings: dict[str, float] = {}
     start = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="dib-disk-", dir=raw.parent) as scratch:
@@ -116,19 +127,19 @@ def patch_disk(plan: DiskPlan, tree: Path, raw: Path, paths: list[str]) -> DiskR
                     update_ext_fs(raw, fs.offset, source, mine, Path(scratch))
             else:
                 zero_range(raw, fs.offset, fs.size)
-                _make_filesystem(plan, fs, tree, raw, Path(scratch))
+                _make_filesystem(plan, fs, tree, raw, Path(scratch), dev_nodes)
             timings[f"update {fs.name}"] = time.monotonic() - t0
     timings["total"] = time.monotonic() - start
     return DiskResult(raw=raw, plan=plan, timings=timings)
 
 
 def _make_filesystem(plan: DiskPlan, fs: FilesystemPlan, tree: Path, raw: Path,
-                     scratch: Path) -> None:
+                     scratch: Path, dev_nodes: Sequence[DevEntry] = ()) -> None:
     mp = fs.mount_point if fs.mount_point != "none" else None
     src = tree / mp.lstrip("/") if mp else None
     nested = nested_mounts(plan, fs)
     if fs.type in EXT_TYPES:
-        _mkfs_ext(fs, raw, src, tree, nested, scratch)
+        _mkfs_ext(fs, raw, src, tree, nested, scratch, entries_on(plan, fs, dev_nodes))
     elif fs.type in ("vfat", "fat"):
         _mkfs_fat(fs, raw, src, tree, nested, plan.sector_size)
     elif fs.type == "swap":
@@ -151,8 +162,18 @@ def _placeholder(original: Path, scratch: Path) -> Path:
     return empty
 
 
+def entries_on(plan: DiskPlan, fs: FilesystemPlan,
+               dev_nodes: Sequence[DevEntry]) -> list[DevEntry]:
+    """The entries that live on ``fs``, with paths relative to its root."""
+    found = []
+    for entry in dev_nodes:
+        for path in paths_on(plan, fs, [entry.path]):
+            found.append(replace(entry, path=path))
+    return found
+
+
 def _mkfs_ext(fs: FilesystemPlan, raw: Path, src: Path | None, tree: Path,
-              nested: list[str], scratch: Path) -> None:
+              nested: list[str], scratch: Path, dev_nodes: Sequence[DevEntry] = ()) -> None:
     # The image file is sparse, so its inode tables and journal already read
     # as zeros: writing them again only makes mkfs and the qcow2 slower.
     ext_opts = f"offset={fs.offset},lazy_itable_init=1,lazy_journal_init=1"
@@ -188,6 +209,8 @@ def _mkfs_ext(fs: FilesystemPlan, raw: Path, src: Path | None, tree: Path,
         env["PYTHONPATH"] = os.pathsep.join(
             [pkg_root] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
     runner.run(argv, env=env, what=f"mkfs.{fs.type} of '{fs.name}'")
+    if populate and dev_nodes:
+        add_dev_entries(fs, raw, dev_nodes, scratch)
     if populate and epoch and epoch.isdigit():
         settle_ext_times(raw, fs.offset, int(epoch), scratch)
 
@@ -237,6 +260,51 @@ def settle_ext_times(raw: Path, offset: int, epoch: int, scratch: Path) -> None:
     runner.run(["debugfs", "-w", "-f", str(script), device], env=env,
                what="debugfs (set atime and ctime to SOURCE_DATE_EPOCH)")
     script.unlink()
+
+
+_EXT_KINDS = {CHAR: stat.S_IFCHR, LINK: stat.S_IFLNK, DIR: stat.S_IFDIR}
+
+
+def debugfs_dev_commands(entries: Sequence[DevEntry]) -> list[str]:
+    """debugfs commands that make each entry (paths relative to the
+    filesystem's root) with its mode, owner and times. debugfs's mknod
+    names its node in the current directory, so each is made from there."""
+    commands = []
+    for entry in entries:
+        node, where = entry.node, f'"/{entry.path}"'
+        parent, _, name = entry.path.rpartition("/")
+        commands.append(f'cd "/{parent}"')
+        if node.kind == CHAR:
+            commands.append(f'mknod "{name}" c {node.major} {node.minor}')
+        elif node.kind == LINK:
+            commands.append(f'symlink "{name}" "{node.target}"')
+        else:
+            commands.append(f'mkdir "{name}"')
+        commands += [f"sif {where} mode 0{_EXT_KINDS[node.kind] | node.mode:o}",
+                     f"sif {where} uid {entry.uid}", f"sif {where} gid {entry.gid}"]
+        commands += [f"sif {where} {field} @{entry.mtime}" for field in ("atime", "mtime", "ctime")]
+    return commands
+
+
+def add_dev_entries(fs: FilesystemPlan, raw: Path, entries: Sequence[DevEntry],
+                    scratch: Path) -> None:
+    """Write the entries into the filesystem ``mkfs -d`` just made (which
+    cannot hold them yet: they are what its tree lacks)."""
+    script = scratch / "dev-entries"
+    script.write_text("\n".join(debugfs_dev_commands(entries)) + "\n")
+    env = dict(os.environ)
+    epoch = env.get("SOURCE_DATE_EPOCH")
+    if epoch and epoch.isdigit():
+        env["E2FSPROGS_FAKE_TIME"] = epoch
+    result = runner.run(["debugfs", "-w", "-f", str(script), f"{raw}?offset={fs.offset}"],
+                        env=env, what=f"debugfs (add the /dev entries to '{fs.name}')")
+    script.unlink()
+    # debugfs reports a failed command on stderr and still exits 0.
+    complaints = [line for line in result.stderr.splitlines()
+                  if line.strip() and not line.startswith("debugfs ")]
+    if complaints:
+        raise BlockDeviceError(f"mkfs '{fs.name}': adding the /dev entries failed: "
+                               + "; ".join(complaints[:3]))
 
 
 def mtools_env() -> dict[str, str]:

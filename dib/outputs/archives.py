@@ -10,10 +10,12 @@ import tarfile
 import tempfile
 import time
 from pathlib import Path
+from typing import BinaryIO, Sequence
 
 from dib import runner
 from dib.errors import ConfigError, OutputError
 from dib.outputs.base import Output, OutputContext
+from dib.runtime.devnodes import CHAR, DIR, LINK, DevEntry
 
 #: tree paths whose contents never go into an archive (DIB leaves out proc and sys)
 EXCLUDED = ("./proc/*", "./sys/*")
@@ -31,6 +33,114 @@ def tar_argv(tree: Path, dest: Path, source_date_epoch: int | None = None) -> li
     return argv + ["."]
 
 
+def tar_of_tree(ctx: OutputContext, dest: Path, what: str) -> None:
+    """The tree as a tar at ``dest``, with the /dev entries it lacks."""
+    runner.run(tar_argv(ctx.tree, dest, ctx.source_date_epoch), what=what)
+    insert_dev_entries(dest, ctx.dev_nodes)
+
+
+_TAR_TYPES = {CHAR: tarfile.CHRTYPE, LINK: tarfile.SYMTYPE, DIR: tarfile.DIRTYPE}
+#: GNU tar pads an archive to whole records of 20 blocks (its default -b 20)
+_TAR_RECORD = 20 * tarfile.BLOCKSIZE
+
+
+def dev_entry_header(entry: DevEntry) -> bytes:
+    """The header GNU tar writes for such an entry of ``.`` with --numeric-owner."""
+    info = tarfile.TarInfo(f"./{entry.path}")
+    info.type = _TAR_TYPES[entry.node.kind]
+    info.mode, info.uid, info.gid, info.mtime = entry.node.mode, entry.uid, entry.gid, entry.mtime
+    info.uname = info.gname = ""
+    info.linkname = entry.node.target
+    info.devmajor, info.devminor = entry.node.major, entry.node.minor
+    header = bytearray(info.tobuf(tarfile.USTAR_FORMAT))
+    if entry.node.kind != CHAR:
+        # tarfile leaves a non-device's device numbers blank, GNU tar writes zeros.
+        header[329:345] = b"0000000\0" * 2
+    header[148:156] = b" " * 8
+    header[148:155] = b"%06o\0" % sum(header)
+    return bytes(header)
+
+
+def dev_entry_offsets(archive: Path, entries: Sequence[DevEntry]
+                      ) -> tuple[list[tuple[int, DevEntry]], int]:
+    """Where each entry goes in an archive GNU tar wrote with --sort=name
+    (before the first member of its directory that sorts after it, else
+    after the directory's last member), and where the members end."""
+    pending = sorted(entries, key=lambda e: e.path)
+    parents = {e.path.rpartition("/")[0] for e in pending}
+    if len(parents) != 1:
+        raise OutputError(f"cannot place /dev entries in more than one directory: {parents}")
+    parent = parents.pop()
+    placed: list[tuple[int, DevEntry]] = []
+    state = "before"          # the parent directory: before, in or after it
+    with tarfile.open(archive, "r:") as tar:
+        for member in tar:
+            name = member.name.removeprefix("./").rstrip("/")
+            if name == parent:
+                state = "in"
+            elif state == "in" and name.startswith(parent + "/"):
+                child = name[len(parent) + 1:].split("/")[0]
+                while pending and pending[0].path.rpartition("/")[2] < child:
+                    placed.append((member.offset, pending.pop(0)))
+            elif state == "in":
+                state = "after"
+                placed += [(member.offset, e) for e in pending]
+                pending = []
+        end = tar.offset
+    if state == "before":
+        raise OutputError(f"the tar {archive} has no member ./{parent}/ to put its entries in")
+    return placed + [(end, e) for e in pending], end
+
+
+def insert_dev_entries(archive: Path, entries: Sequence[DevEntry]) -> None:
+    """Write ``entries`` into the archive where GNU tar would have put them
+    had the tree held them, and end it as GNU tar ends one: every other byte
+    is what tar wrote."""
+    if not entries:
+        return
+    offsets, end = dev_entry_offsets(archive, entries)
+    spliced = archive.with_name(archive.name + ".dev")
+    try:
+        with open(archive, "rb") as src, open(spliced, "wb") as dst:
+            position = 0
+            for offset, entry in offsets:
+                _copy_range(src, dst, position, offset - position)
+                dst.write(dev_entry_header(entry))
+                position = offset
+            _copy_range(src, dst, position, end - position)
+            # two zero blocks mark the end; zeros fill the last record
+            written = dst.tell()
+            dst.truncate(-(-(written + 2 * tarfile.BLOCKSIZE) // _TAR_RECORD) * _TAR_RECORD)
+        os.replace(spliced, archive)
+    finally:
+        spliced.unlink(missing_ok=True)
+
+
+def _copy_range(src: BinaryIO, dst: BinaryIO, start: int, length: int) -> None:
+    """``length`` bytes of ``src`` from ``start`` onto the end of ``dst``, in
+    the kernel where it can (the archive is hundreds of megabytes)."""
+    dst.flush()
+    done = 0
+    try:
+        while done < length:
+            copied = os.copy_file_range(src.fileno(), dst.fileno(), length - done, start + done)
+            if copied == 0:
+                break
+            done += copied
+    except OSError:
+        pass          # a filesystem that cannot: copy through Python
+    src.seek(start + done)
+    dst.seek(0, os.SEEK_END)
+    remaining = length - done
+    while remaining:
+        block = src.read(min(remaining, 1 << 20))
+        if not block:
+            raise OutputError(f"{src.name} ended {remaining} bytes early while adding "
+                              "the /dev entries")
+        dst.write(block)
+        remaining -= len(block)
+
+
 class Tar(Output):
     name = "tar"
     needs_disk = False
@@ -42,7 +152,7 @@ class Tar(Output):
     def produce(self, ctx: OutputContext) -> list[Path]:
         self._need(ctx)
         dest = self.output_path(ctx)
-        runner.run(tar_argv(ctx.tree, dest, ctx.source_date_epoch), what="tar of the tree")
+        tar_of_tree(ctx, dest, "tar of the tree")
         return [dest]
 
 
@@ -62,7 +172,7 @@ class Tgz(Output):
         dest = self.output_path(ctx)
         tmp = dest.with_name(dest.name + ".tmp.tar")
         try:
-            runner.run(tar_argv(ctx.tree, tmp, ctx.source_date_epoch), what="tar of the tree")
+            tar_of_tree(ctx, tmp, "tar of the tree")
             runner.run([self._gzip(ctx), "-9", "-n", "-f", str(tmp)], what="gzip of the tar")
             os.replace(f"{tmp}.gz", dest)
         finally:
@@ -81,8 +191,10 @@ class Squashfs(Output):
         return [("mksquashfs", "squashfs-tools")]
 
     def argv(self, ctx: OutputContext) -> list[str]:
+        pseudo = [arg for entry in ctx.dev_nodes for arg in ("-p", squashfs_pseudo(entry))]
+        # -e takes every argument after it
         return ["mksquashfs", str(ctx.tree), str(self.output_path(ctx)), "-comp", "xz",
-                "-noappend", "-no-progress", "-wildcards", "-e", "proc/*", "sys/*"]
+                "-noappend", "-no-progress", *pseudo, "-wildcards", "-e", "proc/*", "sys/*"]
 
     def produce(self, ctx: OutputContext) -> list[Path]:
         self._need(ctx)
@@ -91,6 +203,22 @@ class Squashfs(Output):
             env["SOURCE_DATE_EPOCH"] = str(ctx.source_date_epoch)
         runner.run(self.argv(ctx), env=env, what="mksquashfs of the tree")
         return [self.output_path(ctx)]
+
+
+#: mksquashfs's pseudo file types that take a time (C: char device, S: symlink)
+_PSEUDO_TYPES = {CHAR: "C", LINK: "S", DIR: "D"}
+
+
+def squashfs_pseudo(entry: DevEntry) -> str:
+    """A mksquashfs pseudo file definition of one entry, with its time."""
+    node = entry.node
+    head = (f"{entry.path} {_PSEUDO_TYPES[node.kind]} {entry.mtime} {node.mode:o} "
+            f"{entry.uid} {entry.gid}")
+    if node.kind == CHAR:
+        return f"{head} {node.major} {node.minor}"
+    if node.kind == LINK:
+        return f"{head} {node.target}"
+    return head
 
 
 _COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
@@ -128,8 +256,7 @@ class Docker(Output):
         dest = self.output_path(ctx)
         with tempfile.TemporaryDirectory(prefix="dib-docker-", dir=dest.parent) as tmp:
             layer = Path(tmp) / "layer.tar"
-            runner.run(tar_argv(ctx.tree, layer, ctx.source_date_epoch),
-                       what="tar of the tree (docker layer)")
+            tar_of_tree(ctx, layer, "tar of the tree (docker layer)")
             write_docker_archive(dest, layer, repo, tag, arch=ctx.arch,
                                  created=ctx.source_date_epoch)
         return [dest]

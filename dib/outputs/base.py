@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Iterable, Mapping
 
 from dib.errors import ConfigError, OutputError
+from dib.runtime.devnodes import DevEntry
 
 
 @dataclass
@@ -27,6 +28,7 @@ class OutputContext:
     source_date_epoch: int | None = None
     arch: str = "amd64"
     env: dict[str, str] = field(default_factory=dict)
+    dev_nodes: tuple[DevEntry, ...] = ()  # /dev entries the tree lacks (dib.runtime.devnodes)
 
     @classmethod
     def from_env(cls, image_name: Path, env: Mapping[str, str], **kwargs) -> "OutputContext":

@@ -17,6 +17,8 @@ from dib.cache.disks import DiskBases
 from dib.config.build import BuildConfig
 from dib.config.hostapt import host_mirrors
 from dib.pipeline.prepare import Prepared
+from dib.runtime import devnodes
+from dib.runtime.mounts import in_user_namespace
 from dib.runtime.tree import layer_paths
 from dib.runtime.workspace import Workspace
 
@@ -154,6 +156,9 @@ def output_inputs(config: BuildConfig, disk: DiskArtifacts, tree_id: str | None,
               "name": os.path.basename(config.image_name),
               "image-size": str(config.image_size), "extra-size": str(config.image_extra_size),
               "epoch": env.get("SOURCE_DATE_EPOCH", "")}
+    if in_user_namespace():
+        # a rootless build's outputs add the /dev entries its tree lacks
+        values["dev-nodes"] = devnodes.signature()
     if disk.config is not None:
         values["layout"] = json.dumps(disk.config.raw, sort_keys=True, default=str)
         values["fstab"] = disk.fstab_text()
@@ -183,20 +188,35 @@ def produce(prepared: Prepared, workspace: Workspace, tree: Path, disk: DiskArti
     if env.get("SOURCE_DATE_EPOCH"):
         bases = None   # in-place updates would stamp today's times into the image
     slot = disk_slot(config, disk, env)
+    dev_nodes = rootless_dev_nodes(tree)
     if outputs.needs_disk(selected):
         raw, record = _build_disk(config, workspace, tree, disk, env, layers or [],
                                   bases.take(slot, _raw_path(workspace)) if bases else None,
-                                  tree_bytes)
+                                  tree_bytes, dev_nodes)
     context = outputs.OutputContext.from_env(
         Path(config.image_name), env, tree=tree, raw=raw, compress=not config.uncompressed,
         qemu_img_options=config.qemu_img_options or None,
-        docker_target=config.docker_target, move_raw=True, arch=config.arch)
+        docker_target=config.docker_target, move_raw=True, arch=config.arch,
+        dev_nodes=dev_nodes)
     produced, digests = write_outputs(selected, context, sha256)
     if config.checksum:
         outputs.checksums(produced, kinds=config.checksum)
     if bases is not None and raw is not None and raw.exists() and record is not None:
         bases.put(slot, raw, record)
     return produced, digests
+
+
+def rootless_dev_nodes(tree: Path) -> tuple[devnodes.DevEntry, ...]:
+    """The /dev entries a root bootstrap would have made that the tree lacks,
+    in a build without root (mknod is refused there); none as root, whose
+    outputs are the tree as it is."""
+    if not in_user_namespace():
+        return ()
+    found = devnodes.missing(tree)
+    if found:
+        LOG.info("outputs: adding /dev entries mknod could not make: %s",
+                 " ".join(e.node.name for e in found))
+    return found
 
 
 def write_outputs(selected: list[outputs.Output], context: outputs.OutputContext,
@@ -253,8 +273,8 @@ def _raw_path(workspace: Workspace) -> Path:
 
 def _build_disk(config: BuildConfig, workspace: Workspace, tree: Path, disk: DiskArtifacts,
                 env: Mapping[str, str], layers: Layers,
-                kept: dict[str, Any] | None,
-                tree_bytes: int | None = None) -> tuple[Path, dict[str, Any]]:
+                kept: dict[str, Any] | None, tree_bytes: int | None = None,
+                dev_nodes: tuple[devnodes.DevEntry, ...] = ()) -> tuple[Path, dict[str, Any]]:
     """The raw disk: the kept disk of an earlier build updated in place when
     that is possible, else made from the tree. Returns it and its record."""
     started = time.monotonic()
@@ -270,13 +290,13 @@ def _build_disk(config: BuildConfig, workspace: Workspace, tree: Path, disk: Dis
             plan = _kept_plan(kept, plan, disk, tree_bytes, explicit_size=size is not None,
                               extra_size=extra)
             paths, record = changed_paths(kept["layers"], layers)
-            blockdev.patch_disk(plan, tree, raw, paths)
+            blockdev.patch_disk(plan, tree, raw, paths, dev_nodes)
             how = f"updated in place ({len(paths)} changed paths)"
         except blockdev.CannotPatch as exc:
             LOG.info("disk: making it anew rather than updating the kept one: %s", exc)
     if how is None:
         raw.unlink(missing_ok=True)
-        blockdev.build_disk(plan, tree, raw)
+        blockdev.build_disk(plan, tree, raw, dev_nodes)
         record = [[stamp, layer_paths(layer, PATCH_LIMIT)] for stamp, layer in layers]
         how = "assembled"
     if disk.wants_bootloader:
