@@ -173,8 +173,43 @@ def device_mapper_available(proc_misc: str = "/proc/misc",
         return False
 
 
-def preflight(config: BlockDeviceConfig, *, dm_available: bool | None = None) -> None:
-    """Refuse, before any work, what this host cannot build."""
+#: the plugins whose nodes the offline builder makes in an image file alone
+#: (sfdisk, mkfs at an offset, mtools): a build without root can have them
+OFFLINE_PLUGINS = frozenset({"local_loop", "partitioning", "partition", "mkfs", "mount",
+                             "fstab"})
+#: what the kernel must give for the nodes of other plugins we know by name
+_KERNEL_DEVICES = {"lvm": "device-mapper (for LVM's volume groups and logical volumes)",
+                   "mdraid": "the md driver (for a software RAID array)"}
+
+
+def rootless_problems(config: BlockDeviceConfig) -> list[str]:
+    """One line for each node a build without root cannot make: every node
+    the offline builder does not make in the image file stands for a block
+    device of the host's kernel (loop, device-mapper, md), and a user
+    namespace may create none."""
+    lines = []
+    for node in config.nodes.values():
+        # A logical volume is reported with the lvm node that makes it.
+        if node.plugin in OFFLINE_PLUGINS or isinstance(node, LogicalVolume):
+            continue
+        needs = _KERNEL_DEVICES.get(node.plugin,
+                                    "a block device of the host's kernel (a loop, "
+                                    "device-mapper or md device)")
+        lines.append(f"{node.plugin} node '{node.name}' needs {needs}")
+    return lines
+
+
+def preflight(config: BlockDeviceConfig, *, dm_available: bool | None = None,
+              rootless: bool = False, origin: str = "block-device config") -> None:
+    """Refuse, before any work, what this host cannot build; with
+    ``rootless``, what a build in a user namespace cannot build either."""
+    refused = rootless_problems(config) if rootless else []
+    if refused:
+        raise PreflightError(
+            f"{origin}: a build without root makes disks from files only, and this layout "
+            "needs what only root may use:\n" + "\n".join(f"  - {line}" for line in refused),
+            hint="build as root, or use a layout of partitions and filesystems only "
+                 "(the default, block-device-efi or block-device-gpt); see docs/rootless.md")
     if config.lvms:
         ok = device_mapper_available() if dm_available is None else dm_available
         if not ok:

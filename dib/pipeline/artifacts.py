@@ -54,16 +54,17 @@ def check_outputs(prepared: Prepared) -> None:
     selected_outputs(prepared)
 
 
-def disk_artifacts(prepared: Prepared) -> "DiskArtifacts":
+def disk_artifacts(prepared: Prepared, *, rootless: bool = False) -> "DiskArtifacts":
     """The build's block-device layout, read and checked on first use (the
-    preflight) and kept on ``prepared``: one build reads its YAML once."""
+    preflight, which says whether the build runs without root) and kept on
+    ``prepared``: one build reads its YAML once."""
     if prepared.disk is None:
-        prepared.disk = DiskArtifacts.load(prepared)
+        prepared.disk = DiskArtifacts.load(prepared, rootless=rootless)
     return prepared.disk
 
 
-def check_block_device(prepared: Prepared) -> None:
-    disk_artifacts(prepared)
+def check_block_device(prepared: Prepared, *, rootless: bool = False) -> None:
+    disk_artifacts(prepared, rootless=rootless)
 
 
 def required_tools(prepared: Prepared) -> list[tuple[str, str]]:
@@ -110,16 +111,17 @@ class DiskArtifacts:
     wants_bootloader: bool
 
     @classmethod
-    def load(cls, prepared: Prepared) -> "DiskArtifacts":
+    def load(cls, prepared: Prepared, *, rootless: bool = False) -> "DiskArtifacts":
         config = prepared.config
         if not needs_disk(prepared):
             return cls(None, "", False)
         source, where = _block_device_source(prepared)
+        origin = f"block-device config from {where}"
         layout = blockdev.load_config(source, root_label=config.root_label,
                                       fs_type=config.fs_type,
                                       mkfs_options=config.mkfs_options or None,
-                                      origin=f"block-device config from {where}")
-        blockdev.preflight(layout)
+                                      origin=origin)
+        blockdev.preflight(layout, rootless=rootless, origin=origin)
         layout.assign_ids(_seed(config, prepared))
         return cls(layout, where, "bootloader" in prepared.resolution)
 

@@ -325,9 +325,19 @@ def _check_hook_ran(result: HookResult, shown_path: str) -> None:
                  "mktemp, rm)")
 
 
+def _as_root() -> list[str]:
+    """bubblewrap options that make an ordinary user uid and gid 0 in the
+    sandbox, as every hook is in a build (a rootless one too): ``chown
+    root:root``, ``id -u`` and a lookup of the caller in the fake root's
+    passwd then behave as they do there. Root needs none."""
+    if os.geteuid() == 0:
+        return []
+    return ["--unshare-user", "--uid", "0", "--gid", "0"]
+
+
 def _chroot_sandbox(bwrap: str, root: Path, hooks: Path, stubs: StubCommands | None
                     ) -> list[str]:
-    argv = [bwrap, "--die-with-parent", "--unshare-all", "--new-session",
+    argv = [bwrap, "--die-with-parent", "--unshare-all", *_as_root(), "--new-session",
             "--bind", str(root), "/", "--ro-bind", "/usr", "/usr"]
     for name in _HOST_TOP:
         host = Path("/") / name
@@ -365,7 +375,7 @@ def _element_dirs(element_dir: Path, search: Sequence[str | os.PathLike],
 
 def _host_sandbox(bwrap: str, root: Path, work: Path, stubs: StubCommands | None,
                   keep: Sequence[Path] = ()) -> list[str]:
-    argv = [bwrap, "--die-with-parent", "--unshare-all", "--new-session",
+    argv = [bwrap, "--die-with-parent", "--unshare-all", *_as_root(), "--new-session",
             "--ro-bind", "/", "/", "--proc", "/proc", "--dev", "/dev",
             "--tmpfs", "/tmp", "--tmpfs", "/var/tmp"]
     # The private /tmp and /var/tmp must not hide element trees kept there

@@ -1,12 +1,15 @@
-"""The user namespace of a rootless build, as an ordinary user would get it.
+"""Rootless builds, as an ordinary user would make them.
 
-As root, the test creates a user with subordinate ids (and deletes it after);
-as that user it runs a command through dib.runtime.userns and checks what the
-command could do and what it left on disk.
+As root, each test creates a user with subordinate ids (and deletes it
+after). As that user: a command run through dib.runtime.userns, and what it
+could do and left on disk; a debian-minimal vm build compared with the same
+build as root, and its disk booted; every shipped element's hook unit tests;
+a layout a user namespace cannot build, refused before any work.
 """
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import pwd
 import shutil
@@ -15,12 +18,15 @@ import sys
 import sysconfig
 import tarfile
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from functional_support import missing_for_builds
+from test_vm import boot_tools_missing
+from dib.testing.boot import boot_check
 from dib.runtime.userns import (SUBGID_FILE, SUBORDINATE_IDS, SUBUID_FILE, add_subids_command,
                                 available_ids, ranges_for, read_subids)
 
@@ -145,9 +151,10 @@ def _clean_env(home: Path, **extra: str) -> list[str]:
     return ["env", "-i", *(f"{k}={v}" for k, v in {**base, **extra}.items())]
 
 
-def _as_user(user: User, scratch: Path, *argv: str) -> subprocess.CompletedProcess:
+def _as_user(user: User, scratch: Path, *argv: str,
+             timeout: float = 120) -> subprocess.CompletedProcess:
     return subprocess.run(["runuser", "-u", user.name, "--", *_clean_env(scratch), *argv],
-                          capture_output=True, text=True, cwd=scratch, timeout=120)
+                          capture_output=True, text=True, cwd=scratch, timeout=timeout)
 
 
 @pytest.mark.skipif(_missing() is not None, reason=_missing() or "")
@@ -196,9 +203,12 @@ def _compared(listing: dict[str, tuple]) -> dict[str, tuple]:
             if not name.startswith("./etc/dib-manifests/")}
 
 
-@pytest.mark.skipif((_missing() or missing_for_builds()) is not None,
-                    reason=_missing() or missing_for_builds() or "")
-def test_a_rootless_build_makes_the_tree_a_root_build_makes(rootless_user, scratch, tmp_path):
+def _missing_for_vm() -> str | None:
+    return _missing() or missing_for_builds() or boot_tools_missing()
+
+
+@pytest.mark.skipif(_missing_for_vm() is not None, reason=_missing_for_vm() or "")
+def test_a_rootless_build_makes_the_image_a_root_build_makes(rootless_user, scratch, tmp_path):
     # An element of DIB's kind: a hook on the host that calls sudo.
     hook = scratch / "elements" / "uses-sudo" / "extra-data.d" / "50-uses-sudo"
     hook.parent.mkdir(parents=True)
@@ -216,7 +226,7 @@ def test_a_rootless_build_makes_the_tree_a_root_build_makes(rootless_user, scrat
         argv = [*user, *env, rootless_user.python,
                 "-m", "dib.cli.dic", "-o", str(directory / "image"),
                 "--workdir", str(directory / "work"), "--cache-dir", str(directory / "cache"),
-                "-t", "tar", "debian-minimal", "uses-sudo"]
+                "-t", "tar,qcow2", "debian-minimal", "vm", "uses-sudo"]
         return subprocess.Popen(argv, cwd=directory, stdout=subprocess.PIPE,
                                 stderr=subprocess.STDOUT, text=True)
     builds = {"rootless": start(scratch / "rootless", ["runuser", "-u", rootless_user.name, "--"]),
@@ -238,3 +248,57 @@ def test_a_rootless_build_makes_the_tree_a_root_build_makes(rootless_user, scrat
                    for entry in rootless.values() for key, _value in entry[9])
     # The workspace went, files of subordinate ids included.
     assert list((scratch / "rootless" / "work").glob("dib-build-*")) == []
+    # The disk made without root (mkfs -d from a tree of mapped ids, GRUB
+    # written by dib) boots.
+    log = tmp_path / "boot.log"
+    report = boot_check(scratch / "rootless" / "image.qcow2", firmware="bios", timeout=240,
+                        log_path=log)
+    assert report.reached, log.read_text(errors="replace")[-2000:]
+
+
+@pytest.mark.skipif(_missing() is not None, reason=_missing() or "")
+def test_the_hook_unit_tests_pass_as_an_ordinary_user(rootless_user, scratch):
+    results = scratch / "unit.json"
+    run = _as_user(rootless_user, scratch, rootless_user.python, "-m", "dib.cli.main", "test",
+                   "--unit", "--all", "--json", str(results), timeout=1200)
+    assert run.returncode == 0, (run.stdout + run.stderr)[-3000:]
+    # Every shipped element with tests ran, and none was skipped.
+    shipped = sorted(path.parent.name for path in (ROOT / "elements").glob("*/tests")
+                     if path.is_dir())
+    ran = json.loads(results.read_text())["results"]
+    assert sorted(r["element"] for r in ran) == shipped
+    assert {r["status"] for r in ran} == {"pass"}
+
+
+LVM_LAYOUT = """
+- local_loop: {name: image0}
+- partitioning:
+    base: image0
+    label: mbr
+    partitions:
+      - {name: root, size: 100%}
+- lvm:
+    name: lvm
+    pvs: [{name: pv, base: root}]
+    vgs: [{name: vg, base: [pv]}]
+    lvs: [{name: lv_root, base: vg, size: 2GiB}]
+- mkfs: {name: mkfs_root, base: lv_root, type: ext4, mount: {mount_point: /}}
+"""
+
+
+@pytest.mark.skipif(_missing() is not None, reason=_missing() or "")
+def test_a_layout_a_user_namespace_cannot_build_stops_before_any_work(rootless_user, scratch):
+    env = _clean_env(scratch, DIB_BLOCK_DEVICE_CONFIG=LVM_LAYOUT)
+    started = time.monotonic()
+    run = subprocess.run(["runuser", "-u", rootless_user.name, "--", *env, rootless_user.python,
+                          "-m", "dib.cli.dic", "-o", str(scratch / "image"),
+                          "--workdir", str(scratch / "work"), "-t", "qcow2",
+                          "debian-minimal", "vm"],
+                         capture_output=True, text=True, cwd=scratch, timeout=120)
+    output = run.stdout + run.stderr
+    assert run.returncode != 0
+    assert "block-device config from DIB_BLOCK_DEVICE_CONFIG" in output
+    assert "lvm node 'lvm' needs device-mapper" in output
+    assert "Traceback" not in output
+    assert time.monotonic() - started < 30
+    assert not (scratch / "work").exists() or not any((scratch / "work").iterdir())

@@ -146,7 +146,8 @@ class TestBootstrap(HookTestCase):
         (tree / "etc").mkdir()
         (tree / "etc/debian_version").write_text("12.5\n")
         with tarfile.open(cache / "debootstrap-debian-bookworm-amd64.tar.gz", "w:gz") as tar:
-            tar.add(tree, arcname=".")
+            # Owned by root, as a build (uid 0, rootless too) leaves it.
+            tar.add(tree, arcname=".", filter=_owned_by_root)
         self.root.write("/.extra_settings", "\n")
         self.bootstrap(DIB_OFFLINE="1", DIB_IMAGE_CACHE=str(cache))
         self.assertHookSucceeded()
@@ -154,6 +155,12 @@ class TestBootstrap(HookTestCase):
         self.assertNotCalled("debootstrap")
         self.assertEqual(self.root.read("/etc/debian_version"), "12.5\n")
         self.assertFileAbsent("/.extra_settings")
+
+
+def _owned_by_root(member: tarfile.TarInfo) -> tarfile.TarInfo:
+    member.uid = member.gid = 0
+    member.uname = member.gname = "root"
+    return member
 
 
 class TestDebianNetworking(HookTestCase):
