@@ -387,14 +387,7 @@ def parse_manifest(body: bytes) -> tuple[dict[str, Any], dict[str, Any], dict[st
     """(config, layer, extras or None) descriptors of a cache entry's
     manifest; BadEntry when it is not one. An entry of the older format has
     one tar, not annotated, holding the extras too."""
-    try:
-        manifest = oci.load_manifest(body)
-    except ValueError as exc:
-        raise BadEntry(str(exc)) from None
-    config = manifest.get("config")
-    layers = manifest.get("layers")
-    if not oci.is_descriptor(config) or config.get("mediaType") != CONFIG_TYPE:
-        raise BadEntry("the manifest is not a dib cache entry (its config is not one)")
+    config, layers = _config_and_layers(body, CONFIG_TYPE, "a dib cache entry")
     if not isinstance(layers, list) or not 1 <= len(layers) <= 2 or not all(
             oci.is_descriptor(layer) and layer.get("mediaType") in LAYER_TYPES.values()
             for layer in layers):
@@ -405,6 +398,19 @@ def parse_manifest(body: bytes) -> tuple[dict[str, Any], dict[str, Any], dict[st
     if parts not in (["layer"], ["layer", "extras"]):
         raise BadEntry("a dib cache entry's tars are its layer and its extras, in that order")
     return config, layers[0], layers[1] if len(layers) == 2 else None
+
+
+def _config_and_layers(body: bytes, config_type: str, what: str) -> tuple[dict[str, Any], Any]:
+    """A manifest's config descriptor, which must be of ``config_type``, and
+    its layers as found; BadEntry when the manifest is not ``what``."""
+    try:
+        manifest = oci.load_manifest(body)
+    except ValueError as exc:
+        raise BadEntry(str(exc)) from None
+    config = manifest.get("config")
+    if not oci.is_descriptor(config) or config.get("mediaType") != config_type:
+        raise BadEntry(f"the manifest is not {what} (its config is not one)")
+    return config, manifest.get("layers")
 
 
 def check_meta(meta: Any, key: str) -> None:
@@ -447,14 +453,7 @@ def outputs_manifest(key: str, record: Mapping[str, Any],
 
 def parse_outputs_manifest(body: bytes) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """(config, file blobs) of a finished-images manifest; BadEntry when it is not one."""
-    try:
-        manifest = oci.load_manifest(body)
-    except ValueError as exc:
-        raise BadEntry(str(exc)) from None
-    config = manifest.get("config")
-    layers = manifest.get("layers")
-    if not oci.is_descriptor(config) or config.get("mediaType") != OUTPUTS_CONFIG_TYPE:
-        raise BadEntry("the manifest is not a dib outputs entry (its config is not one)")
+    config, layers = _config_and_layers(body, OUTPUTS_CONFIG_TYPE, "a dib outputs entry")
     if not isinstance(layers, list) or not layers or not all(
             oci.is_descriptor(layer) and layer.get("mediaType") in OUTPUT_COMPRESSORS
             for layer in layers):
