@@ -695,6 +695,10 @@ def bench_user():
         subprocess.run(["userdel", BENCH_USER], check=True)     # left by a killed run
     except KeyError:
         pass
+    # usermod wants the id files to exist; a host without them has none after
+    absent = [Path(p) for p in ("/etc/subuid", "/etc/subgid") if not os.path.exists(p)]
+    for path in absent:
+        path.touch(mode=0o644)
     subprocess.run(["useradd", "--no-create-home", "--shell", "/bin/sh", "--user-group",
                     BENCH_USER], check=True)
     try:
@@ -708,6 +712,10 @@ def bench_user():
         yield pwd.getpwnam(BENCH_USER)
     finally:
         subprocess.run(["userdel", BENCH_USER], check=True)
+        for path in absent:
+            if not path.read_text().strip():
+                path.unlink()
+                Path(f"{path}-").unlink(missing_ok=True)     # usermod's backup
 
 
 def _size(path: Path) -> int | None:
