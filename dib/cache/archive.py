@@ -22,12 +22,13 @@ import logging
 import os
 import time
 import urllib.error
-import urllib.parse
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping
+
+from dib.config.hostapt import without_credentials
 
 LOG = logging.getLogger("dib.cache")
 SOURCES_VAR = "DIB_APT_SOURCES_CONF"
@@ -56,12 +57,8 @@ class AptSource:
 
     @property
     def label(self) -> str:
-        """How the source is named in logs and cache inputs: no credentials."""
-        parts = urllib.parse.urlsplit(self.uri)
-        host = parts.hostname or ""
-        if parts.port:
-            host += f":{parts.port}"
-        return f"{urllib.parse.urlunsplit((parts.scheme, host, parts.path, '', ''))} {self.suite}"
+        """How the source is named in logs and in the remembered states."""
+        return f"{without_credentials(self.uri)} {self.suite}"
 
 
 def parse_sources(conf: str) -> list[AptSource]:

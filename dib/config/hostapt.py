@@ -5,10 +5,23 @@ error asking for DIB_DISTRIBUTION_MIRROR.
 """
 from __future__ import annotations
 
+import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
 
 APT_DIR = Path("/etc/apt")
+
+
+def without_credentials(url: str) -> str:
+    """A mirror URL may carry user:password@; logs, records and cache
+    entries that may travel must not."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.username is None and parts.password is None:
+        return url
+    host = parts.hostname or ""
+    if parts.port is not None:
+        host += f":{parts.port}"
+    return urllib.parse.urlunsplit(parts._replace(netloc=host))
 
 
 @dataclass(frozen=True)

@@ -8,13 +8,13 @@ statement (docs/provenance.md describes every field).
 from __future__ import annotations
 
 import time
-import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 from dib.cache.keys import directory_digest
 from dib.config.build import BuildConfig
+from dib.config.hostapt import without_credentials
 from dib.config.settings import SETTINGS
 from dib.sbom import dpkg
 from dib.sbom.inventory import Distro, deb_purl
@@ -84,17 +84,6 @@ def element_dependencies(elements: Iterable[tuple[str, Path]]) -> list[dict[str,
             for name, path in elements]
 
 
-def _without_credentials(url: str) -> str:
-    """A mirror URL may carry user:password@; the statement must not."""
-    parts = urllib.parse.urlsplit(url)
-    if parts.username is None and parts.password is None:
-        return url
-    host = parts.hostname or ""
-    if parts.port is not None:
-        host += f":{parts.port}"
-    return urllib.parse.urlunsplit(parts._replace(netloc=host))
-
-
 def mirror_dependencies(env: Mapping[str, str]) -> list[dict[str, Any]]:
     """The mirror the operating system was bootstrapped from and its suite,
     as the build resolved them (DIB_DISTRIBUTION_MIRROR, DIB_RELEASE)."""
@@ -106,7 +95,7 @@ def mirror_dependencies(env: Mapping[str, str]) -> list[dict[str, Any]]:
         annotations["suite"] = env["DIB_RELEASE"]
     if env.get("DISTRO_NAME"):
         annotations["distro"] = env["DISTRO_NAME"]
-    return [{"name": "distribution-mirror", "uri": _without_credentials(mirror),
+    return [{"name": "distribution-mirror", "uri": without_credentials(mirror),
              "annotations": annotations}]
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Callable
 
 from dib import runner
+from dib.runtime import devnodes
 
 LOG = logging.getLogger(__name__)
 
@@ -126,8 +127,11 @@ def umount(target: Path, *, recursive: bool = False) -> None:
         runner.run(["umount", "--lazy", str(target)], what=f"unmounting {target}")
 
 
-DEVICE_NODES = (("null", 1, 3, 0o666), ("zero", 1, 5, 0o666), ("full", 1, 7, 0o666),
-                ("random", 1, 8, 0o666), ("urandom", 1, 9, 0o666), ("tty", 5, 0, 0o666))
+#: The bootstrap's character devices a chroot's hooks get; not its console
+#: (hooks have no terminal of their own) nor its ptmx, which is a link to
+#: the private devpts's here.
+CHROOT_DEVICES = tuple(node for node in devnodes.BOOTSTRAP
+                       if node.kind == devnodes.CHAR and node.name not in ("console", "ptmx"))
 
 
 def minimal_dev(tree: Path, *, cleanup: CleanupStack) -> None:
@@ -136,18 +140,17 @@ def minimal_dev(tree: Path, *, cleanup: CleanupStack) -> None:
     dev = tree / "dev"
     dev.mkdir(exist_ok=True)
     mount("tmpfs", dev, fstype="tmpfs", options="mode=0755,nosuid,size=16m", cleanup=cleanup)
-    for name, major, minor, mode in DEVICE_NODES:
+    for node in CHROOT_DEVICES:
         if in_user_namespace():
             # mknod needs the host's root; the host's nodes are the same
             # devices, bound onto files of this tmpfs that goes with it.
-            (dev / name).touch()
-            mount(f"/dev/{name}", dev / name, bind=True, cleanup=cleanup)
+            (dev / node.name).touch()
+            mount(f"/dev/{node.name}", dev / node.name, bind=True, cleanup=cleanup)
             continue
-        os.mknod(dev / name, stat.S_IFCHR | mode, os.makedev(major, minor))
-        os.chmod(dev / name, mode)
-    for name, target in (("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0"),
-                         ("stdout", "/proc/self/fd/1"), ("stderr", "/proc/self/fd/2"),
-                         ("ptmx", "pts/ptmx")):
+        os.mknod(dev / node.name, stat.S_IFCHR | node.mode, os.makedev(node.major, node.minor))
+        os.chmod(dev / node.name, node.mode)
+    links = [(n.name, n.target) for n in devnodes.BOOTSTRAP if n.kind == devnodes.LINK]
+    for name, target in links + [("ptmx", "pts/ptmx")]:
         os.symlink(target, dev / name)
     (dev / "pts").mkdir()
     (dev / "shm").mkdir(mode=0o1777)
