@@ -65,9 +65,6 @@ class OutputCache:
         self._update(key, lambda meta: meta.update(
             sha256={name: sha256[name] for name in meta["files"] if name in sha256}))
 
-    def record_facts(self, key: str, facts: Mapping[str, Any]) -> None:
-        self._update(key, lambda meta: meta.update(facts=dict(facts)))
-
     def _meta(self, key: str) -> dict[str, Any]:
         try:
             meta = json.loads((self.root / key / "meta.json").read_text())

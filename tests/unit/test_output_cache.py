@@ -84,5 +84,6 @@ def test_an_entry_without_packages_sends_the_provenance_to_the_tree(tmp_path):
     cache.store("k", [image])
     assert cache.facts("k") == {} and _packages_of(cache.facts("k")) is None
     assert _packages_of({"packages": [{"name": "x"}], "distro": {}}) is None
-    cache.record_facts("k", {"packages": [], "distro": {"namespace": "debian", "release": ""}})
-    assert _packages_of(cache.facts("k")) == ([], Distro("debian", ""))
+    cache.store("k2", [image], facts={"packages": [],
+                                      "distro": {"namespace": "debian", "release": ""}})
+    assert _packages_of(cache.facts("k2")) == ([], Distro("debian", ""))
