@@ -31,6 +31,7 @@ from dib.blockdev.layout import (EXT_TYPES, DiskPlan, FilesystemPlan, below, nes
                                  paths_on, sfdisk_script)
 from dib.blockdev.patch import CannotPatch, update_ext_fs, zero_range
 from dib.errors import BlockDeviceError
+from dib.runtime import reproducible
 from dib.runtime.devnodes import CHAR, DIR, LINK, DevEntry
 
 
@@ -208,11 +209,21 @@ def _mkfs_ext(fs: FilesystemPlan, raw: Path, src: Path | None, tree: Path,
         pkg_root = str(Path(__file__).resolve().parents[2])
         env["PYTHONPATH"] = os.pathsep.join(
             [pkg_root] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
+    late: list[str] = []
+    if populate and epoch and epoch.isdigit():
+        keep_out = [os.path.relpath(tree / p.lstrip("/"), src) for p in nested]
+        late = reproducible.late_paths(src, int(epoch), keep_out)
+        unnamed = [p for p in late if any(c in p for c in _DEBUGFS_UNNAMEABLE)]
+        if unnamed:
+            raise BlockDeviceError(
+                f"mkfs '{fs.name}': {fs.mount_point}/{unnamed[0]} has a line break in its "
+                "name, and debugfs cannot name it to set its time to SOURCE_DATE_EPOCH",
+                hint="rename it in a hook, or build without SOURCE_DATE_EPOCH")
     runner.run(argv, env=env, what=f"mkfs.{fs.type} of '{fs.name}'")
     if populate and dev_nodes:
         add_dev_entries(fs, raw, dev_nodes, scratch)
     if populate and epoch and epoch.isdigit():
-        settle_ext_times(raw, fs.offset, int(epoch), scratch)
+        settle_ext_times(raw, fs.offset, int(epoch), scratch, late)
 
 
 _GROUP_RE = re.compile(r"^Group (\d+):")
@@ -245,21 +256,46 @@ def used_inodes(dumpe2fs_text: str) -> list[int]:
     return [n for n in used if n >= first or n == _ROOT_INODE]
 
 
-def settle_ext_times(raw: Path, offset: int, epoch: int, scratch: Path) -> None:
-    """``mkfs -d`` copies each file's atime and ctime from the tree: when the
-    build read the file and when it made it. Set both to SOURCE_DATE_EPOCH in
-    every inode the tree filled (mtimes are already clamped in the tree)."""
+#: what a debugfs script cannot hold in a quoted name
+_DEBUGFS_UNNAMEABLE = "\n\r"
+
+
+def settle_ext_times(raw: Path, offset: int, epoch: int, scratch: Path,
+                     late: Sequence[str] = ()) -> None:
+    """``mkfs -d`` copies each file's times from the tree: when the build
+    read the file, made it and last wrote it. Set atime and ctime to
+    SOURCE_DATE_EPOCH in every inode the tree filled, and the mtime of each
+    of ``late`` (paths relative to the filesystem's root, those the tree has
+    later than SOURCE_DATE_EPOCH)."""
     device = f"{raw}?offset={offset}"
     env = dict(os.environ, E2FSPROGS_FAKE_TIME=str(epoch))
     listing = runner.run(["dumpe2fs", device], env=env,
                          what="dumpe2fs (find the inodes mkfs filled)").stdout
     commands = [f"sif <{n}> {field} @{epoch}" for n in used_inodes(listing)
                 for field in ("atime", "ctime")]
+    commands += [f"sif {_debugfs_name(path)} mtime @{epoch}" for path in late]
     script = scratch / "settle-times"
-    script.write_text("\n".join(commands) + "\n")
-    runner.run(["debugfs", "-w", "-f", str(script), device], env=env,
-               what="debugfs (set atime and ctime to SOURCE_DATE_EPOCH)")
+    script.write_bytes(os.fsencode("\n".join(commands) + "\n"))
+    result = runner.run(["debugfs", "-w", "-f", str(script), device], env=env,
+                        what="debugfs (set file times to SOURCE_DATE_EPOCH)")
     script.unlink()
+    _check_debugfs(result.stderr, "setting file times to SOURCE_DATE_EPOCH failed")
+
+
+def _debugfs_name(path: str) -> str:
+    """``path`` (relative to the filesystem's root) quoted for a debugfs
+    script, in which a doubled quote stands for one."""
+    if not path:
+        return f"<{_ROOT_INODE}>"
+    return '"/' + path.replace('"', '""') + '"'
+
+
+def _check_debugfs(stderr: str, what: str) -> None:
+    """debugfs reports a failed command on stderr and still exits 0."""
+    complaints = [line for line in stderr.splitlines()
+                  if line.strip() and not line.startswith("debugfs ")]
+    if complaints:
+        raise BlockDeviceError(f"{what}: " + "; ".join(complaints[:3]))
 
 
 _EXT_KINDS = {CHAR: stat.S_IFCHR, LINK: stat.S_IFLNK, DIR: stat.S_IFDIR}
@@ -299,12 +335,7 @@ def add_dev_entries(fs: FilesystemPlan, raw: Path, entries: Sequence[DevEntry],
     result = runner.run(["debugfs", "-w", "-f", str(script), f"{raw}?offset={fs.offset}"],
                         env=env, what=f"debugfs (add the /dev entries to '{fs.name}')")
     script.unlink()
-    # debugfs reports a failed command on stderr and still exits 0.
-    complaints = [line for line in result.stderr.splitlines()
-                  if line.strip() and not line.startswith("debugfs ")]
-    if complaints:
-        raise BlockDeviceError(f"mkfs '{fs.name}': adding the /dev entries failed: "
-                               + "; ".join(complaints[:3]))
+    _check_debugfs(result.stderr, f"mkfs '{fs.name}': adding the /dev entries failed")
 
 
 def mtools_env() -> dict[str, str]:
@@ -342,12 +373,17 @@ def _mkfs_fat(fs: FilesystemPlan, raw: Path, src: Path | None, tree: Path,
     if src is None or not src.is_dir():
         return
     excluded = {tree / p.lstrip("/") for p in nested}
-    _mcopy_tree(raw, fs.offset, src, "::", excluded)
+    _mcopy_tree(raw, fs.offset, src, "::", excluded, keep_times=not reproducible)
 
 
-def _mcopy_tree(raw: Path, offset: int, src: Path, dest: str, excluded: set[Path]) -> None:
+def _mcopy_tree(raw: Path, offset: int, src: Path, dest: str, excluded: set[Path],
+                keep_times: bool = True) -> None:
+    """Copy ``src`` into the FAT filesystem. Without ``keep_times`` every entry
+    takes the current time, which mtools reads from SOURCE_DATE_EPOCH when it
+    is set: the tree's own times are those of the build."""
     image = f"{raw}@@{offset}"
     env = mtools_env()
+    times = ["-m"] if keep_times else []
     plain, descend = [], []
     for entry in sorted(src.iterdir()):
         if entry in excluded:
@@ -358,11 +394,11 @@ def _mcopy_tree(raw: Path, offset: int, src: Path, dest: str, excluded: set[Path
         else:
             plain.append(str(entry))
     if plain:
-        runner.run(["mcopy", "-s", "-p", "-m", "-Q", "-D", "o", "-i", image, *plain,
+        runner.run(["mcopy", "-s", "-p", *times, "-Q", "-D", "o", "-i", image, *plain,
                     f"{dest}/"], env=env, what="mcopy (populate the FAT filesystem)")
     for entry in descend:
         runner.run(["mmd", "-i", image, f"{dest}/{entry.name}"], env=env, what="mmd")
-        _mcopy_tree(raw, offset, entry, f"{dest}/{entry.name}", excluded)
+        _mcopy_tree(raw, offset, entry, f"{dest}/{entry.name}", excluded, keep_times)
 
 
 def _mkswap(fs: FilesystemPlan, raw: Path, scratch: Path) -> None:

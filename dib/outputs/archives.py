@@ -144,6 +144,7 @@ def _copy_range(src: BinaryIO, dst: BinaryIO, start: int, length: int) -> None:
 class Tar(Output):
     name = "tar"
     needs_disk = False
+    copies_tree_times = False
     extension = "tar"
 
     def tools(self):
@@ -159,6 +160,7 @@ class Tar(Output):
 class Tgz(Output):
     name = "tgz"
     needs_disk = False
+    copies_tree_times = False
     extension = "tgz"
 
     def _gzip(self, ctx: OutputContext) -> str:
@@ -242,6 +244,7 @@ def parse_docker_target(target: str) -> tuple[str, str]:
 class Docker(Output):
     name = "docker"
     needs_disk = False
+    copies_tree_times = False
     extension = "docker.tar"
 
     def tools(self):

@@ -50,6 +50,11 @@ class Output:
     name: str = ""
     needs_disk: bool = False
     extension: str = ""
+    #: the output copies the tree's mtimes as they are: with SOURCE_DATE_EPOCH
+    #: it is made from a tree with every later mtime clamped first. Outputs
+    #: that clamp times themselves (tar) or are made from the disk (whose
+    #: filesystems get their times when made) set it False.
+    copies_tree_times: bool = True
 
     def tools(self) -> list[tuple[str, str]]:
         return []

@@ -13,6 +13,7 @@ from dib.outputs.base import Output, OutputContext
 class Raw(Output):
     name = "raw"
     needs_disk = True
+    copies_tree_times = False
     extension = "raw"
 
     def tools(self):
@@ -47,6 +48,7 @@ def _merge_options(base: list[str], user: str | None) -> str:
 class Qcow2(Output):
     name = "qcow2"
     needs_disk = True
+    copies_tree_times = False
     extension = "qcow2"
 
     def tools(self):
@@ -77,6 +79,7 @@ class Qcow2(Output):
 class Vhd(Output):
     name = "vhd"
     needs_disk = True
+    copies_tree_times = False
     extension = "vhd"
 
     def tools(self):

@@ -46,6 +46,12 @@ def selected_outputs(prepared: Prepared) -> list[outputs.Output]:
     return [o for o in selected if not o.needs_disk]
 
 
+def needs_clamped_tree(prepared: Prepared) -> bool:
+    """With SOURCE_DATE_EPOCH: whether an output copies the tree's mtimes as
+    they are, and so must be made from a tree clamped first."""
+    return any(output.copies_tree_times for output in selected_outputs(prepared))
+
+
 def needs_disk(prepared: Prepared) -> bool:
     return outputs.needs_disk(selected_outputs(prepared))
 
@@ -158,6 +164,9 @@ def output_inputs(config: BuildConfig, disk: DiskArtifacts, tree_id: str | None,
               "name": os.path.basename(config.image_name),
               "image-size": str(config.image_size), "extra-size": str(config.image_extra_size),
               "epoch": env.get("SOURCE_DATE_EPOCH", "")}
+    if values["epoch"]:
+        # how the outputs get their times: FAT entries all take the epoch
+        values["times"] = "2"
     if in_user_namespace():
         # a rootless build's outputs add the /dev entries its tree lacks
         values["dev-nodes"] = devnodes.signature()
@@ -190,7 +199,8 @@ def produce(prepared: Prepared, workspace: Workspace, tree: Path, disk: DiskArti
     if env.get("SOURCE_DATE_EPOCH"):
         bases = None   # in-place updates would stamp today's times into the image
     slot = disk_slot(config, disk, env)
-    dev_nodes = rootless_dev_nodes(tree)
+    epoch = env.get("SOURCE_DATE_EPOCH")
+    dev_nodes = rootless_dev_nodes(tree, int(epoch) if epoch and epoch.isdigit() else None)
     if outputs.needs_disk(selected):
         raw, record = _build_disk(config, workspace, tree, disk, env, layers or [],
                                   bases.take(slot, _raw_path(workspace)) if bases else None,
@@ -208,13 +218,14 @@ def produce(prepared: Prepared, workspace: Workspace, tree: Path, disk: DiskArti
     return produced, digests
 
 
-def rootless_dev_nodes(tree: Path) -> tuple[devnodes.DevEntry, ...]:
+def rootless_dev_nodes(tree: Path, epoch: int | None = None) -> tuple[devnodes.DevEntry, ...]:
     """The /dev entries a root bootstrap would have made that the tree lacks,
     in a build without root (mknod is refused there); none as root, whose
-    outputs are the tree as it is."""
+    outputs are the tree as it is. ``epoch``: SOURCE_DATE_EPOCH, their
+    latest time."""
     if not in_user_namespace():
         return ()
-    found = devnodes.missing(tree)
+    found = devnodes.missing(tree, epoch=epoch)
     if found:
         LOG.info("outputs: adding /dev entries mknod could not make: %s",
                  " ".join(e.node.name for e in found))

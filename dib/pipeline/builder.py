@@ -436,12 +436,14 @@ class Builder:
         return int(value) if value is not None else None
 
     def _output_tree(self, cleanup: CleanupStack) -> tuple[Path, int | None]:
-        """The tree the outputs are made from; with SOURCE_DATE_EPOCH, with
-        every later mtime clamped to it (the layers themselves unchanged),
-        and its size measured before that, since clamping copies inodes up
-        into a filesystem that counts their blocks differently."""
+        """The tree the outputs are made from. With SOURCE_DATE_EPOCH and an
+        output that copies the tree's times as they are (squashfs), every
+        later mtime is clamped to it first (the layers themselves unchanged),
+        and the size measured before that, since clamping copies inodes up
+        into a filesystem that counts their blocks differently. Tar and the
+        disk's filesystems set their times themselves, from the tree as it is."""
         epoch = self._epoch()
-        if epoch is None:
+        if epoch is None or not artifacts.needs_clamped_tree(self.prepared):
             return self.tree.mount_readonly(cleanup), None
         tree = self.tree.mount_for_outputs(cleanup)
         tree_bytes = blockdev.tree_size(tree) if artifacts.needs_disk(self.prepared) else None

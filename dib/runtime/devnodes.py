@@ -57,15 +57,19 @@ class DevEntry:
     gid: int = 0
 
 
-def missing(tree: Path, nodes: tuple[Node, ...] = BOOTSTRAP) -> tuple[DevEntry, ...]:
+def missing(tree: Path, nodes: tuple[Node, ...] = BOOTSTRAP,
+            epoch: int | None = None) -> tuple[DevEntry, ...]:
     """The entries of ``nodes`` that ``tree``'s /dev lacks, in name order.
     Whatever the tree has at a name stays as it is. They take the time of
-    /dev itself: the bootstrap made both at once, and with SOURCE_DATE_EPOCH
-    it is already clamped. Nothing when the tree has no /dev directory."""
+    /dev itself, the bootstrap made both at once; no later than ``epoch``
+    (SOURCE_DATE_EPOCH) when it is given. Nothing when the tree has no /dev
+    directory."""
     dev = tree / "dev"
     if dev.is_symlink() or not dev.is_dir():
         return ()
     mtime = int(dev.stat().st_mtime)
+    if epoch is not None:
+        mtime = min(mtime, epoch)
     return tuple(DevEntry(f"dev/{node.name}", node, mtime)
                  for node in sorted(nodes, key=lambda n: n.name)
                  if not os.path.lexists(dev / node.name))

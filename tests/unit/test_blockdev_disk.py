@@ -260,6 +260,50 @@ def test_disk_with_source_date_epoch_keeps_no_atime_or_ctime(tmp_path, monkeypat
     assert "mtime: 0x64bb5a80" in stat      # the tree's own mtime, already below the epoch
 
 
+@pytest.mark.skipif(not shutil.which("mkfs.ext4", path="/usr/sbin:/sbin:/usr/bin"),
+                    reason="e2fsprogs not installed")
+def test_disk_with_source_date_epoch_clamps_later_mtimes(tmp_path, monkeypatch):
+    """The tree keeps the times the build gave it; the ext4 filesystem holds
+    none later than the epoch, whatever the file is called, and earlier ones
+    as they are: two disks of trees written at different moments are one."""
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "1700000000")
+    tree = tmp_path / "tree"
+    (tree / "etc" / "a dir").mkdir(parents=True)
+    late = tree / "etc" / "a dir" / 'say "hi";\\x'
+    early = tree / "etc" / "early"
+    late.write_text("late\n")
+    early.write_text("early\n")
+    cfg = load_config(GRAPH).assign_ids("small")
+    plan = layout.plan_disk(cfg, tree_bytes=0, image_size=64 * MiB)
+    disks = []
+    for n, mtime in enumerate((1710000000, 1720000000)):
+        for path in (tree, tree / "etc", tree / "etc" / "a dir", late):
+            os.utime(path, (mtime, mtime))
+        os.utime(early, (mtime, 1690000000))
+        disks.append(assemble.build_disk(plan, tree, tmp_path / f"d{n}.raw").raw)
+    assert disks[0].read_bytes() == disks[1].read_bytes()
+    assert os.lstat(late).st_mtime == 1720000000       # the tree is left as it was
+    device = f"{disks[0]}?offset={plan.root_fs.offset}"
+    for path in ("/", "/etc/a dir", '/etc/a dir/say ""hi"";\\x'):
+        stat = runner.run(["debugfs", "-R", f'stat "{path}"', device]).stdout
+        assert "mtime: 0x6553f100" in stat, path
+    stat = runner.run(["debugfs", "-R", "stat /etc/early", device]).stdout
+    assert "mtime: 0x64bb5a80" in stat
+
+
+def test_disk_with_source_date_epoch_refuses_a_name_debugfs_cannot_hold(tmp_path,
+                                                                        monkeypatch):
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "1700000000")
+    tree = tmp_path / "tree"
+    (tree / "etc").mkdir(parents=True)
+    (tree / "etc" / "two\nlines").write_text("x")
+    cfg = load_config(GRAPH).assign_ids("small")
+    plan = layout.plan_disk(cfg, tree_bytes=0, image_size=64 * MiB)
+    with pytest.raises(BlockDeviceError, match="line break") as caught:
+        assemble.build_disk(plan, tree, tmp_path / "d.raw")
+    assert "etc/two\nlines" in str(caught.value)
+
+
 def test_used_inodes_from_dumpe2fs_groups():
     text = ("Group descriptor size:    64\nInodes per group:         8\n"
             "First inode:              11\n"
@@ -295,3 +339,22 @@ def test_esp_with_source_date_epoch_has_its_id_and_no_build_time(tmp_path, monke
     mtime, mdate = struct.unpack_from("<HH", data, entry + 22)
     assert (mdate >> 9) + 1980 == 2023 and (mdate >> 5) & 15 == 11 and mdate & 31 == 14
     assert mtime >> 11 == 22 and (mtime >> 5) & 63 == 13
+
+
+@pytest.mark.skipif(not all(shutil.which(t, path="/usr/sbin:/sbin:/usr/bin")
+                            for t in ("mkfs.ext4", "mkfs.fat", "mcopy", "sfdisk")),
+                    reason="e2fsprogs, dosfstools, mtools or fdisk not installed")
+def test_esp_files_with_source_date_epoch_take_its_time(tmp_path, monkeypatch):
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "1700000000")
+    tree = tmp_path / "tree"
+    (tree / "boot" / "efi" / "EFI" / "debian").mkdir(parents=True)
+    grub = tree / "boot" / "efi" / "EFI" / "debian" / "grubx64.efi"
+    grub.write_bytes(b"efi")
+    os.utime(grub, (1720000000, 1720000000))
+    cfg = load_config(EFI).assign_ids("esp")
+    plan = layout.plan_disk(cfg, tree_bytes=0, image_size=1 * GiB)
+    raw = assemble.build_disk(plan, tree, tmp_path / "d.raw").raw
+    listing = runner.run(["mdir", "-i", f"{raw}@@{plan.esp_fs.offset}", "::/EFI/debian"],
+                         env=assemble.mtools_env()).stdout
+    line = next(text for text in listing.splitlines() if text.startswith("grubx64"))
+    assert "2023-11-14" in line           # the epoch's day, not the file's (2024)

@@ -78,6 +78,14 @@ def test_the_entries_are_what_the_tree_lacks_with_the_time_of_its_dev(tmp_path):
     assert {(e.mtime, e.uid, e.gid) for e in found} == {(EPOCH + 5, 0, 0)}
 
 
+def test_the_entries_are_no_later_than_source_date_epoch(tmp_path):
+    tree = _tree(tmp_path)
+    os.utime(tree / "dev", (EPOCH, EPOCH + 5))
+    assert {e.mtime for e in devnodes.missing(tree, epoch=EPOCH)} == {EPOCH}
+    os.utime(tree / "dev", (EPOCH, EPOCH - 5))
+    assert {e.mtime for e in devnodes.missing(tree, epoch=EPOCH)} == {EPOCH - 5}
+
+
 def test_a_tree_without_a_dev_directory_gets_no_entries(tmp_path):
     tree = tmp_path / "tree"
     tree.mkdir()

@@ -47,3 +47,18 @@ def test_clamp_brings_later_mtimes_down_and_keeps_earlier_ones(tmp_path):
     assert os.lstat(tmp_path).st_mtime == EPOCH
     # new, link, sub and the root (just made, so newer than the epoch)
     assert changed == 4
+
+
+def test_late_paths_lists_later_mtimes_without_changing_them(tmp_path):
+    (tmp_path / "boot" / "efi" / "EFI").mkdir(parents=True)
+    (tmp_path / "etc").mkdir()
+    late, early = tmp_path / "etc" / 'a "b"', tmp_path / "etc" / "early"
+    late.write_text("l")
+    early.write_text("e")
+    os.utime(early, (EPOCH, EPOCH - 10))
+    for path in (tmp_path / "etc", tmp_path / "boot"):
+        os.utime(path, (EPOCH, EPOCH - 10))
+    found = reproducible.late_paths(tmp_path, EPOCH, keep_out=["boot/efi"])
+    # the root, and boot/efi itself but nothing under it
+    assert sorted(found) == ["", "boot/efi", 'etc/a "b"']
+    assert os.lstat(late).st_mtime > EPOCH          # read, not changed
