@@ -23,6 +23,7 @@ import json
 import logging
 import os
 import shutil
+import stat
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -74,12 +75,28 @@ class Entry:
 
 
 def walk_sorted(root: Path) -> Iterator[tuple[str, str, os.stat_result]]:
-    """(relative path, path, lstat) of everything under ``root``, in a fixed order."""
-    for directory, dirs, files in os.walk(root):
-        dirs.sort()
-        for name in sorted(dirs + files):
-            path = os.path.join(directory, name)
-            yield os.path.relpath(path, root), path, os.lstat(path)
+    """(relative path, path, lstat) of everything under ``root``, in a fixed
+    order: a directory's entries by name, then each subdirectory's in turn
+    (symbolic links are not followed). Every lookup of a cached step walks
+    its whole layer, so this stays at one system call an entry."""
+    yield from _walk_entries(os.fspath(root), "")
+
+
+def _walk_entries(directory: str, prefix: str) -> Iterator[tuple[str, str, os.stat_result]]:
+    try:
+        with os.scandir(directory) as listing:
+            found = sorted(listing, key=lambda entry: entry.name)
+    except OSError:
+        return      # unreadable: listed by its parent, as os.walk does
+    subdirectories = []
+    for entry in found:
+        st = entry.stat(follow_symlinks=False)
+        relative = prefix + entry.name
+        yield relative, entry.path, st
+        if stat.S_ISDIR(st.st_mode):
+            subdirectories.append((entry.path, relative + "/"))
+    for path, relative in subdirectories:
+        yield from _walk_entries(path, relative)
 
 
 def listing_digest(root: Path) -> tuple[str, int]:
@@ -87,9 +104,9 @@ def listing_digest(root: Path) -> tuple[str, int]:
     digest = hashlib.sha256()
     total = 0
     for rel, path, st in walk_sorted(root):
-        link = os.readlink(path) if os.path.islink(path) else ""
+        link = os.readlink(path) if stat.S_ISLNK(st.st_mode) else ""
         digest.update(f"{rel}\0{st.st_mode}\0{st.st_uid}\0{st.st_gid}\0{st.st_size}\0"
-                      f"{st.st_mtime_ns}\0{st.st_rdev}\0{link}\n".encode())
+                      f"{st.st_mtime_ns}\0{st.st_rdev}\0{link}\n".encode("utf-8", "surrogateescape"))
         total += st.st_blocks * 512
     return digest.hexdigest(), total
 

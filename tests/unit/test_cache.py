@@ -9,6 +9,7 @@ from pathlib import Path
 
 from dib.cache import CacheStore, Checkpoints, keys, prune
 from dib.cache.prune import prune_order
+from dib.cache.store import listing_digest, walk_sorted
 from dib.config.settings import SETTINGS as REGISTRY
 
 
@@ -492,3 +493,27 @@ def test_the_callers_variables_key_the_bootstrap_by_digest_only(tmp_path):
     assert all("s3cret" not in value for value in inputs.values())
     other = sourced_environment(hooks, {"PATH": os.environ["PATH"], "http_proxy": secret + "0"})
     assert keys.phase_inputs(hooks, "root.d", {}, environment=other) != inputs
+
+
+def test_walk_lists_each_directory_by_name_then_descends_without_following_links(tmp_path):
+    (tmp_path / "b" / "c").mkdir(parents=True)
+    (tmp_path / "b" / "c" / "f").write_text("f")
+    (tmp_path / "b" / "a").write_text("a")
+    (tmp_path / "a.txt").write_text("t")
+    (tmp_path / "link").symlink_to("b")
+    (tmp_path / "z").mkdir()
+    names = [rel for rel, _path, _st in walk_sorted(tmp_path)]
+    assert names == ["a.txt", "b", "link", "z", "b/a", "b/c", "b/c/f"]
+
+
+def test_the_listing_digest_follows_what_lstat_says(tmp_path):
+    (tmp_path / "d").mkdir()
+    (tmp_path / "d" / "f").write_text("one")
+    (tmp_path / "l").symlink_to("d/f")
+    first, size = listing_digest(tmp_path)
+    assert size > 0 and listing_digest(tmp_path)[0] == first
+    os.utime(tmp_path / "d" / "f", ns=(0, 5))
+    second = listing_digest(tmp_path)[0]
+    (tmp_path / "l").unlink()
+    (tmp_path / "l").symlink_to("d")
+    assert len({first, second, listing_digest(tmp_path)[0]}) == 3
