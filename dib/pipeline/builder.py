@@ -67,6 +67,8 @@ class Builder:
         self.output_sha256: dict[str, str] = {}
         #: wall-clock start of the build proper, for the provenance
         self.started_on = time.time()
+        #: what the phases write beside the image, read for the provenance meanwhile
+        self.digests_ahead = provenance.DigestsAhead()
 
     def run(self) -> int:
         started = time.monotonic()
@@ -82,6 +84,7 @@ class Builder:
             raise
         finally:
             self.tree.abort_layer()
+            self.digests_ahead.close()
             self._note_transfers()
             self.checkpoints.close()
             if self.store is not None:
@@ -260,6 +263,8 @@ class Builder:
         self._current.cache = _cache_word(hit is not None, self.checkpoints.pulled.get(key))
         if key in self.checkpoints.pulled:
             self._current.pulled = vars(self.checkpoints.pulled[key])
+        if self.config.provenance and key in self.checkpoints.products:
+            self.digests_ahead.start(self.checkpoints.products[key])
         self._current.seconds = time.monotonic() - started
         if self.config.explain_cache:
             LOG.info("cache: %-13s %s", name, self._current.explanation())
@@ -477,7 +482,8 @@ class Builder:
             # in-toto wants at least one subject: nothing to attest
             LOG.info("provenance not written: the build produced no files")
             return None
-        subjects = provenance.subject_digests(files, self.output_sha256)
+        known = {**self.digests_ahead.known(files), **self.output_sha256}
+        subjects = provenance.subject_digests(files, known)
         packages, distro = self._packages()
         facts = provenance.BuildFacts(
             config=self.config, subjects=subjects, env=self.env,

@@ -8,12 +8,14 @@ def paragraphs(text: str) -> list[dict[str, str]]:
     continuation lines are joined with newlines, with the leading space of
     each dropped (a lone ``.`` stands for an empty line, as the format says)."""
     found: list[dict[str, str]] = []
-    current: dict[str, str] = {}
-    last: str | None = None
+    # each field's lines, joined once its paragraph ends: a licence text
+    # runs to hundreds of lines
+    current: dict[str, list[str]] = {}
+    last: list[str] | None = None
     for line in text.splitlines():
         if not line.strip():
             if current:
-                found.append(current)
+                found.append(_joined(current))
             current, last = {}, None
             continue
         if line.startswith("#"):
@@ -21,16 +23,19 @@ def paragraphs(text: str) -> list[dict[str, str]]:
         if line[0] in " \t":
             if last is not None:
                 more = line[1:]
-                current[last] += "\n" + ("" if more.strip() == "." else more)
+                last.append("" if more.strip() == "." else more)
             continue
         name, sep, value = line.partition(":")
         if not sep:
             continue    # not a field: a damaged line is skipped, not fatal
-        last = name.strip()
-        current[last] = value.strip()
+        last = current[name.strip()] = [value.strip()]
     if current:
-        found.append(current)
+        found.append(_joined(current))
     return found
+
+
+def _joined(fields: dict[str, list[str]]) -> dict[str, str]:
+    return {name: "\n".join(lines) for name, lines in fields.items()}
 
 
 def field(paragraph: dict[str, str], name: str) -> str | None:

@@ -83,15 +83,27 @@ def _diverted(root: Path) -> list[str]:
 
 
 def _canonical(root: Path, paths: set[str]) -> set[str]:
-    parents: dict[str, str | None] = {}
+    resolved: dict[str, str | None] = {"": ""}
+
+    def directory(path: str) -> str | None:
+        """``path`` with its links resolved, each directory looked at once:
+        a tree's lists name some 3,000 directories, most under a few others."""
+        if path not in resolved:
+            parent, _, name = path.rpartition("/")
+            base = directory(parent)
+            candidate = None if base is None else f"{base}/{name}" if base else name
+            if candidate is not None and (name in ("", ".", "..") or
+                                          os.path.islink(os.path.join(root, candidate))):
+                candidate = rootfs.resolve(root, candidate)
+            resolved[path] = candidate
+        return resolved[path]
+
     out: set[str] = set()
     for path in paths:
-        directory, _, name = path.strip("/").rpartition("/")
+        parent, _, name = path.strip("/").rpartition("/")
         if not name:
             continue
-        if directory not in parents:
-            parents[directory] = rootfs.resolve(root, directory)
-        resolved = parents[directory]
-        if resolved is not None:
-            out.add(f"{resolved}/{name}" if resolved else name)
+        found = directory(parent)
+        if found is not None:
+            out.add(f"{found}/{name}" if found else name)
     return out

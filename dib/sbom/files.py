@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
 
+from dib.sbom import rootfs
+
 SCAN_DIRS = ("usr", "etc", "opt")
 # Made by maintainer scripts, triggers or the build itself, on every system.
 GENERATED = frozenset("""
@@ -31,7 +33,6 @@ _GENERATED_PATTERNS = (
     re.compile(r"^usr/lib/modules/[^/]+/modules\.[a-z.]+$"),    # depmod's indexes
     re.compile(r"^(usr/lib|etc)/udev/hwdb\.bin$"),
 )
-_SKIPPED_DIRS = ("__pycache__",)
 _SKIPPED_SUFFIXES = (".dist-info", ".egg-info")    # listed as Python packages
 _CHUNK = 1 << 20
 
@@ -49,27 +50,30 @@ def is_generated(relative: str) -> bool:
 
 
 def loose_files(root: Path, owned: set[str], skip: Iterable[str] = (),
-                sources: dict[str, dict[str, str]] | None = None) -> list[LooseFile]:
+                sources: dict[str, dict[str, str]] | None = None,
+                listing: Iterable[rootfs.Directory] | None = None) -> list[LooseFile]:
     """Regular files under SCAN_DIRS that ``owned`` (relative paths) does
     not hold, sorted by path. ``skip`` are directories (relative) left out
     whole; ``sources`` maps an image path to {element: sha256} of the
-    element files that install there."""
+    element files that install there. ``listing``: the tree's directories
+    as ``rootfs.scan`` lists them (SCAN_DIRS among them), else scanned here."""
     skipped = {s.strip("/") for s in skip}
+    if listing is None:
+        listing = rootfs.scan(root, SCAN_DIRS)
+    left_out: set[str] = set()
     found = []
-    for start in SCAN_DIRS:
-        for directory, dirs, files in os.walk(root / start):
-            relative_dir = os.path.relpath(directory, root)
-            dirs[:] = sorted(d for d in dirs if d not in _SKIPPED_DIRS
-                             and not d.endswith(_SKIPPED_SUFFIXES)
-                             and f"{relative_dir}/{d}" not in skipped)
-            for name in sorted(files):
-                relative = f"{relative_dir}/{name}"
-                if relative in owned or is_generated(relative):
-                    continue
-                path = os.path.join(directory, name)
-                if os.path.islink(path) or not os.path.isfile(path):
-                    continue
-                found.append(_describe(path, "/" + relative, (sources or {}).get(relative)))
+    for directory in listing:
+        parent, _, name = directory.path.rpartition("/")
+        if (directory.path.split("/", 1)[0] not in SCAN_DIRS or parent in left_out
+                or directory.path in skipped or name.endswith(_SKIPPED_SUFFIXES)):
+            left_out.add(directory.path)
+            continue
+        for name in sorted(directory.regular):
+            relative = directory.below(name)
+            if relative in owned or is_generated(relative):
+                continue
+            found.append(_describe(os.path.join(root, relative), "/" + relative,
+                                   (sources or {}).get(relative)))
     return sorted(found, key=lambda f: f.path)
 
 

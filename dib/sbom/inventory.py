@@ -63,7 +63,10 @@ def collect(root: Path, name: str, manifest_dir: str,
     build's elements for naming who added a file."""
     inventory = Inventory(name=name, distro=Distro.from_os_release(rootfs.os_release(root)))
     inventory.debs = [(p, deb_license(root, p)) for p in dpkg.read_packages(root)]
-    inventory.pythons = python.find_packages(root)
+    # one pass over the tree for both readers
+    listing = rootfs.scan(root, dict.fromkeys(python.SEARCH_ROOTS + files.SCAN_DIRS))
+    inventory.pythons = python.find_packages(root, listing)
     inventory.loose = files.loose_files(root, dpkg.owned_paths(root), skip=[manifest_dir],
-                                        sources=files.element_sources(elements))
+                                        sources=files.element_sources(elements),
+                                        listing=listing)
     return inventory

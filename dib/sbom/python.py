@@ -5,14 +5,14 @@ system's, a ``pip install`` into /usr/local, or a virtualenv under /opt or
 elsewhere."""
 from __future__ import annotations
 
-import os
 import re
 from dataclasses import dataclass
 from email.message import Message
 from email.parser import HeaderParser
 from pathlib import Path
+from typing import Iterable
 
-from dib.sbom import licenses
+from dib.sbom import licenses, rootfs
 
 # Where Python distributions may live; the walk does not follow symlinks, so
 # a venv's lib64 -> lib is seen once.
@@ -70,10 +70,13 @@ def _license(headers: Message) -> licenses.Expression:
     return licenses.combine([licenses.Expression(f) for f in found])
 
 
-def find_packages(root: Path) -> list[PythonPackage]:
-    """Every distribution in the tree, sorted by name, version and place."""
+def find_packages(root: Path, listing: Iterable[rootfs.Directory] | None = None
+                  ) -> list[PythonPackage]:
+    """Every distribution in the tree, sorted by name, version and place.
+    ``listing``: the tree's directories as ``rootfs.scan`` lists them
+    (SEARCH_ROOTS among them), else scanned here."""
     found = []
-    for directory in _dist_info_dirs(root):
+    for directory in _dist_info_dirs(root, listing):
         metadata = _metadata_file(directory)
         if metadata is None:
             continue
@@ -97,17 +100,24 @@ def _metadata_file(entry: Path) -> Path | None:
     return candidate if candidate.is_file() and not candidate.is_symlink() else None
 
 
-def _dist_info_dirs(root: Path) -> list[Path]:
+def _dist_info_dirs(root: Path, listing: Iterable[rootfs.Directory] | None) -> list[Path]:
+    """The distributions' metadata in every site-packages or dist-packages
+    directory under SEARCH_ROOTS; one inside another's files is not looked at."""
+    if listing is None:
+        listing = rootfs.scan(root, SEARCH_ROOTS)
     out = []
-    for start in SEARCH_ROOTS:
-        for directory, dirs, files in os.walk(root / start):
-            if os.path.basename(directory) in _PACKAGE_DIRS:
-                out.extend(Path(directory) / d for d in sorted(dirs + files)
-                           if d.endswith((".dist-info", ".egg-info")))
-                dirs[:] = []    # a distribution's own files hold no more of them
-            else:
-                dirs[:] = [d for d in dirs if d != "__pycache__"]
+    for directory in listing:
+        if not _under(directory.path, SEARCH_ROOTS):
+            continue
+        parts = directory.path.split("/")
+        if parts[-1] in _PACKAGE_DIRS and not set(parts[:-1]) & set(_PACKAGE_DIRS):
+            out.extend(root / directory.path / name for name in directory.names
+                       if name.endswith((".dist-info", ".egg-info")))
     return out
+
+
+def _under(path: str, starts: Iterable[str]) -> bool:
+    return any(path == start or path.startswith(start + "/") for start in starts)
 
 
 def _normalised(name: str) -> str:

@@ -7,7 +7,9 @@ and never leave the tree.
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterable, Iterator
 
 # More links than this on one path is a loop.
 _MAX_LINKS = 40
@@ -64,3 +66,44 @@ def os_release(root: Path) -> dict[str, str]:
             value = value[1:-1]
         fields[key] = value
     return fields
+
+
+@dataclass(frozen=True)
+class Directory:
+    """One directory of the tree, as ``scan`` lists it."""
+
+    path: str                   # relative to the root: "usr/lib"
+    names: tuple[str, ...]      # every entry, sorted
+    regular: frozenset[str]     # regular files (not symlinks)
+    subdirectories: tuple[str, ...]   # real directories (not symlinks), sorted, descended into
+
+    def below(self, name: str) -> str:
+        return f"{self.path}/{name}"
+
+
+#: compiled Python, rewritten by the interpreter; nothing the SBOM lists
+SKIPPED_DIRECTORY = "__pycache__"
+
+
+def scan(root: Path, starts: Iterable[str]) -> list[Directory]:
+    """Every directory under each of ``starts`` (relative paths), parents
+    before children, ``__pycache__`` left out: one listing for all the
+    SBOM's readers, each entry read once."""
+    found: list[Directory] = []
+    for start in starts:
+        found.extend(_scan(os.path.join(root, start), start.strip("/")))
+    return found
+
+
+def _scan(directory: str, relative: str) -> Iterator[Directory]:
+    try:
+        with os.scandir(directory) as listing:
+            entries = sorted(listing, key=lambda entry: entry.name)
+    except OSError:
+        return
+    regular = frozenset(e.name for e in entries if e.is_file(follow_symlinks=False))
+    subdirectories = tuple(e.name for e in entries if e.is_dir(follow_symlinks=False)
+                           and e.name != SKIPPED_DIRECTORY)
+    yield Directory(relative, tuple(e.name for e in entries), regular, subdirectories)
+    for name in subdirectories:
+        yield from _scan(os.path.join(directory, name), f"{relative}/{name}")

@@ -17,7 +17,8 @@ from dib.config import manifest
 from dib.config.cli import build_parser, config_from_args
 from dib.config.settings import SETTINGS, recorded_argv
 from dib.errors import ConfigError
-from dib.provenance import BuildFacts, build_statement, write_provenance
+from dib.provenance import (BuildFacts, DigestsAhead, build_statement, subject_digests,
+                            write_provenance)
 from dib.provenance import verify as verify_module
 from dib.sbom.inventory import deb_purl
 from provenance_schema import errors
@@ -408,3 +409,26 @@ def test_verify_usage_errors(built, tmp_path, capsys):
     assert status == 2 and "not a file" in err
     status, _, err = run_verify(capsys)
     assert status == 2
+
+
+def test_digests_read_ahead_are_those_of_the_files_as_they_are_now(tmp_path):
+    kernel, initramfs, gone = tmp_path / "ipa.kernel", tmp_path / "ipa.initramfs", tmp_path / "x"
+    kernel.write_bytes(b"kernel")
+    initramfs.write_bytes(b"initramfs")
+    gone.write_bytes(b"x")
+    ahead = DigestsAhead()
+    try:
+        ahead.start([kernel, initramfs, gone, tmp_path])      # a directory is not read
+        assert ahead.known([kernel, initramfs, gone, tmp_path]) == {
+            name: hashlib.sha256(data).hexdigest() for name, data in
+            (("ipa.kernel", b"kernel"), ("ipa.initramfs", b"initramfs"), ("x", b"x"))}
+        known = ahead.known([kernel])
+        initramfs.write_bytes(b"written again")             # changed after it was read
+        gone.unlink()
+        assert ahead.known([kernel, initramfs, gone, tmp_path]) == known
+        # the provenance reads what was not known ahead
+        assert subject_digests([kernel, initramfs], ahead.known([kernel, initramfs])) == {
+            "ipa.kernel": hashlib.sha256(b"kernel").hexdigest(),
+            "ipa.initramfs": hashlib.sha256(b"written again").hexdigest()}
+    finally:
+        ahead.close()
