@@ -347,10 +347,12 @@ class Builder:
                   # attribution of loose files names these elements
                   "elements": ",".join(name for name, _path in elements)}
 
+        memo = None if config.no_cache else Path(config.cache_dir) / sbom.DIGEST_MEMO
+
         def action(tree: Path) -> None:
             written = sbom.write_sboms(tree, config.image_name, config.sbom,
                                        manifest_dir=manifest_dir, elements=elements,
-                                       source_date_epoch=epoch)
+                                       source_date_epoch=epoch, digest_memo=memo)
             LOG.info("SBOM written: %s", " ".join(str(p) for p in written))
         self._step("sbom", self.checkpoints.internal_inputs("sbom", values), action,
                    host_side=True)

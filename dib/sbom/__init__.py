@@ -11,6 +11,7 @@ from typing import Iterable
 from dib import __version__
 from dib.errors import ConfigError
 from dib.sbom import documents
+from dib.sbom.files import DigestMemo
 from dib.sbom.inventory import collect
 
 #: format → (file suffix, document builder)
@@ -19,6 +20,8 @@ FORMATS = {"spdx": ("spdx.json", documents.spdx),
 DEFAULT_MANIFEST_DIR = "/etc/dib-manifests"
 # The copies inside the image, in the manifests directory.
 INSIDE_NAME = "sbom"
+#: under the cache directory: the loose files' digests, for the next SBOM
+DIGEST_MEMO = "sbom/digests.json"
 
 
 def code_identity() -> str:
@@ -42,13 +45,18 @@ def check_source_date_epoch(value: str | None) -> str | None:
 def write_sboms(tree: Path, image_name: str, formats: Iterable[str], *,
                 manifest_dir: str = DEFAULT_MANIFEST_DIR,
                 elements: Iterable[tuple[str, Path]] = (),
-                source_date_epoch: str | None = None) -> list[Path]:
+                source_date_epoch: str | None = None,
+                digest_memo: Path | None = None) -> list[Path]:
     """Write each format beside the image (``NAME.spdx.json``…) and into
     the tree's manifests directory (``sbom.spdx.json``…); returns the files
-    written beside the image."""
+    written beside the image. ``digest_memo``: a file where the loose files'
+    digests are kept from one build to the next."""
     formats = list(formats)
     created = documents.timestamp(check_source_date_epoch(source_date_epoch))
-    inventory = collect(tree, os.path.basename(image_name), manifest_dir, elements)
+    memo = DigestMemo(digest_memo) if digest_memo is not None else None
+    inventory = collect(tree, os.path.basename(image_name), manifest_dir, elements, memo)
+    if memo is not None:
+        memo.save()
     inside = tree / manifest_dir.strip("/")
     inside.mkdir(parents=True, exist_ok=True)
     Path(image_name).parent.mkdir(parents=True, exist_ok=True)

@@ -10,6 +10,7 @@ same content at that path (see ``element_sources``).
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import re
 from dataclasses import dataclass
@@ -51,12 +52,14 @@ def is_generated(relative: str) -> bool:
 
 def loose_files(root: Path, owned: set[str], skip: Iterable[str] = (),
                 sources: dict[str, dict[str, str]] | None = None,
-                listing: Iterable[rootfs.Directory] | None = None) -> list[LooseFile]:
+                listing: Iterable[rootfs.Directory] | None = None,
+                memo: DigestMemo | None = None) -> list[LooseFile]:
     """Regular files under SCAN_DIRS that ``owned`` (relative paths) does
     not hold, sorted by path. ``skip`` are directories (relative) left out
     whole; ``sources`` maps an image path to {element: sha256} of the
     element files that install there. ``listing``: the tree's directories
-    as ``rootfs.scan`` lists them (SCAN_DIRS among them), else scanned here."""
+    as ``rootfs.scan`` lists them (SCAN_DIRS among them), else scanned here;
+    ``memo``: digests an earlier SBOM read."""
     skipped = {s.strip("/") for s in skip}
     if listing is None:
         listing = rootfs.scan(root, SCAN_DIRS)
@@ -73,12 +76,13 @@ def loose_files(root: Path, owned: set[str], skip: Iterable[str] = (),
             if relative in owned or is_generated(relative):
                 continue
             found.append(_describe(os.path.join(root, relative), "/" + relative,
-                                   (sources or {}).get(relative)))
+                                   (sources or {}).get(relative), memo))
     return sorted(found, key=lambda f: f.path)
 
 
-def _describe(path: str, image_path: str, candidates: dict[str, str] | None) -> LooseFile:
-    sha256, sha1 = digests(path)
+def _describe(path: str, image_path: str, candidates: dict[str, str] | None,
+              memo: DigestMemo | None = None) -> LooseFile:
+    sha256, sha1 = memo.digests(path, image_path) if memo is not None else digests(path)
     element = None
     if candidates:
         matching = sorted(name for name, digest in candidates.items() if digest == sha256)
@@ -86,6 +90,60 @@ def _describe(path: str, image_path: str, candidates: dict[str, str] | None) -> 
         # put it there, so neither is named.
         element = matching[0] if len(matching) == 1 else None
     return LooseFile(path=image_path, sha256=sha256, sha1=sha1, element=element)
+
+
+class DigestMemo:
+    """Digests of files read by an earlier SBOM, by what ``lstat`` says of
+    the file (path, inode, size, mtime, ctime): most loose files of a rebuilt
+    image are those of the cached layers below the step that changed, and
+    a file written anew has another ctime. Kept as JSON at ``path``."""
+
+    #: at most this many files are remembered, the last build's first
+    LIMIT = 200_000
+
+    def __init__(self, path: Path | None) -> None:
+        self.path = path
+        self.known: dict[str, list[str]] = {}
+        self.used: dict[str, list[str]] = {}
+        if path is not None:
+            try:
+                loaded = json.loads(path.read_text())
+            except (OSError, ValueError):
+                loaded = {}
+            if isinstance(loaded, dict):
+                self.known = loaded
+
+    @staticmethod
+    def _key(path: str, st: os.stat_result) -> str:
+        return f"{path}\0{st.st_ino}\0{st.st_size}\0{st.st_mtime_ns}\0{st.st_ctime_ns}"
+
+    def digests(self, path: str, image_path: str) -> tuple[str, str]:
+        """The digests of the file at ``path``, ``image_path`` in the image
+        (the tree is mounted somewhere else in every build)."""
+        key = self._key(image_path, os.lstat(path))
+        found = self.known.get(key)
+        if not (isinstance(found, list) and len(found) == 2):
+            found = list(digests(path))
+        self.used[key] = found
+        return found[0], found[1]
+
+    def save(self) -> None:
+        """What this build read first, then what earlier ones did, up to LIMIT;
+        a memo that cannot be written only costs the next build time."""
+        if self.path is None:
+            return
+        kept = dict(self.used)
+        for key, value in self.known.items():
+            if len(kept) >= self.LIMIT:
+                break
+            kept.setdefault(key, value)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            partial = self.path.with_name(f".{self.path.name}.{os.getpid()}")
+            partial.write_text(json.dumps(kept))
+            os.replace(partial, self.path)
+        except OSError:
+            pass
 
 
 def digests(path: str) -> tuple[str, str]:

@@ -57,10 +57,12 @@ def deb_license(root: Path, package: dpkg.DebPackage) -> licenses.Expression:
 
 
 def collect(root: Path, name: str, manifest_dir: str,
-            elements: Iterable[tuple[str, Path]] = ()) -> Inventory:
+            elements: Iterable[tuple[str, Path]] = (),
+            memo: files.DigestMemo | None = None) -> Inventory:
     """Read the tree at ``root``; ``manifest_dir`` (in the image) is left
     out of the loose files, ``elements`` are (name, directory) of the
-    build's elements for naming who added a file."""
+    build's elements for naming who added a file; ``memo``, the loose
+    files' digests an earlier SBOM read."""
     inventory = Inventory(name=name, distro=Distro.from_os_release(rootfs.os_release(root)))
     inventory.debs = [(p, deb_license(root, p)) for p in dpkg.read_packages(root)]
     # one pass over the tree for both readers
@@ -68,5 +70,5 @@ def collect(root: Path, name: str, manifest_dir: str,
     inventory.pythons = python.find_packages(root, listing)
     inventory.loose = files.loose_files(root, dpkg.owned_paths(root), skip=[manifest_dir],
                                         sources=files.element_sources(elements),
-                                        listing=listing)
+                                        listing=listing, memo=memo)
     return inventory

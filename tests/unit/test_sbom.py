@@ -249,6 +249,39 @@ def test_a_file_is_attributed_to_the_element_that_ships_it(tmp_path):
                      "/usr/share/pkg-map/mine": "mine"}
 
 
+def test_digests_remembered_from_an_earlier_sbom_are_those_of_unchanged_files(tmp_path):
+    first, second, memo_file = tmp_path / "mnt1", tmp_path / "mnt2", tmp_path / "memo.json"
+    write(first, "etc/kept", "kept\n")
+    write(first, "etc/rewritten", "one\n")
+    memo = files.DigestMemo(memo_file)
+    files.loose_files(first, set(), memo=memo)
+    memo.save()
+    # The same tree mounted elsewhere in the next build: its files, by inode.
+    first.rename(second)
+    rewritten = second / "etc/rewritten"
+    st = rewritten.stat()
+    rewritten.write_text("two\n")                      # same size, then the same mtime:
+    os.utime(rewritten, ns=(st.st_atime_ns, st.st_mtime_ns))   # only the ctime tells
+    memo = files.DigestMemo(memo_file)
+    # what the memo holds for the kept file is what it gives back
+    kept_key = next(key for key in memo.known if key.startswith("/etc/kept\0"))
+    memo.known[kept_key] = ["a" * 64, "b" * 40]
+    loose = {f.path: f.sha256 for f in files.loose_files(second, set(), memo=memo)}
+    assert loose == {"/etc/kept": "a" * 64,
+                     "/etc/rewritten": hashlib.sha256(b"two\n").hexdigest()}
+
+
+def test_a_memo_that_cannot_be_read_or_written_costs_nothing_but_time(tmp_path):
+    write(tmp_path / "root", "etc/motd", "hi\n")
+    (tmp_path / "memo.json").write_text("not json")
+    memo = files.DigestMemo(tmp_path / "memo.json")
+    loose = files.loose_files(tmp_path / "root", set(), memo=memo)
+    assert loose[0].sha256 == hashlib.sha256(b"hi\n").hexdigest()
+    (tmp_path / "memo.json").unlink()
+    (tmp_path / "memo.json").mkdir()                  # not writable as a file
+    memo.save()
+
+
 # -- documents ----------------------------------------------------------------------
 
 def test_documents_of_a_fake_tree_are_valid_and_complete(tmp_path):
