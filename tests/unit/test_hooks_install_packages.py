@@ -11,7 +11,7 @@ import pytest
 HOOKS = Path(__file__).resolve().parents[2] / "hooks"
 
 APT_GET = r"""#!/bin/bash
-echo "apt-get DEBIAN_FRONTEND=${DEBIAN_FRONTEND:-} $*" >> "$STUB_LOG"
+echo "apt-get DEBIAN_FRONTEND=${DEBIAN_FRONTEND:-} INITRD=${INITRD:-} $*" >> "$STUB_LOG"
 if grep -q 'runs once when apt is done' "$DIB_UPDATE_INITRAMFS_PATH" 2>/dev/null; then
     echo "initramfs-diverted-during-apt" >> "$STUB_LOG"
 fi
@@ -75,6 +75,7 @@ def sandbox(tmp_path):
         "DIB_UPDATE_INITRAMFS_PATH": str(real),
         "DIB_INSTALL_PACKAGES_BOOT_DIR": str(boot),
         "DIB_INSTALL_PACKAGES_ISCSI_NAME": str(tmp_path / "initiatorname.iscsi"),
+        "DIB_DRACUT_KERNEL_HOOK": str(tmp_path / "etc" / "kernel" / "postinst.d" / "dracut"),
         "DIB_PKG_MAP_DIR": str(mapdir),
         "DISTRO_NAME": "debian",
         "DIB_RELEASE": "bookworm",
@@ -171,6 +172,29 @@ def test_new_kernel_gets_initramfs_once(sandbox):
     assert proc.returncode == 0, proc.stderr
     assert [line for line in lines if line.startswith("update-initramfs")] == [
         "update-initramfs -c -k 6.1.0-99-amd64"]
+
+
+def test_kernel_hooks_are_told_to_leave_the_initramfs_to_the_end(sandbox):
+    proc, lines = sandbox.run("linux-image-amd64")
+    assert proc.returncode == 0, proc.stderr
+    (call,) = apt_calls(lines)
+    assert "INITRD=No " in call
+
+
+def test_with_dracut_the_initramfs_comes_from_its_kernel_hook_once(sandbox):
+    """Debian's dracut has no update-initramfs: its kernel hook makes the
+    initramfs, once, after apt (not from the kernel's postinst and its
+    trigger too)."""
+    sandbox.real.unlink()
+    hook = Path(sandbox.env["DIB_DRACUT_KERNEL_HOOK"])
+    hook.parent.mkdir(parents=True)
+    hook.write_text('#!/bin/sh\necho "dracut hook $* INITRD=${INITRD:-}" >> "$STUB_LOG"\n')
+    hook.chmod(0o755)
+    proc, lines = sandbox.run("linux-image-amd64", "dracut")
+    assert proc.returncode == 0, proc.stderr
+    boot = sandbox.boot
+    assert [line for line in lines if line.startswith("dracut hook")] == [
+        f"dracut hook 6.1.0-99-amd64 {boot}/vmlinuz-6.1.0-99-amd64 INITRD="]
 
 
 def test_kernel_without_initrd_is_fixed_by_any_install(sandbox):
