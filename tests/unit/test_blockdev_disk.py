@@ -149,9 +149,13 @@ def _sfdisk_json(raw):
     return json.loads(out)["partitiontable"]
 
 
-needs_sfdisk = pytest.mark.skipif(not (shutil.which("sfdisk") or
-                                       shutil.which("sfdisk", path="/usr/sbin:/sbin")),
-                                  reason="sfdisk (fdisk package) not installed")
+def needs_tools(*tools: str):
+    """Skip where the host lacks one of ``tools`` (sbin included)."""
+    missing = [t for t in tools if not shutil.which(t, path="/usr/sbin:/sbin:/usr/bin")]
+    return pytest.mark.skipif(bool(missing), reason=f"{', '.join(missing)} not installed")
+
+
+needs_sfdisk = needs_tools("sfdisk")
 
 
 @needs_sfdisk
@@ -217,8 +221,7 @@ def test_required_tools():
     assert "unshare" not in dict(assemble.required_tools(load_config(None)))
 
 
-@pytest.mark.skipif(not shutil.which("mkfs.ext4", path="/usr/sbin:/sbin:/usr/bin"),
-                    reason="e2fsprogs not installed")
+@needs_tools("mkfs.ext4")
 def test_build_small_disk_without_nested_mounts(tmp_path):
     tree = tmp_path / "tree"
     (tree / "etc").mkdir(parents=True)
@@ -236,8 +239,7 @@ def test_build_small_disk_without_nested_mounts(tmp_path):
     assert f"UUID={plan.root_fs.uuid}" in blkid and "LABEL=cloudimg-rootfs" in blkid
 
 
-@pytest.mark.skipif(not shutil.which("mkfs.ext4", path="/usr/sbin:/sbin:/usr/bin"),
-                    reason="e2fsprogs not installed")
+@needs_tools("mkfs.ext4")
 def test_disk_with_source_date_epoch_keeps_no_atime_or_ctime(tmp_path, monkeypatch):
     """Two disks of one tree, read at different moments, are the same bytes:
     the atime (and ctime) mkfs copies from the tree is set to the epoch."""
@@ -260,8 +262,7 @@ def test_disk_with_source_date_epoch_keeps_no_atime_or_ctime(tmp_path, monkeypat
     assert "mtime: 0x64bb5a80" in stat      # the tree's own mtime, already below the epoch
 
 
-@pytest.mark.skipif(not shutil.which("mkfs.ext4", path="/usr/sbin:/sbin:/usr/bin"),
-                    reason="e2fsprogs not installed")
+@needs_tools("mkfs.ext4")
 def test_disk_with_source_date_epoch_clamps_later_mtimes(tmp_path, monkeypatch):
     """The tree keeps the times the build gave it; the ext4 filesystem holds
     none later than the epoch, whatever the file is called, and earlier ones
@@ -316,9 +317,7 @@ def test_used_inodes_from_dumpe2fs_groups():
     assert assemble.used_inodes(text) == [2, 11, 12, 13, 18, *range(25, 33)]
 
 
-@pytest.mark.skipif(not all(shutil.which(t, path="/usr/sbin:/sbin:/usr/bin")
-                            for t in ("mkfs.ext4", "mkfs.fat", "mlabel", "sfdisk")),
-                    reason="e2fsprogs, dosfstools, mtools or fdisk not installed")
+@needs_tools("mkfs.ext4", "mkfs.fat", "mlabel", "sfdisk")
 def test_esp_with_source_date_epoch_has_its_id_and_no_build_time(tmp_path, monkeypatch):
     monkeypatch.setenv("SOURCE_DATE_EPOCH", "1700000000")
     tree = tmp_path / "tree"
@@ -341,9 +340,7 @@ def test_esp_with_source_date_epoch_has_its_id_and_no_build_time(tmp_path, monke
     assert mtime >> 11 == 22 and (mtime >> 5) & 63 == 13
 
 
-@pytest.mark.skipif(not all(shutil.which(t, path="/usr/sbin:/sbin:/usr/bin")
-                            for t in ("mkfs.ext4", "mkfs.fat", "mcopy", "sfdisk")),
-                    reason="e2fsprogs, dosfstools, mtools or fdisk not installed")
+@needs_tools("mkfs.ext4", "mkfs.fat", "mcopy", "mdir", "sfdisk")
 def test_esp_files_with_source_date_epoch_take_its_time(tmp_path, monkeypatch):
     monkeypatch.setenv("SOURCE_DATE_EPOCH", "1700000000")
     tree = tmp_path / "tree"
