@@ -29,6 +29,7 @@ import base64
 import contextlib
 import fcntl
 import json
+import logging
 import os
 import re
 import secrets
@@ -72,6 +73,9 @@ MAX_NICS = 8
 _CONSOLE_KEEP = 1 << 20
 _LOGIN_TRIES = 3
 _LOGIN_WAIT = 30.0
+
+
+LOG = logging.getLogger("dib.boot")
 
 
 @dataclass
@@ -123,6 +127,10 @@ class BootReport:
     exec_results: list[ExecResult] = field(default_factory=list)
     exec_error: str = ""
     exec_seconds: float | None = None
+    #: qemu's exit status when it ended before the marker (negative: a signal)
+    qemu_status: int | None = None
+    #: why the first qemu died before the marker, when it was started again
+    restarted_after: str = ""
 
     @property
     def failed_commands(self) -> list[ExecResult]:
@@ -148,6 +156,8 @@ class BootReport:
             data["seed"] = self.seed
         if self.grown_to is not None:
             data["grown_to"] = self.grown_to
+        if self.restarted_after:
+            data["restarted_after"] = self.restarted_after
         if self.login:
             data.update(login=self.login, system_state=self.system_state,
                         exec=[r.to_dict() for r in self.exec_results],
@@ -580,20 +590,40 @@ def boot(spec: BootSpec) -> BootReport:
                             append=kernel_append(spec.append) if spec.kernel else "",
                             seed=prep.seed_files, grown_to=prep.grown_to,
                             login=spec.login if spec.exec else "")
-        _run(argv, spec, prep, report)
+        _run_restarting_a_crashed_qemu(argv, spec, prep, report)
         return report
+
+
+def _run_restarting_a_crashed_qemu(argv: list[str], spec: BootSpec, prep: _Prepared,
+                                   report: BootReport) -> None:
+    """Boot, and once more when qemu itself died of a signal before the
+    marker: TCG's emulator has been seen to crash (SIGSEGV) under load in
+    the guest's first second, which no image can cause, and with
+    ``-snapshot`` the second start sees the image as the first did."""
+    _run(argv, spec, prep, report)
+    if report.reached or report.qemu_status is None or report.qemu_status >= 0:
+        return
+    report.restarted_after = report.exit_reason
+    LOG.warning("boot: %s before %r; starting qemu once more", report.exit_reason,
+                report.expect)
+    _run(argv, spec, prep, report, again=True)
 
 
 def _resolved(path: Path | None) -> Path | None:
     return Path(path).resolve() if path is not None else None
 
 
-def _run(argv: list[str], spec: BootSpec, prep: _Prepared, report: BootReport) -> None:
+def _run(argv: list[str], spec: BootSpec, prep: _Prepared, report: BootReport,
+         again: bool = False) -> None:
+    """One qemu; ``again``: the second, whose console the log gets after the first's."""
     marker = report.expect
     watch = [(name, text.encode()) for name, text in MILESTONES]
     if marker not in [text for _, text in MILESTONES]:
         watch.append((marker, marker.encode()))
-    log = open(spec.log_path, "wb") if spec.log_path else None
+    log = open(spec.log_path, "ab" if again else "wb") if spec.log_path else None
+    if log and again:
+        log.write(f"\n--- dib boot: {report.exit_reason}; qemu started again ---\n".encode())
+    report.qemu_status = None
     started = time.monotonic()
     deadline = started + spec.timeout
     console = None
@@ -602,7 +632,7 @@ def _run(argv: list[str], spec: BootSpec, prep: _Prepared, report: BootReport) -
             console = _Console(vm, watch, log, started, answer_menu=not spec.wait_menu)
             report.reached = console.wait_milestone(marker, deadline)
             if not report.reached:
-                status = vm.poll()
+                status = report.qemu_status = _exit_status(vm, console)
                 report.exit_reason = ("timeout" if status is None
                                       else f"qemu exited with status {status}")
             else:
@@ -617,6 +647,18 @@ def _run(argv: list[str], spec: BootSpec, prep: _Prepared, report: BootReport) -
             report.tail = console.tail()
         if log:
             log.close()
+
+
+def _exit_status(vm: runner.Spawned, console: _Console) -> int | None:
+    """qemu's exit status, None while it runs. Its console closes a moment
+    before the kernel has it reaped: give it that moment."""
+    status = vm.poll()
+    waited = 0.0
+    while status is None and console.closed and waited < 2.0:
+        time.sleep(0.02)
+        waited += 0.02
+        status = vm.poll()
+    return status
 
 
 def _exec(console: _Console, vm: runner.Spawned, spec: BootSpec, prep: _Prepared,

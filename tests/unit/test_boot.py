@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -342,3 +343,42 @@ def test_grub_menu_is_answered_with_enter_unless_asked_to_wait(answer, chosen_by
         console_process.kill()
     console.join()
     assert (boot.MENU_ANSWERED in console.milestones) == answer
+
+
+FAKE_CRASHING_QEMU = r'''
+import os, signal, sys
+first = not os.path.exists(sys.argv[1])
+open(sys.argv[1], "a").close()
+sys.stdout.write("SeaBIOS\r\n")
+sys.stdout.flush()
+if first:
+    os.kill(os.getpid(), signal.SIGSEGV)
+sys.stdout.write("Linux version 6.1\r\nlogin: ")
+sys.stdout.flush()
+'''
+
+
+def _fake_boot(tmp_path, program):
+    spec = boot.BootSpec(timeout=20, log_path=tmp_path / "console.log")
+    report = boot.BootReport(image=None, firmware="bios", expect="login:", reached=False,
+                             seconds=0.0)
+    argv = [sys.executable, "-c", program, str(tmp_path / "started")]
+    boot._run_restarting_a_crashed_qemu(argv, spec, None, report)
+    return report
+
+
+def test_a_qemu_that_crashes_before_the_marker_is_started_once_more(tmp_path):
+    report = _fake_boot(tmp_path, FAKE_CRASHING_QEMU)
+    assert report.reached and report.ok
+    assert report.restarted_after == f"qemu exited with status -{int(signal.SIGSEGV)}"
+    assert report.to_dict()["restarted_after"] == report.restarted_after
+    log = (tmp_path / "console.log").read_text()
+    # both consoles are kept, the first one's end marked
+    assert log.count("SeaBIOS") == 2 and "qemu started again" in log
+
+
+def test_a_qemu_that_exits_by_itself_is_not_started_again(tmp_path):
+    report = _fake_boot(tmp_path, "import sys; sys.stdout.write('SeaBIOS\\r\\n'); sys.exit(3)")
+    assert not report.reached
+    assert report.exit_reason == "qemu exited with status 3"
+    assert report.restarted_after == ""
