@@ -76,9 +76,11 @@ def tree_size(tree: Path) -> int:
 
 
 def build_disk(plan: DiskPlan, tree: Path, raw: Path,
-               dev_nodes: Sequence[DevEntry] = ()) -> DiskResult:
+               dev_nodes: Sequence[DevEntry] = (), epoch: int | None = None) -> DiskResult:
     """Write the partition table and every filesystem, populated from ``tree``
-    and given the /dev entries it lacks (``dib.runtime.devnodes``)."""
+    and given the /dev entries it lacks (``dib.runtime.devnodes``). ``epoch``:
+    the build's SOURCE_DATE_EPOCH (an element may set it, so it is the
+    build's, not this process's), the latest time the filesystems hold."""
     tree, raw = Path(tree), Path(raw)
     if plan.config is not None:
         runner.require_tools(required_tools(plan.config), "building the disk image")
@@ -98,7 +100,7 @@ def build_disk(plan: DiskPlan, tree: Path, raw: Path,
     with tempfile.TemporaryDirectory(prefix="dib-disk-", dir=raw.parent) as scratch:
         for fs in plan.filesystems:
             t0 = time.monotonic()
-            _make_filesystem(plan, fs, tree, raw, Path(scratch), dev_nodes)
+            _make_filesystem(plan, fs, tree, raw, Path(scratch), dev_nodes, epoch)
             timings[f"mkfs {fs.name}"] = time.monotonic() - t0
     timings["total"] = time.monotonic() - start
     return DiskResult(raw=raw, plan=plan, timings=timings)
@@ -135,14 +137,15 @@ def patch_disk(plan: DiskPlan, tree: Path, raw: Path, paths: list[str],
 
 
 def _make_filesystem(plan: DiskPlan, fs: FilesystemPlan, tree: Path, raw: Path,
-                     scratch: Path, dev_nodes: Sequence[DevEntry] = ()) -> None:
+                     scratch: Path, dev_nodes: Sequence[DevEntry] = (),
+                     epoch: int | None = None) -> None:
     mp = fs.mount_point if fs.mount_point != "none" else None
     src = tree / mp.lstrip("/") if mp else None
     nested = nested_mounts(plan, fs)
     if fs.type in EXT_TYPES:
-        _mkfs_ext(fs, raw, src, tree, nested, scratch, entries_on(plan, fs, dev_nodes))
+        _mkfs_ext(fs, raw, src, tree, nested, scratch, entries_on(plan, fs, dev_nodes), epoch)
     elif fs.type in ("vfat", "fat"):
-        _mkfs_fat(fs, raw, src, tree, nested, plan.sector_size)
+        _mkfs_fat(fs, raw, src, tree, nested, plan.sector_size, epoch)
     elif fs.type == "swap":
         _mkswap(fs, raw, scratch)
     else:
@@ -174,7 +177,8 @@ def entries_on(plan: DiskPlan, fs: FilesystemPlan,
 
 
 def _mkfs_ext(fs: FilesystemPlan, raw: Path, src: Path | None, tree: Path,
-              nested: list[str], scratch: Path, dev_nodes: Sequence[DevEntry] = ()) -> None:
+              nested: list[str], scratch: Path, dev_nodes: Sequence[DevEntry] = (),
+              epoch: int | None = None) -> None:
     # The image file is sparse, so its inode tables and journal already read
     # as zeros: writing them again only makes mkfs and the qcow2 slower.
     ext_opts = f"offset={fs.offset},lazy_itable_init=1,lazy_journal_init=1"
@@ -190,10 +194,7 @@ def _mkfs_ext(fs: FilesystemPlan, raw: Path, src: Path | None, tree: Path,
     if populate:
         argv += ["-d", str(src)]
     argv += [str(raw), f"{fs.size // 1024}k"]
-    env = dict(os.environ)
-    epoch = os.environ.get("SOURCE_DATE_EPOCH")
-    if epoch and epoch.isdigit():
-        env["E2FSPROGS_FAKE_TIME"] = epoch
+    env = _fake_time_env(epoch)
     binds = [(p, tree / p.lstrip("/")) for p in nested] if populate else []
     binds = [(p, target) for p, target in binds if target.is_dir()]
     if binds:
@@ -210,9 +211,9 @@ def _mkfs_ext(fs: FilesystemPlan, raw: Path, src: Path | None, tree: Path,
         env["PYTHONPATH"] = os.pathsep.join(
             [pkg_root] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
     late: list[str] = []
-    if populate and epoch and epoch.isdigit():
+    if populate and epoch is not None:
         keep_out = [os.path.relpath(tree / p.lstrip("/"), src) for p in nested]
-        late = reproducible.late_paths(src, int(epoch), keep_out)
+        late = reproducible.late_paths(src, epoch, keep_out)
         unnamed = [p for p in late if any(c in p for c in _DEBUGFS_UNNAMEABLE)]
         if unnamed:
             raise BlockDeviceError(
@@ -221,9 +222,9 @@ def _mkfs_ext(fs: FilesystemPlan, raw: Path, src: Path | None, tree: Path,
                 hint="rename it in a hook, or build without SOURCE_DATE_EPOCH")
     runner.run(argv, env=env, what=f"mkfs.{fs.type} of '{fs.name}'")
     if populate and dev_nodes:
-        add_dev_entries(fs, raw, dev_nodes, scratch)
-    if populate and epoch and epoch.isdigit():
-        settle_ext_times(raw, fs.offset, int(epoch), scratch, late)
+        add_dev_entries(fs, raw, dev_nodes, scratch, epoch)
+    if populate and epoch is not None:
+        settle_ext_times(raw, fs.offset, epoch, scratch, late)
 
 
 _GROUP_RE = re.compile(r"^Group (\d+):")
@@ -268,7 +269,7 @@ def settle_ext_times(raw: Path, offset: int, epoch: int, scratch: Path,
     of ``late`` (paths relative to the filesystem's root, those the tree has
     later than SOURCE_DATE_EPOCH)."""
     device = f"{raw}?offset={offset}"
-    env = dict(os.environ, E2FSPROGS_FAKE_TIME=str(epoch))
+    env = _fake_time_env(epoch)
     listing = runner.run(["dumpe2fs", device], env=env,
                          what="dumpe2fs (find the inodes mkfs filled)").stdout
     commands = [f"sif <{n}> {field} @{epoch}" for n in used_inodes(listing)
@@ -323,38 +324,45 @@ def debugfs_dev_commands(entries: Sequence[DevEntry]) -> list[str]:
 
 
 def add_dev_entries(fs: FilesystemPlan, raw: Path, entries: Sequence[DevEntry],
-                    scratch: Path) -> None:
+                    scratch: Path, epoch: int | None = None) -> None:
     """Write the entries into the filesystem ``mkfs -d`` just made (which
     cannot hold them yet: they are what its tree lacks)."""
     script = scratch / "dev-entries"
     script.write_text("\n".join(debugfs_dev_commands(entries)) + "\n")
-    env = dict(os.environ)
-    epoch = env.get("SOURCE_DATE_EPOCH")
-    if epoch and epoch.isdigit():
-        env["E2FSPROGS_FAKE_TIME"] = epoch
     result = runner.run(["debugfs", "-w", "-f", str(script), f"{raw}?offset={fs.offset}"],
-                        env=env, what=f"debugfs (add the /dev entries to '{fs.name}')")
+                        env=_fake_time_env(epoch), what=f"debugfs (add the /dev entries to '{fs.name}')")
     script.unlink()
     _check_debugfs(result.stderr, f"mkfs '{fs.name}': adding the /dev entries failed")
 
 
-def mtools_env() -> dict[str, str]:
+def _fake_time_env(epoch: int | None) -> dict[str, str]:
+    """The environment for e2fsprogs: with ``epoch``, it is their clock."""
+    env = dict(os.environ)
+    if epoch is not None:
+        env["E2FSPROGS_FAKE_TIME"] = str(epoch)
+    return env
+
+
+def mtools_env(epoch: int | None = None) -> dict[str, str]:
+    """The environment for mtools; with ``epoch``, their clock
+    (SOURCE_DATE_EPOCH) for the entries they make."""
     env = dict(os.environ)
     env["MTOOLS_SKIP_CHECK"] = "1"
     env["MTOOLS_NO_VFAT"] = "0"
+    if epoch is not None:
+        env["SOURCE_DATE_EPOCH"] = str(epoch)
     return env
 
 
 def _mkfs_fat(fs: FilesystemPlan, raw: Path, src: Path | None, tree: Path,
-              nested: list[str], sector: int) -> None:
+              nested: list[str], sector: int, epoch: int | None = None) -> None:
     argv = ["mkfs.fat"]
     if fs.size >= 64 * sizes.MiB:
         argv += ["-F", "32", "-s", "1"]   # 1-sector clusters: enough clusters for FAT32
     if sector != 512:
         argv += ["-S", str(sector)]
     argv += ["-n", fs.label]
-    epoch = os.environ.get("SOURCE_DATE_EPOCH")
-    reproducible = bool(epoch and epoch.isdigit())
+    reproducible = epoch is not None
     if reproducible:
         # mkfs.fat stamps the volume label's entry with the current time; its
         # --invariant uses a fixed one but a fixed volume id too, so the id
@@ -368,22 +376,22 @@ def _mkfs_fat(fs: FilesystemPlan, raw: Path, src: Path | None, tree: Path,
     runner.run(argv, what=f"mkfs.fat of '{fs.name}'")
     if reproducible and fs.uuid:
         runner.run(["mlabel", "-i", f"{raw}@@{fs.offset}", "-N", fs.uuid.replace("-", ""),
-                    f"::{fs.label}"], env=mtools_env(),
+                    f"::{fs.label}"], env=mtools_env(epoch),
                    what=f"mlabel (volume id of '{fs.name}')")
     if src is None or not src.is_dir():
         return
     excluded = {tree / p.lstrip("/") for p in nested}
-    _mcopy_tree(raw, fs.offset, src, "::", excluded, keep_times=not reproducible)
+    _mcopy_tree(raw, fs.offset, src, "::", excluded, epoch)
 
 
 def _mcopy_tree(raw: Path, offset: int, src: Path, dest: str, excluded: set[Path],
-                keep_times: bool = True) -> None:
-    """Copy ``src`` into the FAT filesystem. Without ``keep_times`` every entry
-    takes the current time, which mtools reads from SOURCE_DATE_EPOCH when it
-    is set: the tree's own times are those of the build."""
+                epoch: int | None = None) -> None:
+    """Copy ``src`` into the FAT filesystem, each entry with its time in the
+    tree; with ``epoch``, every entry with that time (the tree's own times
+    are those of the build)."""
     image = f"{raw}@@{offset}"
-    env = mtools_env()
-    times = ["-m"] if keep_times else []
+    env = mtools_env(epoch)
+    times = ["-m"] if epoch is None else []
     plain, descend = [], []
     for entry in sorted(src.iterdir()):
         if entry in excluded:
@@ -398,7 +406,7 @@ def _mcopy_tree(raw: Path, offset: int, src: Path, dest: str, excluded: set[Path
                     f"{dest}/"], env=env, what="mcopy (populate the FAT filesystem)")
     for entry in descend:
         runner.run(["mmd", "-i", image, f"{dest}/{entry.name}"], env=env, what="mmd")
-        _mcopy_tree(raw, offset, entry, f"{dest}/{entry.name}", excluded, keep_times)
+        _mcopy_tree(raw, offset, entry, f"{dest}/{entry.name}", excluded, epoch)
 
 
 def _mkswap(fs: FilesystemPlan, raw: Path, scratch: Path) -> None:

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Optional
 
-from dib import blockdev, bootloader, outputs
+from dib import blockdev, bootloader, outputs, sbom
 from dib.cache import keys
 from dib.cache.disks import DiskBases
 from dib.config.build import BuildConfig
@@ -199,8 +199,7 @@ def produce(prepared: Prepared, workspace: Workspace, tree: Path, disk: DiskArti
     if env.get("SOURCE_DATE_EPOCH"):
         bases = None   # in-place updates would stamp today's times into the image
     slot = disk_slot(config, disk, env)
-    epoch = env.get("SOURCE_DATE_EPOCH")
-    dev_nodes = rootless_dev_nodes(tree, int(epoch) if epoch and epoch.isdigit() else None)
+    dev_nodes = rootless_dev_nodes(tree, source_date_epoch(env))
     if outputs.needs_disk(selected):
         raw, record = _build_disk(config, workspace, tree, disk, env, layers or [],
                                   bases.take(slot, _raw_path(workspace)) if bases else None,
@@ -216,6 +215,13 @@ def produce(prepared: Prepared, workspace: Workspace, tree: Path, disk: DiskArti
     if bases is not None and raw is not None and raw.exists() and record is not None:
         bases.put(slot, raw, record)
     return produced, digests
+
+
+def source_date_epoch(env: Mapping[str, str]) -> int | None:
+    """SOURCE_DATE_EPOCH of the hooks' environment (the caller's or an
+    element's), checked as the SBOM checks it; None when it is not set."""
+    value = sbom.check_source_date_epoch(env.get("SOURCE_DATE_EPOCH"))
+    return int(value) if value is not None else None
 
 
 def rootless_dev_nodes(tree: Path, epoch: int | None = None) -> tuple[devnodes.DevEntry, ...]:
@@ -309,7 +315,7 @@ def _build_disk(config: BuildConfig, workspace: Workspace, tree: Path, disk: Dis
             LOG.info("disk: making it anew rather than updating the kept one: %s", exc)
     if how is None:
         raw.unlink(missing_ok=True)
-        blockdev.build_disk(plan, tree, raw, dev_nodes)
+        blockdev.build_disk(plan, tree, raw, dev_nodes, epoch=source_date_epoch(env))
         record = [[stamp, layer_paths(layer, PATCH_LIMIT)] for stamp, layer in layers]
         how = "assembled"
     if disk.wants_bootloader:

@@ -439,8 +439,7 @@ class Builder:
         return produced
 
     def _epoch(self) -> int | None:
-        value = sbom.check_source_date_epoch(self.env.get("SOURCE_DATE_EPOCH"))
-        return int(value) if value is not None else None
+        return artifacts.source_date_epoch(self.env)
 
     def _output_tree(self, cleanup: CleanupStack) -> tuple[Path, int | None]:
         """The tree the outputs are made from. With SOURCE_DATE_EPOCH and an

@@ -14,6 +14,9 @@ from tests.unit.test_blockdev_config import EFI, GRAPH, edit
 
 MiB = 1024 ** 2
 GiB = 1024 ** 3
+#: SOURCE_DATE_EPOCH of the reproducible disks below, given to build_disk, not
+#: set in the environment: an element may set it for its build alone
+EPOCH = 1700000000
 
 VAR = """
 - local_loop: {name: image0}
@@ -240,10 +243,9 @@ def test_build_small_disk_without_nested_mounts(tmp_path):
 
 
 @needs_tools("mkfs.ext4")
-def test_disk_with_source_date_epoch_keeps_no_atime_or_ctime(tmp_path, monkeypatch):
+def test_disk_with_source_date_epoch_keeps_no_atime_or_ctime(tmp_path):
     """Two disks of one tree, read at different moments, are the same bytes:
     the atime (and ctime) mkfs copies from the tree is set to the epoch."""
-    monkeypatch.setenv("SOURCE_DATE_EPOCH", "1700000000")
     tree = tmp_path / "tree"
     (tree / "etc").mkdir(parents=True)
     hello = tree / "etc" / "hello"
@@ -254,7 +256,7 @@ def test_disk_with_source_date_epoch_keeps_no_atime_or_ctime(tmp_path, monkeypat
     for n, atime in enumerate((1600000000, 1650000000)):
         for path in (tree, tree / "etc", hello):
             os.utime(path, (atime, 1690000000))
-        disks.append(assemble.build_disk(plan, tree, tmp_path / f"d{n}.raw").raw)
+        disks.append(assemble.build_disk(plan, tree, tmp_path / f"d{n}.raw", epoch=EPOCH).raw)
     assert disks[0].read_bytes() == disks[1].read_bytes()
     stat = runner.run(["debugfs", "-R", "stat /etc/hello",
                        f"{disks[0]}?offset={plan.root_fs.offset}"]).stdout
@@ -263,11 +265,10 @@ def test_disk_with_source_date_epoch_keeps_no_atime_or_ctime(tmp_path, monkeypat
 
 
 @needs_tools("mkfs.ext4")
-def test_disk_with_source_date_epoch_clamps_later_mtimes(tmp_path, monkeypatch):
+def test_disk_with_source_date_epoch_clamps_later_mtimes(tmp_path):
     """The tree keeps the times the build gave it; the ext4 filesystem holds
     none later than the epoch, whatever the file is called, and earlier ones
     as they are: two disks of trees written at different moments are one."""
-    monkeypatch.setenv("SOURCE_DATE_EPOCH", "1700000000")
     tree = tmp_path / "tree"
     (tree / "etc" / "a dir").mkdir(parents=True)
     late = tree / "etc" / "a dir" / 'say "hi";\\x'
@@ -281,7 +282,7 @@ def test_disk_with_source_date_epoch_clamps_later_mtimes(tmp_path, monkeypatch):
         for path in (tree, tree / "etc", tree / "etc" / "a dir", late):
             os.utime(path, (mtime, mtime))
         os.utime(early, (mtime, 1690000000))
-        disks.append(assemble.build_disk(plan, tree, tmp_path / f"d{n}.raw").raw)
+        disks.append(assemble.build_disk(plan, tree, tmp_path / f"d{n}.raw", epoch=EPOCH).raw)
     assert disks[0].read_bytes() == disks[1].read_bytes()
     assert os.lstat(late).st_mtime == 1720000000       # the tree is left as it was
     device = f"{disks[0]}?offset={plan.root_fs.offset}"
@@ -292,16 +293,14 @@ def test_disk_with_source_date_epoch_clamps_later_mtimes(tmp_path, monkeypatch):
     assert "mtime: 0x64bb5a80" in stat
 
 
-def test_disk_with_source_date_epoch_refuses_a_name_debugfs_cannot_hold(tmp_path,
-                                                                        monkeypatch):
-    monkeypatch.setenv("SOURCE_DATE_EPOCH", "1700000000")
+def test_disk_with_source_date_epoch_refuses_a_name_debugfs_cannot_hold(tmp_path):
     tree = tmp_path / "tree"
     (tree / "etc").mkdir(parents=True)
     (tree / "etc" / "two\nlines").write_text("x")
     cfg = load_config(GRAPH).assign_ids("small")
     plan = layout.plan_disk(cfg, tree_bytes=0, image_size=64 * MiB)
     with pytest.raises(BlockDeviceError, match="line break") as caught:
-        assemble.build_disk(plan, tree, tmp_path / "d.raw")
+        assemble.build_disk(plan, tree, tmp_path / "d.raw", epoch=EPOCH)
     assert "etc/two\nlines" in str(caught.value)
 
 
@@ -318,13 +317,12 @@ def test_used_inodes_from_dumpe2fs_groups():
 
 
 @needs_tools("mkfs.ext4", "mkfs.fat", "mlabel", "sfdisk")
-def test_esp_with_source_date_epoch_has_its_id_and_no_build_time(tmp_path, monkeypatch):
-    monkeypatch.setenv("SOURCE_DATE_EPOCH", "1700000000")
+def test_esp_with_source_date_epoch_has_its_id_and_no_build_time(tmp_path):
     tree = tmp_path / "tree"
     (tree / "boot" / "efi" / "EFI").mkdir(parents=True)
     cfg = load_config(EFI).assign_ids("esp")
     plan = layout.plan_disk(cfg, tree_bytes=0, image_size=1 * GiB)
-    raw = assemble.build_disk(plan, tree, tmp_path / "d.raw").raw
+    raw = assemble.build_disk(plan, tree, tmp_path / "d.raw", epoch=EPOCH).raw
     esp = plan.esp_fs
     serial = runner.run(["minfo", "-i", f"{raw}@@{esp.offset}", "::"],
                         env=assemble.mtools_env()).stdout
@@ -341,8 +339,7 @@ def test_esp_with_source_date_epoch_has_its_id_and_no_build_time(tmp_path, monke
 
 
 @needs_tools("mkfs.ext4", "mkfs.fat", "mcopy", "mdir", "sfdisk")
-def test_esp_files_with_source_date_epoch_take_its_time(tmp_path, monkeypatch):
-    monkeypatch.setenv("SOURCE_DATE_EPOCH", "1700000000")
+def test_esp_files_with_source_date_epoch_take_its_time(tmp_path):
     tree = tmp_path / "tree"
     (tree / "boot" / "efi" / "EFI" / "debian").mkdir(parents=True)
     grub = tree / "boot" / "efi" / "EFI" / "debian" / "grubx64.efi"
@@ -350,7 +347,7 @@ def test_esp_files_with_source_date_epoch_take_its_time(tmp_path, monkeypatch):
     os.utime(grub, (1720000000, 1720000000))
     cfg = load_config(EFI).assign_ids("esp")
     plan = layout.plan_disk(cfg, tree_bytes=0, image_size=1 * GiB)
-    raw = assemble.build_disk(plan, tree, tmp_path / "d.raw").raw
+    raw = assemble.build_disk(plan, tree, tmp_path / "d.raw", epoch=EPOCH).raw
     listing = runner.run(["mdir", "-i", f"{raw}@@{plan.esp_fs.offset}", "::/EFI/debian"],
                          env=assemble.mtools_env()).stdout
     line = next(text for text in listing.splitlines() if text.startswith("grubx64"))

@@ -246,15 +246,14 @@ def test_debugfs_makes_each_entry_from_its_directory():
 
 
 @pytest.mark.skipif(not shutil.which("mkfs.ext4", path=SBIN), reason="e2fsprogs not installed")
-def test_ext4_holds_the_entries_and_stays_reproducible(tmp_path, monkeypatch):
-    monkeypatch.setenv("SOURCE_DATE_EPOCH", str(EPOCH))
+def test_ext4_holds_the_entries_and_stays_reproducible(tmp_path):
     tree = _tree(tmp_path)
     plan = _small_plan()
     disks = []
     for n in range(2):
         os.utime(tree / "dev", (EPOCH - 10 * n, EPOCH))     # read at other moments
         disks.append(assemble.build_disk(plan, tree, tmp_path / f"d{n}.raw",
-                                         devnodes.missing(tree)).raw)
+                                         devnodes.missing(tree), epoch=EPOCH).raw)
     assert disks[0].read_bytes() == disks[1].read_bytes()
     offset = plan.root_fs.offset
     found = {}
