@@ -34,7 +34,8 @@ DIBRUN = Path("/tmp/dibrun")
 DIB_VENV = DIBRUN / "venv"
 
 SCENARIOS = ["tar-cold", "vm-cold", "vm-warm-unchanged", "vm-warm-finalise-changed",
-             "hook-unit-test", "element-test-warm", "ipa-cold", "ipa-warm-late-change",
+             "hook-unit-test", "element-test-warm", "element-suite", "ipa-cold",
+             "ipa-warm-late-change",
              "cloud-cold", "registry-cache", "reproducible", "sbom-cost", "rootless"]
 
 # goal per scenario: ("ratio", x) means ours <= x * DIB; ("seconds", s) means ours <= s
@@ -45,6 +46,7 @@ GOALS = {
     "vm-warm-finalise-changed": ("seconds", 5.0),
     "hook-unit-test": ("seconds", 0.5),
     "element-test-warm": ("seconds", 10.0),
+    "element-suite warm": ("seconds", 180.0),
     "ipa-cold": ("ratio", 0.5),
     "ipa-warm-late-change": ("seconds", 5.0),
     "cloud-cold": ("ratio", 0.5),
@@ -417,6 +419,34 @@ class Bench:
                      note=f"`dib test {element}`, 2nd run, slowest case; whole command "
                           f"{secs:.1f} s (1st run {results[0][0]:.1f} s)")
 
+    def s_element_suite(self, i: int) -> None:
+        """Every shipped test-element (`dib test --all`, boot checks included)
+        into an empty cache, then again on it; the cache's size after each."""
+        cache = Path(tempfile.mkdtemp(prefix="cache-suite-", dir=self.work))
+        runs = {}
+        for run in ("cold", "warm"):
+            if run == "warm":
+                flush_writes()
+            jf = self.logs / f"element-suite-{run}-{i}.json"
+            secs, rc, _ = self.timed(f"element-suite-{run}-{i}", [
+                "dib", "test", "--all", "--cache-dir", str(cache), "--json", str(jf)],
+                env=self.ours_env)
+            try:
+                results = json.loads(jf.read_text()).get("results", [])
+            except (OSError, ValueError):
+                results = []
+            size = _du(cache)
+            self.record(f"element-suite {run}", "ours", secs, rc, cases=len(results),
+                        cache_bytes=size, case_seconds=round(sum(
+                            r.get("seconds") or 0 for r in results), 1))
+            runs[run] = (secs, rc, len(results), size)
+        secs, rc, cases, size = runs["warm"]
+        cold_secs, cold_rc, _, cold_size = runs["cold"]
+        self.add_row("element-suite warm", secs, None, ours_ok=rc == 0 and cold_rc == 0,
+                     note=f"`dib test --all`, {cases} cases, on the cache the cold run "
+                          f"({cold_secs:.0f} s) filled; cache {cold_size / 2**30:.1f} GiB "
+                          f"after it, {size / 2**30:.1f} GiB after the warm run")
+
     # -- the Ironic deploy ramdisk ---------------------------------------------------------
 
     def ipa_env(self) -> dict[str, str]:
@@ -730,6 +760,12 @@ def bench_user():
 
 def _size(path: Path) -> int | None:
     return path.stat().st_size if path.is_file() else None
+
+
+def _du(path: Path) -> int:
+    """Bytes a directory takes on disk, each hard-linked file once (du)."""
+    out = subprocess.run(["du", "-sb", str(path)], capture_output=True, text=True)
+    return int(out.stdout.split()[0]) if out.returncode == 0 and out.stdout else 0
 
 
 def _mib(size: int | None) -> str:

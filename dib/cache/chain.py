@@ -79,7 +79,16 @@ class Checkpoints:
                 env, arch=config.arch, offline=config.offline,
                 remembered=self.store.root / archive.REMEMBERED)
 
-    def phase_inputs(self, hooks_dir: Path, phase_name: str) -> dict[str, str]:
+    def phase_inputs(self, hooks_dir: Path, phase_name: str,
+                     segment: keys.Segment | None = None) -> dict[str, str]:
+        """What the phase's step reads; with a declared ``segment``, what
+        its hooks declare (keys.declared_inputs)."""
+        if segment is not None and segment.declared:
+            inputs = keys.declared_inputs(hooks_dir, f"{phase_name}.d", segment,
+                                          self.settings, self.environment)
+            self._add_recorded(inputs, [hooks_dir / f"{phase_name}.d" / h
+                                        for h in segment.hooks])
+            return inputs
         if phase_name == "packages":
             inputs = {k: v for k, v in self.settings.items()
                       if k not in (keys.ELEMENTS_INPUT, keys.IMAGE_NAME_INPUT)}
@@ -88,12 +97,15 @@ class Checkpoints:
             return inputs
         inputs = keys.phase_inputs(hooks_dir, f"{phase_name}.d", self.settings,
                                    self.element_data, environment=self.environment)
-        for name, value in self.recorded.items():
-            if keys.mentions(hooks_dir / f"{phase_name}.d", name):
-                inputs[f"recorded:{name}"] = value
+        self._add_recorded(inputs, [hooks_dir / f"{phase_name}.d"])
         if phase_name == "root":
             inputs.update(self.archives)
         return inputs
+
+    def _add_recorded(self, inputs: dict[str, str], hooks: list[Path]) -> None:
+        for name, value in self.recorded.items():
+            if any(keys.mentions(hook, name) for hook in hooks):
+                inputs[f"recorded:{name}"] = value
 
     def internal_inputs(self, name: str, values: Mapping[str, str]) -> dict[str, str]:
         return {f"internal:{name}:{k}": v for k, v in values.items()}

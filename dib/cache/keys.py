@@ -7,6 +7,7 @@ import json
 import os
 import re
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Mapping
 
@@ -29,7 +30,9 @@ RECORDED_VARS = ("DIB_ARGS", "DIB_ENV")
 # themselves: a tree made without it is not the tree a reproducible build wants.
 TREE_VARS = ("ARCH", "DISTRO_NAME", "DIB_RELEASE", "FS_TYPE",
              "DIB_INIT_SYSTEM", "LANG", "SOURCE_DATE_EPOCH")
-UNCACHEABLE_MARK = "# dib-cache: never"
+MARK_PREFIX = "# dib-cache:"
+UNCACHEABLE_MARK = MARK_PREFIX + " never"
+READS_MARK = MARK_PREFIX + " reads"
 # The image name is an input only of phases whose hooks mention IMAGE_NAME
 # (manifests are named after the image): other phases are shared between
 # builds of differently named images.
@@ -122,10 +125,10 @@ def settings_inputs(env: Mapping[str, str], *, image_name: str,
     return out
 
 
-def mentions(directory: Path, word: str) -> bool:
-    """Whether any file under ``directory`` contains ``word``."""
+def mentions(place: Path, word: str) -> bool:
+    """Whether ``place``, or any file under it, contains ``word``."""
     needle = word.encode()
-    for path in directory.rglob("*") if directory.is_dir() else []:
+    for path in place.rglob("*") if place.is_dir() else [place]:
         if path.is_file():
             try:
                 if needle in path.read_bytes():
@@ -166,22 +169,65 @@ def helpers_named_by(hooks_dir: Path, sources: list[Path]) -> list[str]:
     return sorted(used)
 
 
-def uncacheable_hooks(directory: Path) -> list[str]:
-    """Hooks that declare ``# dib-cache: never`` in their first lines."""
-    found = []
+def _marks(path: Path) -> list[str]:
+    """The ``# dib-cache: ...`` lines in the first 4 KiB of a hook."""
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(4096).decode(errors="replace")
+    except OSError:
+        return []
+    return [line.strip() for line in head.splitlines()
+            if line.strip().startswith(MARK_PREFIX)]
+
+
+def uncacheable_hooks(directory: Path, hooks: Iterable[str] | None = None) -> list[str]:
+    """Hooks that declare ``# dib-cache: never`` in their first lines (of
+    ``hooks`` when given, else of the whole directory)."""
     if not directory.is_dir():
-        return found
-    for path in sorted(directory.iterdir()):
-        if not path.is_file():
-            continue
-        try:
-            with open(path, "rb") as handle:
-                head = handle.read(4096).decode(errors="replace")
-        except OSError:
-            continue
-        if any(line.strip() == UNCACHEABLE_MARK for line in head.splitlines()):
-            found.append(path.name)
-    return found
+        return []
+    paths = sorted(directory.iterdir()) if hooks is None else [directory / h for h in hooks]
+    return [path.name for path in paths
+            if path.is_file() and UNCACHEABLE_MARK in _marks(path)]
+
+
+def declared_reads(hook: Path) -> list[str] | None:
+    """What a hook declares it reads of the hooks tree, as paths or glob
+    patterns under it (``# dib-cache: reads package-installs.json pkg-map``),
+    or None when it declares nothing. A pattern that leaves the tree makes
+    the declaration void: such a hook is keyed like any other."""
+    for mark in _marks(hook):
+        if mark == READS_MARK or mark.startswith(READS_MARK + " "):
+            patterns = mark[len(READS_MARK):].split()
+            if any(p.startswith("/") or ".." in p.split("/") for p in patterns):
+                return None
+            return patterns
+    return None
+
+
+@dataclass(frozen=True)
+class Segment:
+    """Hooks of one phase that make one cache step, in run order. A
+    ``declared`` segment is keyed on what its hooks declare they read; the
+    rest of a phase, on everything the phase may read."""
+    hooks: tuple[str, ...]
+    declared: bool
+    through: str | None = None   # run the phase's hooks up to this one
+    after: str | None = None     # run the phase's hooks after this one
+
+
+def phase_segments(directory: Path, order: list[str]) -> list[Segment]:
+    """The steps a phase runs as: one, or the longest run of hooks from its
+    start that all declare what they read followed by the rest, so that
+    adding a hook or a data file that the first hooks do not read still
+    reuses their work (debian's package installs, for one)."""
+    declared = 0
+    while declared < len(order) and declared_reads(directory / order[declared]) is not None:
+        declared += 1
+    if declared in (0, len(order)):
+        return [Segment(tuple(order), declared=declared > 0)]
+    last = order[declared - 1]
+    return [Segment(tuple(order[:declared]), declared=True, through=last),
+            Segment(tuple(order[declared:]), declared=False, after=last)]
 
 
 VARIABLE = re.compile(rb"\bDIB_[A-Za-z0-9_]+")
@@ -250,25 +296,56 @@ def _bootstrap_inputs(hooks_dir: Path, phase_dir: str, settings: Mapping[str, st
 
     Without ``environment`` (a caller that has not sourced environment.d)
     environment.d's text stands in for the values it sets."""
-    helpers = helpers_named_by(hooks_dir, [hooks_dir / phase_dir])
-    sources = [hooks_dir / phase_dir, *(hooks_dir / "bin" / name for name in helpers)]
-    if mentions(hooks_dir / phase_dir, "_LIB"):
+    inputs = _named_inputs(hooks_dir, phase_dir, [hooks_dir / phase_dir], settings,
+                           environment)
+    _mark_uncacheable(inputs, hooks_dir, phase_dir)
+    return inputs
+
+
+def declared_inputs(hooks_dir: Path, phase_dir: str, segment: Segment,
+                    settings: Mapping[str, str], environment: Mapping[str, str]
+                    ) -> dict[str, str]:
+    """What a declared segment reads: its hooks, the helpers they name, the
+    values of the variables those name, and the parts of the hooks tree the
+    hooks declare. Not environment.d's text, the element list or the other
+    elements' data: a build that differs only there reuses the segment."""
+    paths = [hooks_dir / phase_dir / hook for hook in segment.hooks]
+    inputs = _named_inputs(hooks_dir, phase_dir, paths, settings, environment)
+    for hook in segment.hooks:
+        for pattern in declared_reads(hooks_dir / phase_dir / hook) or []:
+            for match in sorted(hooks_dir.glob(pattern)):
+                inputs.update(tree_inputs(match, str(match.relative_to(hooks_dir))))
+    never = uncacheable_hooks(hooks_dir / phase_dir, segment.hooks)
+    if never:
+        _mark_never(inputs, phase_dir, never)
+    return inputs
+
+
+def _named_inputs(hooks_dir: Path, phase_dir: str, hooks: list[Path],
+                  settings: Mapping[str, str], environment: Mapping[str, str] | None
+                  ) -> dict[str, str]:
+    """``hooks`` (files or a directory), the helpers they name, DIB's library
+    if they source it, and the values of the variables all those name."""
+    helpers = helpers_named_by(hooks_dir, hooks)
+    sources = [*hooks, *(hooks_dir / "bin" / name for name in helpers)]
+    if any(mentions(hook, "_LIB") for hook in hooks):
         sources.append(hooks_dir / "lib")
     if environment is None:
         sources.append(hooks_dir / "environment.d")
     inputs = _named_settings(settings, variables_named_in(*sources))
-    if not mentions(hooks_dir / phase_dir, "IMAGE_NAME"):
+    if not any(mentions(hook, "IMAGE_NAME") for hook in hooks):
         inputs.pop(IMAGE_NAME_INPUT, None)
-    if not any(mentions(hooks_dir / phase_dir, word) for word in ELEMENT_WORDS):
+    if not any(mentions(hook, word) for hook in hooks for word in ELEMENT_WORDS):
         inputs.pop(ELEMENTS_INPUT, None)
     if environment is None:
         inputs.update(tree_inputs(hooks_dir / "environment.d", "environment.d"))
     else:
         inputs.update(_named_values(environment, sources))
-    inputs.update(tree_inputs(hooks_dir / phase_dir, phase_dir))
+    for hook in hooks:
+        label = phase_dir if hook.is_dir() else f"{phase_dir}/{hook.name}"
+        inputs.update(tree_inputs(hook, label))
     for name in helpers:
         inputs.update(tree_inputs(hooks_dir / "bin" / name, f"bin/{name}"))
-    _mark_uncacheable(inputs, hooks_dir, phase_dir)
     return inputs
 
 
@@ -311,8 +388,12 @@ def _named_values(environment: Mapping[str, str], sources: list[Path]) -> dict[s
 def _mark_uncacheable(inputs: dict[str, str], hooks_dir: Path, phase_dir: str) -> None:
     never = uncacheable_hooks(hooks_dir / phase_dir)
     if never:
-        inputs["uncacheable"] = (f"{phase_dir}/{', '.join(never)} marked "
-                                 f"'{UNCACHEABLE_MARK}'|{uuid.uuid4()}")
+        _mark_never(inputs, phase_dir, never)
+
+
+def _mark_never(inputs: dict[str, str], phase_dir: str, never: list[str]) -> None:
+    inputs["uncacheable"] = (f"{phase_dir}/{', '.join(never)} marked "
+                             f"'{UNCACHEABLE_MARK}'|{uuid.uuid4()}")
 
 
 def changed_inputs(old: Mapping[str, str], new: Mapping[str, str]) -> list[str]:

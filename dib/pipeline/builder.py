@@ -35,7 +35,8 @@ from dib.runtime import hooktree, reproducible
 from dib.runtime.environment import base_environment, sourced_environment
 from dib.runtime.hostshims import write_host_shims, write_sudo_shim
 from dib.runtime.mounts import CleanupStack, in_user_namespace
-from dib.runtime.phases import HookRun, PhaseContext, run_phase
+from dib.runtime.phases import (WHOLE_PHASE, HookRange, HookRun, PhaseContext, phase_hooks,
+                                run_phase)
 from dib.runtime.tidy import tidy_tree
 from dib.runtime.tree import LayeredTree
 from dib.runtime.workspace import Workspace
@@ -223,21 +224,37 @@ class Builder:
     # -- steps --------------------------------------------------------------
 
     def _phase_step(self, ctx: PhaseContext, phase: Phase) -> None:
-        argv = None
         if phase.name == "packages":
             argv = ["/tmp/in_target.d/bin/install-packages", *self.config.packages]
+            self._phase_part(ctx, phase, self.checkpoints.phase_inputs(self.ws.hooks, phase.name),
+                             phase.name, argv=argv)
+            return
+        if not phase.in_chroot:
+            inputs = self.checkpoints.phase_inputs(self.ws.hooks, phase.name)
+            if phase.name == "cleanup":
+                # cleanup.d writes beside the image (manifests, a ramdisk's
+                # kernel and initramfs): where is part of what it does.
+                inputs["image-path"] = self.config.image_name
+            self._phase_part(ctx, phase, inputs, phase.name)
+            return
+        # A chroot phase whose first hooks declare what they read runs them
+        # as a step of their own (keys.phase_segments). Host-side phases are
+        # not split: they change the hooks tree, which later keys read.
+        directory = self.ws.hooks / phase.directory
+        for segment in keys.phase_segments(directory, phase_hooks(ctx, phase)):
+            inputs = self.checkpoints.phase_inputs(self.ws.hooks, phase.name, segment)
+            name = f"{phase.name}:{segment.through}" if segment.through else phase.name
+            self._phase_part(ctx, phase, inputs, name,
+                             part=HookRange(through=segment.through, after=segment.after))
 
+    def _phase_part(self, ctx: PhaseContext, phase: Phase, inputs: dict[str, str], name: str,
+                    *, argv: list[str] | None = None, part: HookRange = WHOLE_PHASE) -> None:
         def action(_tree: Path) -> None:
-            run = run_phase(ctx, phase, argv=argv)
+            run = run_phase(ctx, phase, argv=argv, part=part)
             if phase.name == "root":
                 _check_root_made(self.ws.tree)
             self._current.hooks = [h.__dict__ for h in run.hooks]
-        inputs = self.checkpoints.phase_inputs(self.ws.hooks, phase.name)
-        if phase.name == "cleanup":
-            # cleanup.d writes beside the image (manifests, a ramdisk's kernel
-            # and initramfs): where is part of what it does.
-            inputs["image-path"] = self.config.image_name
-        self._step(phase.name, inputs, action, host_side=not phase.in_chroot)
+        self._step(name, inputs, action, host_side=not phase.in_chroot)
 
     def _internal_step(self, name: str, values: dict[str, str],
                        action: Callable[[Path], None]) -> None:

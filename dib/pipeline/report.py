@@ -79,7 +79,8 @@ class BuildReport:
     failure: FailureReport | None = None
 
     def table(self, slowest: int = 5) -> str:
-        lines = ["step            seconds  cache", "--------------  -------  -----"]
+        width = max([14, *(len(step.name) for step in self.steps)])
+        lines = [f"{'step':<{width}}  seconds  cache", f"{'-' * width}  -------  -----"]
         for step in self.steps:
             cache = "hit" if step.cached else ("-" if not step.key else "miss")
             if step.cache == "remote-hit":
@@ -88,8 +89,8 @@ class BuildReport:
                     cache += " (record)"
             if step.pushed:
                 cache += ", pushed"
-            lines.append(f"{step.name:<14}  {step.seconds:7.2f}  {cache}")
-        lines.append(f"{'total':<14}  {self.seconds:7.2f}")
+            lines.append(f"{step.name:<{width}}  {step.seconds:7.2f}  {cache}")
+        lines.append(f"{'total':<{width}}  {self.seconds:7.2f}")
         ran = sorted((h for h in self.hooks if h.get("exit") is not None),
                      key=lambda h: h["seconds"], reverse=True)[:slowest]
         if ran:

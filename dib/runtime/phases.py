@@ -60,45 +60,78 @@ class PhaseContext:
     on_hook: Callable[[HookRun], None] | None = None
 
 
-def run_phase(ctx: PhaseContext, phase: Phase, *, argv: list[str] | None = None) -> PhaseRun:
-    """Run one phase's hooks (or ``argv`` in its place, for the -p packages step)."""
-    _maybe_break(ctx, phase, f"before-{phase.name}")
+@dataclass(frozen=True)
+class HookRange:
+    """Part of a phase: its hooks up to and including ``through``, or those
+    after ``after`` (dib-run-parts --through / --after)."""
+    through: str | None = None
+    after: str | None = None
+
+    def run_parts_options(self) -> list[str]:
+        if self.through is not None:
+            return ["--through", self.through]
+        if self.after is not None:
+            return ["--after", self.after]
+        return []
+
+
+WHOLE_PHASE = HookRange()
+
+
+def run_phase(ctx: PhaseContext, phase: Phase, *, argv: list[str] | None = None,
+              part: HookRange = WHOLE_PHASE) -> PhaseRun:
+    """Run one phase's hooks, or the ``part`` of them, (or ``argv`` in their
+    place, for the -p packages step). The phase's break points open before
+    its first part and after its last."""
+    if part.after is None:
+        _maybe_break(ctx, phase, f"before-{phase.name}")
     started = time.monotonic()
     run = PhaseRun(phase.name)
     try:
         if phase.in_chroot:
-            _run_in_chroot(ctx, phase, run, argv)
+            _run_in_chroot(ctx, phase, run, argv or _run_parts_argv("/" + IN_TARGET, phase, part))
         else:
-            _run_on_host(ctx, phase, run, argv)
+            _run_on_host(ctx, phase, run, argv or _run_parts_argv(str(ctx.workspace.hooks),
+                                                                  phase, part))
     except HookError:
         _maybe_break(ctx, phase, "after-error")
         raise
     run.seconds = time.monotonic() - started
-    _maybe_break(ctx, phase, f"after-{phase.name}")
+    if part.through is None:
+        _maybe_break(ctx, phase, f"after-{phase.name}")
     return run
 
 
-def _run_parts_argv(hooks_root: str, phase: Phase) -> list[str]:
-    return [f"{hooks_root}/bin/dib-run-parts", f"{hooks_root}/{phase.directory}"]
+def phase_hooks(ctx: PhaseContext, phase: Phase) -> list[str]:
+    """The names of the phase's hooks in the order dib-run-parts runs them."""
+    directory = ctx.workspace.hooks / phase.directory
+    if not directory.is_dir():
+        return []
+    listed = runner.run(["bash", str(ctx.workspace.hooks / "bin" / "dib-run-parts"), "--list",
+                         str(directory)], env=ctx.env, what=f"listing {phase.directory}")
+    return [os.path.basename(line) for line in listed.stdout.splitlines() if line]
 
 
-def _run_on_host(ctx: PhaseContext, phase: Phase, run: PhaseRun, argv: list[str] | None
+def _run_parts_argv(hooks_root: str, phase: Phase, part: HookRange) -> list[str]:
+    return [f"{hooks_root}/bin/dib-run-parts", *part.run_parts_options(),
+            f"{hooks_root}/{phase.directory}"]
+
+
+def _run_on_host(ctx: PhaseContext, phase: Phase, run: PhaseRun, command: list[str]
                  ) -> None:
     ws = ctx.workspace
     events = ws.root / f"events-{phase.name}.jsonl"
     env = host_phase_env(ctx.env, ws)
     env["DIB_RUN_PARTS_EVENTS"] = str(events)
-    command = argv or _run_parts_argv(str(ws.hooks), phase)
     _execute(ctx, phase, run, command, env, events)
 
 
-def _run_in_chroot(ctx: PhaseContext, phase: Phase, run: PhaseRun, argv: list[str] | None
+def _run_in_chroot(ctx: PhaseContext, phase: Phase, run: PhaseRun, inner: list[str]
                    ) -> None:
     ws = ctx.workspace
     tree = ws.tree
     env = chroot_phase_env(ctx.env)
     env["DIB_RUN_PARTS_EVENTS"] = "/" + CHROOT_EVENTS
-    inner = argv or _run_parts_argv("/" + IN_TARGET, phase)
     # A PID namespace of its own: whatever a hook starts dies with the phase.
     command = ["unshare", "--pid", "--fork", "--kill-child", "--mount",
                f"--mount-proc={tree / 'proc'}", "chroot", str(tree), *inner]

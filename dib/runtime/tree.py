@@ -10,6 +10,7 @@ does (whiteouts, opaque directories) without mounting them.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import stat
 from pathlib import Path
@@ -50,7 +51,9 @@ class LayeredTree:
         if self._open:
             raise RuntimeError("a layer is already open")
         self._count += 1
-        upper = self.layers_dir / f"{self._count:02d}-{name}"
+        # overlayfs splits lowerdir at ':' and its options at ',': a step
+        # name (install:01-package-installs) is no directory name for it.
+        upper = self.layers_dir / f"{self._count:02d}-{re.sub(r'[^A-Za-z0-9_.-]', '-', name)}"
         work = self.layers_dir / f".work-{self._count:02d}"
         upper.mkdir()
         work.mkdir()

@@ -21,11 +21,12 @@ pytestmark = [pytest.mark.functional, needs_build_host]
 
 def case_element(builds) -> None:
     # The two cases differ in one install.d hook's variable, so they share
-    # the bootstrap and pre-install entries and make an install layer each,
-    # as two test-elements on debian-minimal do.
+    # the bootstrap and pre-install entries. The hook runs before the package
+    # installs, which are therefore no step of their own (keys.phase_segments):
+    # each case makes a whole install layer, most of it the same packages.
     builds.element("sharecase", {
         "README.rst": "x\n", "element-deps": "debian-minimal\n",
-        "install.d/50-sharecase": ('#!/bin/bash\nset -eu\n'
+        "install.d/00-sharecase": ('#!/bin/bash\nset -eu\n'
                                    'echo "$DIB_SHARECASE" > /etc/sharecase\n')})
 
 

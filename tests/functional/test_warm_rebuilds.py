@@ -177,3 +177,51 @@ def test_what_cleanup_wrote_beside_the_image_comes_back_from_the_cache(builds):
     assert three.returncode == 0, three.output[-3000:]
     assert not three.step("cleanup")["cached"]
     assert extra.read_text() == "second\n"
+
+
+def test_builds_that_differ_only_where_the_package_installs_do_not_read_share_them(builds):
+    # Like test-elements on debian-minimal: one brings a static file, an
+    # environment.d setting and an install.d hook; the package installs
+    # (whose hooks declare what they read) are made once for both.
+    builds.element("plainos", {"README.rst": "x\n", "element-deps": "debian-minimal\n"})
+    builds.element("extras", {
+        "README.rst": "x\n", "element-deps": "debian-minimal\ninstall-static\n",
+        "static/etc/extras-static": f"{RUN}\n",
+        "environment.d/50-extras.bash": f"export DIB_EXTRAS_RUN={RUN}\n",
+        "install.d/60-extras": ('#!/bin/bash\nset -eu\n'
+                                'echo "$DIB_EXTRAS_RUN" > /etc/extras-env\n')})
+    plain = builds.run("-t", "tar", "plainos", name="plain")
+    assert plain.returncode == 0, plain.output[-3000:]
+    extras = builds.run("-t", "tar", "extras", name="extras")
+    assert extras.returncode == 0, extras.output[-3000:]
+    # disk-image-create adds base, whose install.d hooks declare too: the
+    # first part of install.d ends with the last of them
+    packages = first_part(extras, "install")
+    assert packages["cached"], packages["reason"]
+    assert packages["key"] == first_part(plain, "install")["key"]
+    assert extras.step("pre-install")["cached"]
+    rest = extras.step("install")
+    assert not rest["cached"]
+    tar = extras.image.with_suffix(".tar")
+    assert read_tar_member(tar, "./etc/extras-static") == f"{RUN}\n".encode()
+    assert read_tar_member(tar, "./etc/extras-env") == f"{RUN}\n".encode()
+    # the very packages a build without the extras installed
+    status = "./var/lib/dpkg/status"
+    assert read_tar_member(tar, status) == \
+        read_tar_member(plain.image.with_suffix(".tar"), status)
+
+    # A package of its own: the package installs are made again, with it.
+    builds.element("extras", {
+        "README.rst": "x\n", "element-deps": "debian-minimal\n",
+        "package-installs.yaml": "hello:\n"})
+    more = builds.run("-t", "tar", "extras", name="extras")
+    assert more.returncode == 0, more.output[-3000:]
+    assert not first_part(more, "install")["cached"]
+    assert "package-installs.json" in first_part(more, "install")["reason"]
+    assert read_tar_member(more.image.with_suffix(".tar"), "./usr/bin/hello") is not None
+
+
+def first_part(result, phase: str) -> dict:
+    """The step of a phase's first hooks, when they declare what they read."""
+    return next(s for s in result.report["steps"] if s["name"].startswith(f"{phase}:"))
+

@@ -164,3 +164,38 @@ def test_missing_directory_is_usage_error(tmp_path):
 def test_empty_phase(phase):
     proc = run(phase)
     assert proc.returncode == 0
+
+
+def test_through_and_after_split_the_phase_in_two_parts(phase):
+    for name in ("30-c", "10-a", "20-b", "05-first"):
+        make_hook(phase / name, f'echo {name} >> "$LOG"')
+    first = run(phase, "--through", "10-a")
+    assert first.returncode == 0, first.stderr
+    assert log_lines(phase) == ["05-first", "10-a"]
+    second = run(phase, "--after", "10-a")
+    assert second.returncode == 0, second.stderr
+    # Together, every hook once, in the order of a whole run.
+    assert log_lines(phase) == ["05-first", "10-a", "20-b", "30-c"]
+    assert run(phase, "--list", "--after", "20-b").stdout.split() == [f"{phase}/30-c"]
+
+
+def test_after_the_last_hook_runs_nothing(phase):
+    make_hook(phase / "10-only", 'echo ran >> "$LOG"')
+    proc = run(phase, "--after", "10-only")
+    assert proc.returncode == 0, proc.stderr
+    assert log_lines(phase) == []
+
+
+def test_a_bound_that_is_no_hook_fails_and_runs_nothing(phase):
+    make_hook(phase / "10-real", 'echo ran >> "$LOG"')
+    proc = run(phase, "--through", "10-missing")
+    assert proc.returncode == 1
+    assert "no hook 10-missing" in proc.stderr
+    assert log_lines(phase) == []
+
+
+def test_through_and_after_together_is_a_usage_error(phase):
+    make_hook(phase / "10-real", 'echo ran >> "$LOG"')
+    proc = run(phase, "--through", "10-real", "--after", "10-real")
+    assert proc.returncode == 1 and "usage" in proc.stderr
+    assert log_lines(phase) == []
