@@ -330,7 +330,8 @@ def add_dev_entries(fs: FilesystemPlan, raw: Path, entries: Sequence[DevEntry],
     script = scratch / "dev-entries"
     script.write_text("\n".join(debugfs_dev_commands(entries)) + "\n")
     result = runner.run(["debugfs", "-w", "-f", str(script), f"{raw}?offset={fs.offset}"],
-                        env=_fake_time_env(epoch), what=f"debugfs (add the /dev entries to '{fs.name}')")
+                        env=_fake_time_env(epoch),
+                        what=f"debugfs (add the /dev entries to '{fs.name}')")
     script.unlink()
     _check_debugfs(result.stderr, f"mkfs '{fs.name}': adding the /dev entries failed")
 

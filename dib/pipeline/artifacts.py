@@ -196,14 +196,15 @@ def produce(prepared: Prepared, workspace: Workspace, tree: Path, disk: DiskArti
     config = prepared.config
     selected = selected_outputs(prepared)
     raw = record = None
-    if env.get("SOURCE_DATE_EPOCH"):
+    epoch = source_date_epoch(env)
+    if epoch is not None:
         bases = None   # in-place updates would stamp today's times into the image
     slot = disk_slot(config, disk, env)
-    dev_nodes = rootless_dev_nodes(tree, source_date_epoch(env))
+    dev_nodes = rootless_dev_nodes(tree, epoch)
     if outputs.needs_disk(selected):
         raw, record = _build_disk(config, workspace, tree, disk, env, layers or [],
                                   bases.take(slot, _raw_path(workspace)) if bases else None,
-                                  tree_bytes, dev_nodes)
+                                  tree_bytes, dev_nodes, epoch)
     context = outputs.OutputContext.from_env(
         Path(config.image_name), env, tree=tree, raw=raw, compress=not config.uncompressed,
         qemu_img_options=config.qemu_img_options or None,
@@ -293,9 +294,11 @@ def _raw_path(workspace: Workspace) -> Path:
 def _build_disk(config: BuildConfig, workspace: Workspace, tree: Path, disk: DiskArtifacts,
                 env: Mapping[str, str], layers: Layers,
                 kept: dict[str, Any] | None, tree_bytes: int | None = None,
-                dev_nodes: tuple[devnodes.DevEntry, ...] = ()) -> tuple[Path, dict[str, Any]]:
+                dev_nodes: tuple[devnodes.DevEntry, ...] = (), epoch: int | None = None
+                ) -> tuple[Path, dict[str, Any]]:
     """The raw disk: the kept disk of an earlier build updated in place when
-    that is possible, else made from the tree. Returns it and its record."""
+    that is possible, else made from the tree (``epoch``: the build's
+    SOURCE_DATE_EPOCH). Returns it and its record."""
     started = time.monotonic()
     size, extra = requested_sizes(config)
     if tree_bytes is None:
@@ -315,7 +318,7 @@ def _build_disk(config: BuildConfig, workspace: Workspace, tree: Path, disk: Dis
             LOG.info("disk: making it anew rather than updating the kept one: %s", exc)
     if how is None:
         raw.unlink(missing_ok=True)
-        blockdev.build_disk(plan, tree, raw, dev_nodes, epoch=source_date_epoch(env))
+        blockdev.build_disk(plan, tree, raw, dev_nodes, epoch=epoch)
         record = [[stamp, layer_paths(layer, PATCH_LIMIT)] for stamp, layer in layers]
         how = "assembled"
     if disk.wants_bootloader:
