@@ -216,8 +216,11 @@ def test_builds_that_differ_only_where_the_package_installs_do_not_read_share_th
         "package-installs.yaml": "hello:\n"})
     more = builds.run("-t", "tar", "extras", name="extras")
     assert more.returncode == 0, more.output[-3000:]
-    assert not first_part(more, "install")["cached"]
-    assert "package-installs.json" in first_part(more, "install")["reason"]
+    again = first_part(more, "install")
+    assert again["key"] != packages["key"]
+    # the shared cache may hold this step from an earlier run of the test
+    if not again["cached"]:
+        assert "package-installs.json" in again["reason"]
     assert read_tar_member(more.image.with_suffix(".tar"), "./usr/bin/hello") is not None
 
 
