@@ -52,6 +52,10 @@ def add_parser(subparsers) -> None:
                               "in the guest")
     booting.add_argument("--no-boot", action="store_false", dest="boot",
                          help="boot no case, not even those whose expect.yaml asks for it")
+    parser.add_argument("--rerun-boots", action="store_false", dest="reuse_boots",
+                        help="boot a case again even when its very image passed the very "
+                             "same boot checks before (by default such a pass is reported, "
+                             "not repeated)")
     parser.add_argument("--changed", nargs="?", const="", default=None, metavar="REF",
                         help="instead of naming elements: those whose files changed since "
                              "REF (default: the merge base of HEAD with the default branch; "
@@ -167,7 +171,7 @@ def main(args: argparse.Namespace) -> int:
                              hook_timeout=value["hook_timeout"], boot=args.boot,
                              no_cache=bool(value["no_cache"]),
                              default_os=args.default_os or ft.DEFAULT_OS, log_dir=log_dir,
-                             keep_output=args.keep_output,
+                             keep_output=args.keep_output, reuse_boots=args.reuse_boots,
                              verbose=args.show_log or args.verbose > 0, environ=environ)
         print(f"dib test: {len(cases)} case(s)", file=sys.stderr, flush=True)
 

@@ -95,6 +95,9 @@ class Options:
     log_dir: Path | None = None
     keep_output: bool = False
     verbose: bool = False
+    #: False: boot every booted case again, even one whose image and checks
+    #: passed before (``boot_passes``)
+    reuse_boots: bool = True
     environ: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
 
 
@@ -228,7 +231,7 @@ def _keep_log(case: Case, options: Options, log_path: Path) -> str:
 
 def _run_case(case: Case, options: Options, work: Path, log_path: Path) -> CaseResult:
     from dib.config.build import load_build_config
-    from dib.testing.expect import boot_plan, check_boot
+    from dib.testing.expect import boot_plan
 
     environ = case_environ(case, options.environ)
     index = discover(environ)
@@ -297,19 +300,42 @@ def _run_case(case: Case, options: Options, work: Path, log_path: Path) -> CaseR
             result.details = "\n".join(failures)
             return result
     if boot:
-        from dib.testing.boot import boot as boot_image
         plan = boot_plan(spec, case.path)
-        report = boot_image(plan.spec(out_dir / "image.qcow2", log_path=work / "boot.log"))
-        result.boot = report.to_dict()
-        failures = check_boot(report, plan)
+        result.boot, failures, tail = _boot_case(case, plan, out_dir / "image.qcow2",
+                                                 work, options)
         if failures:
             result.reason = f"boot: {failures[0]}"
-            tail = "\n".join(report.tail.splitlines()[-15:])
+            tail = "\n".join(tail.splitlines()[-15:])
             result.details = "\n".join(failures) + (f"\nlast console output:\n{tail}"
                                                     if tail else "")
             return result
+        if result.boot.get("reused_from"):
+            result.reason = (f"boot not repeated: this image passed these checks at "
+                             f"{result.boot['reused_from']}")
     result.status = PASS
     return result
+
+
+def _boot_case(case: Case, plan: Any, image: Path, work: Path, options: Options
+               ) -> tuple[dict[str, Any], list[str], str]:
+    """Boot the case's image and check it, unless the very same image passed
+    the very same checks before (``boot_passes``): the boot report, the
+    failures, the console's tail."""
+    from dib.testing.boot import boot as boot_image
+    from dib.testing.boot_passes import BootPasses, pass_key
+    from dib.testing.expect import check_boot
+
+    passes = BootPasses(options.cache_dir / "boots")
+    key = pass_key(image, case.path, repr(plan)) \
+        if options.reuse_boots and not options.no_cache else ""
+    kept = passes.recall(key) if key else None
+    if kept is not None:
+        return kept, [], ""
+    report = boot_image(plan.spec(image, log_path=work / "boot.log"))
+    failures = check_boot(report, plan)
+    if key and not failures:
+        passes.remember(key, report.to_dict())
+    return report.to_dict(), failures, report.tail
 
 
 def _prepare(config: Any) -> Any:

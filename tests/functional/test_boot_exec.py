@@ -252,3 +252,50 @@ def test_dib_test_boot_runs_the_exec_checks(tmp_path):
     assert result["details"].splitlines()[0] == result["reason"][len("boot: "):]
     assert [e["status"] for e in result["boot"]["exec"]] == [0, 0, 1, 0]
     assert result["boot"]["exec"][1]["output"] == "booted-element\n"
+
+
+def _dib_test(tmp_path: Path, elements: Path, *args: str) -> dict:
+    results = tmp_path / "results.json"
+    proc = subprocess.run(
+        [sys.executable, "-m", "dib", "test", *args, "--json", str(results),
+         "--cache-dir", str(CACHE_DIR)],
+        capture_output=True, text=True, timeout=1800, cwd=tmp_path,
+        env=dict(os.environ, ELEMENTS_PATH=str(elements), PYTHONPATH=str(ROOT)))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    (result,) = json.loads(results.read_text())["results"]
+    return result
+
+
+@needs_boot_tools
+def test_dib_test_reports_a_passed_boot_of_the_same_image_instead_of_booting_again(
+        tmp_path):
+    # A value of this run's own, so the first run of the case boots whatever
+    # the shared cache holds from earlier runs of this test.
+    run = hashlib.sha256(os.urandom(16)).hexdigest()[:12]
+    elements = tmp_path / "elements"
+    element = elements / "dt-pass"
+    files = {
+        "README.rst": "dt-pass\n=======\nA test fixture.\n",
+        "post-install.d/10-dt-pass": f"#!/bin/bash\nset -eu\necho {run} > /etc/dt-pass\n",
+        "test-elements/up/element-deps": "dt-pass\n",
+        "test-elements/up/expect.yaml":
+            f"boot:\n  timeout: 300\n  exec:\n    - run: cat /etc/dt-pass\n"
+            f"      output: {run}\n",
+    }
+    for rel, text in files.items():
+        path = element / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    (element / "post-install.d/10-dt-pass").chmod(0o755)
+
+    first = _dib_test(tmp_path, elements, "dt-pass")
+    assert first["status"] == "pass", first
+    assert first["boot"]["exec"][0]["output"].strip() == run
+    assert "reused_from" not in first["boot"]
+    # The same case again: the build comes from the cache, its image is the
+    # very same file, and the pass is reported, not repeated.
+    second = _dib_test(tmp_path, elements, "dt-pass")
+    assert second["status"] == "pass", second
+    assert second["boot"]["reused_from"]
+    assert second["reason"].startswith("boot not repeated"), second
+    assert second["boot"]["exec"] == first["boot"]["exec"]
