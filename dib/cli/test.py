@@ -53,9 +53,9 @@ def add_parser(subparsers) -> None:
     booting.add_argument("--no-boot", action="store_false", dest="boot",
                          help="boot no case, not even those whose expect.yaml asks for it")
     parser.add_argument("--rerun-boots", action="store_false", dest="reuse_boots",
-                        help="boot a case again even when its very image passed the very "
-                             "same boot checks before (by default such a pass is reported, "
-                             "not repeated)")
+                        help="boot a case again even when an image made of the same "
+                             "inputs passed the same boot checks before (by default such a "
+                             "pass is reported, not repeated)")
     parser.add_argument("--changed", nargs="?", const="", default=None, metavar="REF",
                         help="instead of naming elements: those whose files changed since "
                              "REF (default: the merge base of HEAD with the default branch; "

@@ -1,13 +1,17 @@
 """Boot checks that passed, kept so that an unchanged case is not booted again.
 
-A boot check's outcome is decided by the image's bytes, the case's directory
-(its ``expect.yaml`` with the boot plan and checks, and the seed files),
-the harness's own boot code and the qemu and firmware it runs. When all of
-these are what they were when the check passed, booting again under TCG
-would spend a minute to learn nothing, so ``dib test`` reports the earlier
-pass instead, and says so. A change to any of them boots again; a failed
-check is never kept; ``dib test --rerun-boots`` (or ``--no-cache``) boots
-every case regardless.
+A boot check's outcome is decided by what the image is made of, the case's
+directory (its ``expect.yaml`` with the boot plan and checks, and the seed
+files), the harness's own boot code and the qemu and firmware it runs. What
+the image is made of is the key of the build's ``outputs`` step: the phase
+cache's key of every input of the finished tree and of the image's making
+(two builds with that key differ only in the times and random identifiers
+a build without ``SOURCE_DATE_EPOCH`` writes). When all of these are what
+they were when the check passed, booting again under TCG would spend a
+minute to learn nothing, so ``dib test`` reports the earlier pass instead,
+and says so. A change to any of them boots again; a failed check is never
+kept; ``dib test --rerun-boots`` (or ``--no-cache``) boots every case
+regardless.
 
 Kept as ``CACHE_DIR/boots/KEY.json``, a few kilobytes each.
 """
@@ -22,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from dib.cache.keys import directory_digest
+from dib.cache.keys import directory_digest, file_digest
 
 #: the modules whose code decides how a guest is booted and checked
 BOOT_MODULES = ("boot.py", "guest.py", "seed.py", "expect.py", "boot_passes.py")
@@ -30,14 +34,6 @@ BOOT_MODULES = ("boot.py", "guest.py", "seed.py", "expect.py", "boot_passes.py")
 QEMU = "qemu-system-x86_64"
 FIRMWARE = ("/usr/share/ovmf/OVMF.fd", "/usr/share/OVMF/OVMF_CODE_4M.fd",
             "/usr/share/OVMF/OVMF_VARS_4M.fd", "/usr/share/seabios/bios-256k.bin")
-
-
-def _file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _stat_line(path: str | None) -> str:
@@ -52,7 +48,7 @@ def boot_code_digest() -> str:
     here = Path(__file__).resolve().parent
     digest = hashlib.sha256()
     for name in BOOT_MODULES:
-        digest.update(f"{name}\0{_file_sha256(here / name)}\n".encode())
+        digest.update(f"{name}\0{file_digest(here / name)}\n".encode())
     return digest.hexdigest()
 
 
@@ -60,10 +56,11 @@ def host_line() -> str:
     return "\n".join(_stat_line(p) for p in (shutil.which(QEMU), *FIRMWARE))
 
 
-def pass_key(image: Path, case_dir: Path, plan: str) -> str:
-    """What a boot check's outcome depends on, as one SHA-256. ``plan`` is
-    the boot plan as read (after the harness's own defaults)."""
-    parts = [f"image {_file_sha256(image)}", f"case {directory_digest(case_dir)}",
+def pass_key(image_key: str, case_dir: Path, plan: str) -> str:
+    """What a boot check's outcome depends on, as one SHA-256. ``image_key``
+    is the build's key for the image (its ``outputs`` step), ``plan`` the
+    boot plan as read (after the harness's own defaults)."""
+    parts = [f"image {image_key}", f"case {directory_digest(case_dir)}",
              f"plan {plan}", f"code {boot_code_digest()}", f"host {host_line()}"]
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()
 

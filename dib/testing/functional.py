@@ -302,7 +302,7 @@ def _run_case(case: Case, options: Options, work: Path, log_path: Path) -> CaseR
     if boot:
         plan = boot_plan(spec, case.path)
         result.boot, failures, tail = _boot_case(case, plan, out_dir / "image.qcow2",
-                                                 work, options)
+                                                 _outputs_key(report_path), work, options)
         if failures:
             result.reason = f"boot: {failures[0]}"
             tail = "\n".join(tail.splitlines()[-15:])
@@ -316,18 +316,25 @@ def _run_case(case: Case, options: Options, work: Path, log_path: Path) -> CaseR
     return result
 
 
-def _boot_case(case: Case, plan: Any, image: Path, work: Path, options: Options
-               ) -> tuple[dict[str, Any], list[str], str]:
-    """Boot the case's image and check it, unless the very same image passed
-    the very same checks before (``boot_passes``): the boot report, the
-    failures, the console's tail."""
+def _outputs_key(report_path: Path) -> str:
+    """The key of the build's ``outputs`` step: what its images are made of."""
+    report = _read_json(report_path) or {}
+    return next((step.get("key") or "" for step in report.get("steps", [])
+                 if step.get("name") == "outputs"), "")
+
+
+def _boot_case(case: Case, plan: Any, image: Path, image_key: str, work: Path,
+               options: Options) -> tuple[dict[str, Any], list[str], str]:
+    """Boot the case's image and check it, unless an image made of the same
+    inputs (``image_key``) passed the same checks before (``boot_passes``):
+    the boot report, the failures, the console's tail."""
     from dib.testing.boot import boot as boot_image
     from dib.testing.boot_passes import BootPasses, pass_key
     from dib.testing.expect import check_boot
 
     passes = BootPasses(options.cache_dir / "boots")
-    key = pass_key(image, case.path, repr(plan)) \
-        if options.reuse_boots and not options.no_cache else ""
+    reuse = options.reuse_boots and not options.no_cache and bool(image_key)
+    key = pass_key(image_key, case.path, repr(plan)) if reuse else ""
     kept = passes.recall(key) if key else None
     if kept is not None:
         return kept, [], ""

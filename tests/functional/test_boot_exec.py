@@ -292,8 +292,8 @@ def test_dib_test_reports_a_passed_boot_of_the_same_image_instead_of_booting_aga
     assert first["status"] == "pass", first
     assert first["boot"]["exec"][0]["output"].strip() == run
     assert "reused_from" not in first["boot"]
-    # The same case again: the build comes from the cache, its image is the
-    # very same file, and the pass is reported, not repeated.
+    # The same case again: every step comes from the cache, so the image is
+    # made of the same inputs, and the pass is reported, not repeated.
     second = _dib_test(tmp_path, elements, "dt-pass")
     assert second["status"] == "pass", second
     assert second["boot"]["reused_from"]
