@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Callable, Iterable, Iterator
 
 # More links than this on one path is a loop.
 _MAX_LINKS = 40
@@ -18,6 +18,18 @@ _MAX_LINKS = 40
 def resolve(root: Path, relative: str, follow_last: bool = True) -> str | None:
     """``relative`` (with or without a leading slash) as a path relative to
     ``root`` with every symlink resolved inside the tree; None for a loop."""
+    def link_target(path: str) -> str | None:
+        candidate = os.path.join(root, path)
+        return os.readlink(candidate) if os.path.islink(candidate) else None
+    return resolve_links(relative, link_target, follow_last)
+
+
+def resolve_links(relative: str, link_target: Callable[[str], str | None],
+                  follow_last: bool = True) -> str | None:
+    """``relative`` with every symlink resolved inside the tree, the links
+    read through ``link_target`` (a tree-relative path → the link's target,
+    or None where the path is no symlink); None for a loop. Any tree: a
+    directory, or an archive's members."""
     pending = [p for p in relative.split("/") if p not in ("", ".")]
     pending.reverse()
     done: list[str] = []
@@ -28,12 +40,11 @@ def resolve(root: Path, relative: str, follow_last: bool = True) -> str | None:
             if done:
                 done.pop()
             continue
-        candidate = os.path.join(root, *done, part)
-        if os.path.islink(candidate) and (pending or follow_last):
+        target = link_target("/".join([*done, part])) if (pending or follow_last) else None
+        if target is not None:
             links += 1
             if links > _MAX_LINKS:
                 return None
-            target = os.readlink(candidate)
             if target.startswith("/"):
                 done = []
             pending.extend(reversed([p for p in target.split("/") if p not in ("", ".")]))

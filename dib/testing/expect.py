@@ -59,7 +59,6 @@ all optional:
 from __future__ import annotations
 
 import os
-import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping
@@ -68,6 +67,7 @@ from dib.errors import DibError
 
 if TYPE_CHECKING:
     from dib.testing.boot import BootReport, BootSpec
+    from dib.testing.imagetree import ImageTree
 
 EXPECT_FILE = "expect.yaml"
 
@@ -318,16 +318,23 @@ def _excerpt(text: str, limit: int = 300) -> str:
     return repr(text if len(text) <= limit else text[:limit] + "...")
 
 
-def installed_packages(tree: str | os.PathLike) -> dict[str, str]:
+def installed_packages(tree: "str | os.PathLike | ImageTree") -> dict[str, str]:
     """Package → version for every package dpkg considers installed in the tree."""
     from dib.sbom import dpkg
-    return {p.name: p.version for p in dpkg.read_packages(Path(tree))
+    text = _as_tree(tree).read_text(f"{dpkg.ADMIN_DIR}/status")
+    return {p.name: p.version for p in dpkg.parse_status(text or "")
             if p.state in dpkg.INSTALLED_STATES}
 
 
-def check_expectations(tree: str | os.PathLike, spec: Mapping[str, Any] | str | os.PathLike
-                       ) -> list[str]:
-    """Compare a built tree with expectations; one message per failure.
+def _as_tree(tree: "str | os.PathLike | ImageTree") -> "ImageTree":
+    from dib.testing.imagetree import DirectoryTree
+    return DirectoryTree(tree) if isinstance(tree, (str, os.PathLike)) else tree
+
+
+def check_expectations(tree: "str | os.PathLike | ImageTree",
+                       spec: Mapping[str, Any] | str | os.PathLike) -> list[str]:
+    """Compare a built tree (a directory, or an ``imagetree.TarTree``) with
+    expectations; one message per failure.
 
     ``spec`` is a parsed mapping or a path to ``expect.yaml``. An empty list
     means everything matched. ``boot`` is ignored here.
@@ -336,45 +343,40 @@ def check_expectations(tree: str | os.PathLike, spec: Mapping[str, Any] | str | 
         spec = load_expectations(spec)
     else:
         spec = validate(dict(spec))
-    tree = Path(tree)
-    if not tree.is_dir():
+    if isinstance(tree, (str, os.PathLike)) and not Path(tree).is_dir():
         return [f"tree {tree} does not exist"]
+    image = _as_tree(tree)
     failures: list[str] = []
-
-    def inside(path: str) -> Path:
-        return tree / path.lstrip("/")
 
     def shown(path: str) -> str:
         return "/" + path.lstrip("/")
 
     for path in spec.get("files_present", []):
-        if not os.path.lexists(inside(path)):
+        if not image.lexists(path):
             failures.append(f"{shown(path)}: expected to exist, but it is missing")
     for path in spec.get("files_absent", []):
-        if os.path.lexists(inside(path)):
+        if image.lexists(path):
             failures.append(f"{shown(path)}: expected to be absent, but it exists")
     for path, wanted in spec.get("file_contains", {}).items():
-        target = inside(path)
-        if not target.is_file():
+        content = image.read_text(path)
+        if content is None:
             failures.append(f"{shown(path)}: expected to contain text, but it is "
                             "missing or not a regular file")
             continue
-        content = target.read_text(errors="replace")
         for text in [wanted] if isinstance(wanted, str) else wanted:
             if text not in content:
                 failures.append(f"{shown(path)}: does not contain {text!r}")
     for path, mode in spec.get("modes", {}).items():
-        target = inside(path)
-        if not os.path.lexists(target):
+        got = image.lmode(path)
+        if got is None:
             failures.append(f"{shown(path)}: expected mode {mode}, but it is missing")
             continue
-        got = stat.S_IMODE(target.lstat().st_mode)
         if got != int(mode, 8):
             failures.append(f"{shown(path)}: mode is {got:04o}, expected {int(mode, 8):04o}")
     wants_packages = spec.get("packages_installed") or spec.get("packages_absent")
     if wants_packages:
-        packages = installed_packages(tree)
-        if not (tree / "var/lib/dpkg/status").is_file() and spec.get("packages_installed"):
+        packages = installed_packages(image)
+        if not image.is_file("var/lib/dpkg/status") and spec.get("packages_installed"):
             failures.append("var/lib/dpkg/status is missing: cannot check "
                             "packages_installed")
         else:

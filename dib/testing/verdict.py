@@ -4,8 +4,6 @@ fails if its image still holds it; and why a failed build failed, from its
 report."""
 from __future__ import annotations
 
-import os
-import tarfile
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
@@ -49,13 +47,9 @@ def failed_build_layers(workspace: Path, report: Mapping[str, Any] | None,
 
 
 def tar_has_sentinel(tar_path: Path, sentinel: str = SENTINEL) -> bool:
-    wanted = sentinel.strip("/")
-    with tarfile.open(tar_path) as tar:
-        for member in tar:
-            if member.name.lstrip("./").rstrip("/") == wanted or \
-                    os.path.normpath(member.name).lstrip("/") == wanted:
-                return True
-    return False
+    from dib.testing.imagetree import TarTree
+    with TarTree(tar_path) as image:
+        return image.lexists(sentinel)
 
 
 def decide(build_status: int, *, sentinel_at_failure: bool, sentinel_in_output: bool
