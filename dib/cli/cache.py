@@ -9,10 +9,10 @@ import time
 from pathlib import Path
 
 from dib.blockdev.sizes import parse_size
-from dib.cache import DEFAULT_MAX_SIZE, CacheStore, prune
+from dib.cache import CacheStore, prune
 from dib.cache.chain import entry_summary
 from dib.cache.disks import DiskBases
-from dib.config.build import parse_value
+from dib.config.build import parse_value, resolve_setting
 from dib.config.settings import by_name
 from dib.errors import ConfigError, DibError
 
@@ -44,8 +44,9 @@ def add_parser(subparsers) -> None:
     show = sub.add_parser("show", help="one entry and the inputs its key was made from")
     show.add_argument("key", help="a key or a unique prefix of one")
     pruning = sub.add_parser("prune", help="remove entries, least recently used first")
-    pruning.add_argument("--max-size", type=parse_bytes, default=DEFAULT_MAX_SIZE,
-                         help="keep at most this much (default 10G)")
+    pruning.add_argument("--max-size", type=parse_bytes, default=None,
+                         help="keep at most this much (default: DIB_CACHE_MAX_SIZE, else "
+                              "10G; 0: no limit)")
     pruning.add_argument("--max-age", type=parse_age, default=None,
                          help="remove entries unused for this long (e.g. 7d)")
     pruning.add_argument("--all", action="store_true",
@@ -101,7 +102,9 @@ def main(args: argparse.Namespace) -> int:
                   sys.stdout, indent=1, sort_keys=True)
         sys.stdout.write("\n")
     else:
-        result = prune(store, max_size=0 if args.all else args.max_size,
+        max_size = args.max_size if args.max_size is not None else \
+            resolve_setting(by_name("cache_max_size"), None, os.environ)
+        result = prune(store, max_size=0 if args.all else (max_size or None),
                        max_age=args.max_age, dry_run=args.dry_run)
         if args.all and not args.dry_run:
             DiskBases(store.root.parent).clear()

@@ -31,7 +31,7 @@ DESCRIPTION = (
 
 
 #: build settings a test case takes from the command line or the environment
-CASE_SETTINGS = ("hook_timeout", "cache_dir", "no_cache")
+CASE_SETTINGS = ("hook_timeout", "cache_dir", "no_cache", "cache_max_size")
 
 
 def add_parser(subparsers) -> None:
@@ -170,6 +170,7 @@ def main(args: argparse.Namespace) -> int:
         options = ft.Options(cache_dir=Path(value["cache_dir"]),
                              hook_timeout=value["hook_timeout"], boot=args.boot,
                              no_cache=bool(value["no_cache"]),
+                             cache_max_size=value["cache_max_size"],
                              default_os=args.default_os or ft.DEFAULT_OS, log_dir=log_dir,
                              keep_output=args.keep_output, reuse_boots=args.reuse_boots,
                              verbose=args.show_log or args.verbose > 0, environ=environ)

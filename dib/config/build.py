@@ -65,6 +65,7 @@ class BuildConfig:
     json_report: str | None = None
     cache_dir: str = ""
     no_cache: bool = False
+    cache_max_size: int = 10 << 30
     gzip_cache: bool = True
     cache_remote: str | None = None
     cache_remote_mode: str = "readwrite"

@@ -177,6 +177,10 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("no_cache", "Build from scratch without reading or writing the phase cache.",
             types.boolean, default=False, flags=("--no-cache",), env="DIB_NO_CACHE",
             yaml_key="no-cache", kind=SWITCH, recorded=False, affects_tree=False),
+    Setting("cache_max_size", "Size the phase cache is pruned to after each build, least "
+            "recently used entries first (10G, 500M; 0: no limit).", types.byte_size,
+            default=10 << 30, flags=("--cache-max-size",), env="DIB_CACHE_MAX_SIZE",
+            yaml_key="cache-max-size", metavar="SIZE", recorded=False, affects_tree=False),
     Setting("gzip_cache", "Let host-side hooks' gzip (a ramdisk's cpio archive) compress "
             "on every core and reuse the members of earlier builds, kept under the cache "
             "directory; 0 runs the system gzip as it is.", types.boolean, default=True,

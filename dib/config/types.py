@@ -32,6 +32,23 @@ def non_negative_int(text: str) -> int:
     return value
 
 
+_BYTE_UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+
+
+def byte_size(text: str) -> int:
+    """Bytes from ``10G``, ``500M``, ``1.5GiB`` or a bare number of bytes
+    (K, M, G, T are powers of 1024)."""
+    cleaned = text.strip().upper().removesuffix("B").removesuffix("I")
+    unit = cleaned[-1:] if cleaned[-1:] in _BYTE_UNITS else ""
+    try:
+        value = float(cleaned[:len(cleaned) - len(unit)])
+    except ValueError:
+        raise ValueError("not a size; use e.g. 10G or 500M") from None
+    if value < 0:
+        raise ValueError("must be 0 or more")
+    return int(value * _BYTE_UNITS[unit])
+
+
 def comma_list(text: str) -> tuple[str, ...]:
     return tuple(item.strip() for item in text.split(",") if item.strip())
 

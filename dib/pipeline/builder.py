@@ -89,7 +89,7 @@ class Builder:
             self._note_transfers()
             self.checkpoints.close()
             if self.store is not None:
-                prune(self.store)
+                prune(self.store, max_size=self.config.cache_max_size or None)
             self.report.seconds = time.monotonic() - started
             self._write_report()
         return 0

@@ -13,7 +13,8 @@ and says so. A change to any of them boots again; a failed check is never
 kept; ``dib test --rerun-boots`` (or ``--no-cache``) boots every case
 regardless.
 
-Kept as ``CACHE_DIR/boots/KEY.json``, a few kilobytes each.
+Kept as ``CACHE_DIR/boots/KEY.json``, a few kilobytes each; ``dib cache
+prune`` leaves them alone.
 """
 from __future__ import annotations
 
@@ -81,7 +82,6 @@ class BootPasses:
             return None
         if not isinstance(kept, dict) or not isinstance(kept.get("boot"), dict):
             return None
-        os.utime(path)     # recently used: what a prune of old passes spares
         return {**kept["boot"], "reused_from": kept.get("passed", "")}
 
     def remember(self, key: str, boot_report: dict[str, Any]) -> None:

@@ -62,9 +62,9 @@ from dib.testing.cases import (DEFAULT_FORMATS, DEFAULT_OS, OUTPUT_FORMATS_FILE,
                                check_case_metadata, discover_cases, elements_for_unit,
                                parse_releases, provides_os, read_output_formats,
                                with_releases)
+from dib.testing.imagetree import TarTree
 from dib.testing.results import (ERROR, FAIL, PASS, SKIP, TAIL_LINES, CaseResult,
                                  format_json, format_junit, format_text, summary)
-from dib.testing.imagetree import TarTree
 from dib.testing.verdict import (SENTINEL, decide, explain_failure,
                                  failed_build_layers, sentinel_in_layers, tar_has_sentinel)
 
@@ -91,6 +91,8 @@ class Options:
     #: has a ``boot:`` key (their author asked for it)
     boot: bool | None = None
     no_cache: bool = False
+    #: the phase cache's size after each case's build (None: the registry's default)
+    cache_max_size: int | None = None
     default_os: str = DEFAULT_OS
     log_dir: Path | None = None
     keep_output: bool = False
@@ -253,6 +255,7 @@ def _run_case(case: Case, options: Options, work: Path, log_path: Path) -> CaseR
         "skip_base": True, "workdir": str(workdir), "keep_workspace": True,
         "json_report": str(report_path), "hook_timeout": options.hook_timeout,
         "cache_dir": str(options.cache_dir), "no_cache": options.no_cache or None,
+        "cache_max_size": options.cache_max_size,
         "break_points": (), "dry_run": None,
         # Test builds write no SBOM (reading the tree costs about a second per
         # case) unless DIB_SBOM asks for one.
