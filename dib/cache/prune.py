@@ -5,8 +5,8 @@ import time
 from dataclasses import dataclass
 
 from dib.cache.dedup import Usage
-from dib.config.settings import by_name
 from dib.cache.store import CacheStore, Entry
+from dib.config.settings import by_name
 
 # one default, the settings registry's (DIB_CACHE_MAX_SIZE, --cache-max-size)
 DEFAULT_MAX_SIZE: int = by_name("cache_max_size").default_value()

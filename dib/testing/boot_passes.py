@@ -28,13 +28,13 @@ from pathlib import Path
 from typing import Any
 
 from dib.cache.keys import directory_digest, file_digest
+from dib.testing.boot import OVMF_BIOS, OVMF_CODE, OVMF_VARS
 
 #: the modules whose code decides how a guest is booted and checked
 BOOT_MODULES = ("boot.py", "guest.py", "seed.py", "expect.py", "boot_passes.py")
 #: files outside dib that decide the boot: the emulator and the firmware
 QEMU = "qemu-system-x86_64"
-FIRMWARE = ("/usr/share/ovmf/OVMF.fd", "/usr/share/OVMF/OVMF_CODE_4M.fd",
-            "/usr/share/OVMF/OVMF_VARS_4M.fd", "/usr/share/seabios/bios-256k.bin")
+FIRMWARE = (str(OVMF_BIOS), str(OVMF_CODE), str(OVMF_VARS), "/usr/share/seabios/bios-256k.bin")
 
 
 def _stat_line(path: str | None) -> str:
