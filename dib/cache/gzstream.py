@@ -12,16 +12,18 @@ initramfs unpacker insists that each compressed member ends where an entry
 ends. Where a cut falls depends on the entry names (and a size cap), not on
 offsets, so a file changed in one build changes only the chunk holding it
 (and, if its size changed, at most the chunks up to the next cut by name);
-every other member is read back from the cache, keyed by the chunk's SHA-256
-and the level.
+every other member is read back from the cache, keyed by the chunk's SHA-256,
+the level and the engine (libdeflate where the host has it, else zlib).
 
-    DIB_CACHE_DIR/gzip/L<level>/<first two hex digits>/<sha256>.gz
+    DIB_CACHE_DIR/gzip/<engine>-L<level>/<first two hex digits>/<sha256>.gz
 
 holds one member each; a file's mtime is its last use.
 """
 from __future__ import annotations
 
 import argparse
+import ctypes
+import functools
 import hashlib
 import os
 import sys
@@ -61,6 +63,7 @@ DEFAULT_MAX_CACHE = 2 << 30
 STALE_TMP_SECONDS = 3600
 # A member is the gzip header (10 bytes), deflate data and an 8-byte trailer.
 MIN_MEMBER = 18
+LIBDEFLATE = "libdeflate.so.0"
 
 
 @dataclass
@@ -179,11 +182,67 @@ def _plain_chunks(reader: Reader) -> Iterator[memoryview]:
         yield reader.take(len(reader.buf))
 
 
-def compress_member(chunk: bytes | memoryview, level: int) -> bytes:
-    """One gzip member; zlib writes mtime 0 and no name, so it depends only
-    on the chunk and the level."""
+@functools.cache
+def _libdeflate() -> ctypes.CDLL | None:
+    """Debian's libdeflate0, if the host has it: at level 6 it compresses a
+    root tree's archive twice as fast as zlib, and a little smaller."""
+    try:
+        lib = ctypes.CDLL(LIBDEFLATE)
+    except OSError:
+        return None
+    lib.libdeflate_alloc_compressor.restype = ctypes.c_void_p
+    lib.libdeflate_alloc_compressor.argtypes = [ctypes.c_int]
+    lib.libdeflate_free_compressor.restype = None
+    lib.libdeflate_free_compressor.argtypes = [ctypes.c_void_p]
+    lib.libdeflate_gzip_compress_bound.restype = ctypes.c_size_t
+    lib.libdeflate_gzip_compress_bound.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
+    lib.libdeflate_gzip_compress.restype = ctypes.c_size_t
+    lib.libdeflate_gzip_compress.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t,
+                                             ctypes.c_void_p, ctypes.c_size_t]
+    return lib
+
+
+def compressor() -> str:
+    """The deflate implementation members are made with on this host."""
+    return "libdeflate" if _libdeflate() is not None else "zlib"
+
+
+def compress_member(chunk: bytes | memoryview, level: int, engine: str | None = None) -> bytes:
+    """One gzip member, with mtime 0 and no name, so that it depends only on
+    the chunk, the level and the engine (``compressor()`` unless named)."""
+    if (engine or compressor()) == "libdeflate":
+        return _libdeflate_member(chunk, level)
     packer = zlib.compressobj(level, zlib.DEFLATED, 31)
     return packer.compress(chunk) + packer.flush()
+
+
+def _libdeflate_member(chunk: bytes | memoryview, level: int) -> bytes:
+    lib = _libdeflate()
+    if lib is None:
+        raise DibError(f"{LIBDEFLATE} cannot be loaded")
+    view = memoryview(chunk)
+    if view.readonly or not view:
+        source = ctypes.create_string_buffer(bytes(view), max(len(view), 1))
+    else:
+        source = (ctypes.c_char * len(view)).from_buffer(view)
+    packer = lib.libdeflate_alloc_compressor(level)
+    if not packer:
+        raise MemoryError("libdeflate: no memory for a compressor")
+    try:
+        bound = lib.libdeflate_gzip_compress_bound(packer, len(view))
+        out = ctypes.create_string_buffer(bound)
+        # ctypes lets go of the GIL for the call: members compress on every core
+        size = lib.libdeflate_gzip_compress(packer, ctypes.addressof(source), len(view),
+                                            out, bound)
+    finally:
+        lib.libdeflate_free_compressor(packer)
+    if size == 0:
+        raise DibError("libdeflate: the member did not fit its bound")
+    return ctypes.string_at(out, size)
+
+
+def member_dir_name(level: int, engine: str | None = None) -> str:
+    return f"{engine or compressor()}-L{level}"
 
 
 class MemberCache:
@@ -193,7 +252,9 @@ class MemberCache:
 
     def __init__(self, root: Path, level: int) -> None:
         self.root = root
-        self.dir = root / f"L{level}"
+        # one directory per engine too: the same chunk always gives the same
+        # member, whichever engine made those already kept
+        self.dir = root / member_dir_name(level)
         #: why members could not be stored (the output is whole all the same)
         self.failures: list[str] = []
 
@@ -236,14 +297,14 @@ def prune(root: Path, max_bytes: int) -> int:
     max_bytes, and what killed runs left half-written; returns how many
     members were removed."""
     stale = time.time() - STALE_TMP_SECONDS
-    for tmp in root.glob("L*/*/.tmp-*"):
+    for tmp in root.glob("*L[1-9]/*/.tmp-*"):
         try:
             if tmp.stat().st_mtime < stale:
                 tmp.unlink()
         except FileNotFoundError:
             continue
     files = []
-    for path in root.glob("L*/*/*.gz"):
+    for path in root.glob("*L[1-9]/*/*.gz"):
         try:
             st = path.stat()
         except FileNotFoundError:
@@ -263,8 +324,8 @@ def prune(root: Path, max_bytes: int) -> int:
 def _member_for(chunk: memoryview, level: int, cache: MemberCache | None
                 ) -> tuple[bytes, bool]:
     """The member and whether it came from the cache. Runs in a worker
-    thread; zlib and hashlib release the GIL on big buffers, so chunks
-    compress on every core."""
+    thread; the compressors and hashlib release the GIL on big buffers, so
+    chunks compress on every core."""
     if cache is None:
         return compress_member(chunk, level), False
     digest = hashlib.sha256(chunk).hexdigest()

@@ -33,7 +33,8 @@ from dib.pipeline.report import BuildReport, FailureReport, StepReport, transfer
 from dib.plan import PHASES, Phase
 from dib.runtime import hooktree, reproducible
 from dib.runtime.environment import base_environment, sourced_environment
-from dib.runtime.hostshims import write_host_shims, write_sudo_shim
+from dib.runtime.hostshims import (write_cpio_shim, write_host_shims, write_sudo_shim,
+                                   write_sudo_to_shims)
 from dib.runtime.mounts import CleanupStack, in_user_namespace
 from dib.runtime.phases import (WHOLE_PHASE, HookRange, HookRun, PhaseContext, phase_hooks,
                                 run_phase)
@@ -167,17 +168,22 @@ class Builder:
     # -- set-up -------------------------------------------------------------
 
     def _write_host_shims(self) -> None:
-        """sudo for host-side hooks in a build without root (docs/rootless.md);
-        gzip (docs/caching.md), unless DIB_GZIP_CACHE=0. With --no-cache it
-        still compresses on every core, but keeps nothing."""
+        """The commands host-side hooks find first (runtime/hostshims.py):
+        cpio; gzip (docs/caching.md), unless DIB_GZIP_CACHE=0, which with
+        --no-cache still compresses on every core but keeps nothing; sudo, a
+        stand-in in a build without root (docs/rootless.md), else the host's
+        sudo pointed at these shims."""
+        host_path = self.config.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+        write_cpio_shim(self.ws.host_bin, path=host_path)
+        if self.config.gzip_cache:
+            cache = (None if self.config.no_cache
+                     else Path(self.config.cache_dir) / GZIP_CACHE_SUBDIR)
+            if not write_host_shims(self.ws.host_bin, path=host_path, cache=cache):
+                LOG.warning("no gzip on PATH: host-side hooks get no gzip shim")
         if in_user_namespace():
             write_sudo_shim(self.ws.host_bin)
-        if not self.config.gzip_cache:
-            return
-        cache = None if self.config.no_cache else Path(self.config.cache_dir) / GZIP_CACHE_SUBDIR
-        host_path = self.config.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
-        if not write_host_shims(self.ws.host_bin, path=host_path, cache=cache):
-            LOG.warning("no gzip on PATH: host-side hooks get no gzip shim")
+        else:
+            write_sudo_to_shims(self.ws.host_bin, path=host_path)
 
     def _setup(self) -> PhaseContext:
         config, ws = self.config, self.ws

@@ -155,6 +155,18 @@ def test_one_changed_file_recompresses_only_its_chunk(tmp_path):
     assert 1 <= stats.compressed <= 3
 
 
+@pytest.mark.parametrize("engine", ["zlib", "libdeflate"])
+def test_each_engine_makes_members_that_depend_only_on_chunk_and_level(tree_and_archive, engine):
+    if engine == "libdeflate" and gzstream.compressor() != "libdeflate":
+        pytest.skip("the host has no libdeflate0")
+    _, archive = tree_and_archive
+    chunk = memoryview(bytearray(archive))[:300_000]
+    member = gzstream.compress_member(chunk, 6, engine)
+    assert gzip.decompress(member) == bytes(chunk)
+    assert gzstream.compress_member(bytes(chunk), 6, engine) == member
+    assert gzip.decompress(gzstream.compress_member(b"", 9, engine)) == b""
+
+
 def test_without_a_cache_it_still_round_trips(tree_and_archive):
     _, archive = tree_and_archive
     blob, stats = compress(archive, None, level=1)
@@ -165,7 +177,7 @@ def test_a_damaged_cached_member_is_made_again(tree_and_archive, tmp_path):
     _, archive = tree_and_archive
     cache = tmp_path / "cache"
     compress(archive, cache)
-    for member in cache.glob("L6/*/*.gz"):
+    for member in cache.glob(f"{gzstream.member_dir_name(6)}/*/*.gz"):
         member.write_bytes(member.read_bytes()[:-3])
     blob, stats = compress(archive, cache)
     assert stats.cached == 0 and gzip.decompress(blob) == archive
@@ -178,7 +190,8 @@ def test_prune_removes_the_least_recently_used_members(tmp_path):
         path = store.put(digest, b"x" * 100)
         os.utime(path, (1000 + age, 1000 + age))
     assert gzstream.prune(tmp_path, 250) == 1
-    assert sorted(p.name[:3] for p in tmp_path.glob("L6/*/*.gz")) == ["mid", "new"]
+    kept = tmp_path.glob(f"{gzstream.member_dir_name(6)}/*/*.gz")
+    assert sorted(p.name[:3] for p in kept) == ["mid", "new"]
 
 
 def test_prune_removes_what_a_killed_run_left_half_written(tmp_path):
@@ -214,7 +227,7 @@ def test_shim_compresses_a_stream_through_the_cache(shim, tree_and_archive, argv
     result = run([path, *argv], archive)
     assert result.returncode == 0, result.stderr
     assert gzip.decompress(result.stdout) == archive
-    assert [p.name for p in cache.iterdir()] == [f"L{level}"]
+    assert [p.name for p in cache.iterdir()] == [gzstream.member_dir_name(level)]
 
 
 def test_shim_ignores_python_modules_in_the_working_directory(shim, tmp_path):
@@ -300,7 +313,8 @@ def builder_shim(tmp_path: Path, environ: dict[str, str]) -> Path:
 def test_a_build_keeps_members_in_its_cache_directory(tmp_path):
     shim = builder_shim(tmp_path, {})
     assert run([shim], b"data\n" * 1000).returncode == 0
-    assert list((tmp_path / "cache" / gzstream.CACHE_SUBDIR).glob("L6/*/*.gz"))
+    members = tmp_path / "cache" / gzstream.CACHE_SUBDIR / gzstream.member_dir_name(6)
+    assert list(members.glob("*/*.gz"))
 
 
 def test_no_cache_compresses_but_keeps_nothing(tmp_path):
