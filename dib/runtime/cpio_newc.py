@@ -217,35 +217,46 @@ class Writer:
 
 
 class LinkHolder:
-    """GNU cpio's deferred hard links of the newc format."""
+    """GNU cpio's deferred hard links of the newc format. cpio keeps them in
+    one list, newest first, and searches it for each link; a tree whose
+    files have links outside the list (a cache that stores equal files once)
+    holds tens of thousands, so here they are indexed by link as well."""
 
     def __init__(self) -> None:
-        self.held: list[Entry] = []
-
-    def count(self, entry: Entry) -> int:
-        return sum(1 for held in self.held if held.link_key == entry.link_key)
+        self._serial = 0
+        #: serial -> entry, oldest first
+        self.held: dict[int, Entry] = {}
+        #: link key -> serials of its held entries, oldest first
+        self.groups: dict[tuple[int, int], list[int]] = {}
 
     def admit(self, entry: Entry, out: Writer) -> bool:
         """Whether ``entry`` is written now; before it, the links held back
-        for it are written without data."""
+        for it are written without data, newest first."""
         if not stat.S_ISREG(entry.mode) or entry.nlink <= 1:
             return True
-        if entry.nlink != self.count(entry) + 1:
-            self.held.insert(0, entry)
+        group = self.groups.setdefault(entry.link_key, [])
+        if entry.nlink != len(group) + 1:
+            self._serial += 1
+            self.held[self._serial] = entry
+            group.append(self._serial)
             return False
-        for held in [h for h in self.held if h.link_key == entry.link_key]:
-            out.header(held, 0)
-            self.held.remove(held)
+        for serial in reversed(group):
+            out.header(self.held.pop(serial), 0)
+        del self.groups[entry.link_key]
         return True
 
     def finish(self, out: Writer) -> None:
-        while self.held:
-            entry = self.held[0]
-            if self.count(entry) == 1:
+        """The links whose group never completed, newest first; the last one
+        written of each group carries the data."""
+        remaining = {key: len(group) for key, group in self.groups.items()}
+        for entry in reversed(self.held.values()):
+            remaining[entry.link_key] -= 1
+            if remaining[entry.link_key] == 0:
                 out.member(entry)
             else:
                 out.header(entry, 0)
-            self.held.pop(0)
+        self.held.clear()
+        self.groups.clear()
 
 
 def names(stream: BinaryIO, separator: bytes) -> Iterator[bytes]:

@@ -68,6 +68,30 @@ def test_the_archive_and_messages_are_gnu_cpios(tmp_path, cpio_args, our_args, s
 
 
 @needs_cpio
+def test_many_files_linked_from_outside_the_list_as_in_a_deduplicated_cache(tmp_path):
+    # files a cache stores once are links of files in other entries: none of
+    # their groups completes, and cpio writes them all at the end
+    tree, outside = tmp_path / "tree", tmp_path / "elsewhere"
+    tree.mkdir()
+    outside.mkdir()
+    names = ["."]
+    for i in range(400):
+        path = tree / f"f{i:03d}"
+        path.write_bytes(b"x" * (i % 7) + b"\n")
+        if i % 3 == 0:
+            os.link(path, outside / path.name)
+        if i % 5 == 0:
+            os.link(path, tree / f"g{i:03d}")
+            names.append(f"g{i:03d}")
+        names.append(path.name)
+    listing = ("\n".join(names) + "\n").encode()
+    real = run(["cpio", "-o", "-H", "newc"], listing, tree)
+    ours = run([sys.executable, "-m", cpio_newc.__name__], listing, tree)
+    assert (ours.returncode, ours.stdout, ours.stderr) == (real.returncode, real.stdout,
+                                                          real.stderr)
+
+
+@needs_cpio
 def test_a_file_and_a_pipe_as_output_get_the_same_bytes(tmp_path):
     tree = tmp_path / "tree"
     tree.mkdir()
