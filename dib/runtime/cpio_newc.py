@@ -23,7 +23,9 @@ handles; any other use runs the real cpio.
 from __future__ import annotations
 
 import argparse
+import errno
 import os
+import signal
 import stat
 import sys
 from dataclasses import dataclass
@@ -197,7 +199,9 @@ class Writer:
                     break
                 copied += sent
                 self.written += sent
-        except OSError:
+        except OSError as exc:
+            if exc.errno not in (errno.EINVAL, errno.ENOSYS):
+                raise
             # an output the kernel cannot sendfile to: copy by reading
             os.lseek(fd, copied, os.SEEK_SET)
             while copied < size:
@@ -306,9 +310,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quiet", action="store_true", help="no block count on stderr")
     parser.add_argument("--owner", type=owner_ids, help="UID:GID every member is given")
     args = parser.parse_args(argv)
-    return write_archive(sys.stdin.buffer, sys.stdout.fileno(), sys.stderr.buffer,
-                         separator=b"\0" if args.null else b"\n", quiet=args.quiet,
-                         owner=args.owner)
+    # a reader that went away ends us as it ends cpio, by SIGPIPE
+    signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+    try:
+        return write_archive(sys.stdin.buffer, sys.stdout.fileno(), sys.stderr.buffer,
+                             separator=b"\0" if args.null else b"\n", quiet=args.quiet,
+                             owner=args.owner)
+    except OSError as exc:
+        # the archive cannot be written (a full disk) or a file read
+        # fails half-way: the pipeline must fail, without a traceback
+        where = f"{os.fsdecode(exc.filename)}: " if exc.filename else ""
+        print(f"cpio: {where}{exc.strerror or exc}; archive incomplete", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

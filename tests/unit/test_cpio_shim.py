@@ -104,6 +104,26 @@ def test_a_file_and_a_pipe_as_output_get_the_same_bytes(tmp_path):
     assert len(piped.stdout) % 512 == 0
 
 
+def test_an_archive_that_cannot_be_written_fails_without_a_traceback(tmp_path):
+    (tmp_path / "big").write_bytes(b"x" * (1 << 20))
+    with open("/dev/full", "wb") as full:
+        result = subprocess.run([sys.executable, "-m", cpio_newc.__name__], input=b"big\n",
+                                cwd=tmp_path, stdout=full, stderr=subprocess.PIPE)
+    assert result.returncode == 2
+    assert b"No space left on device; archive incomplete" in result.stderr
+    assert b"Traceback" not in result.stderr
+
+
+def test_a_reader_that_went_away_ends_the_writer_by_sigpipe(tmp_path):
+    (tmp_path / "big").write_bytes(b"x" * (4 << 20))
+    writer = subprocess.Popen([sys.executable, "-m", cpio_newc.__name__], cwd=tmp_path,
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE)
+    writer.stdout.close()
+    _, err = writer.communicate(b"big\n" * 4)
+    assert writer.returncode == -13 and b"Traceback" not in err
+
+
 def test_leading_dot_slashes_are_dropped_while_a_name_is_left():
     assert cpio_newc.archive_name(b"./a/b") == b"a/b"
     assert cpio_newc.archive_name(b"././/a") == b"a"
